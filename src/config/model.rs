@@ -1,0 +1,185 @@
+//! The validated configuration model. Built only by `config::validate`, so every value in here
+//! has already been checked: addresses parsed, CIDRs compiled, durations and limits positive.
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::domain::ip::IpSet;
+use crate::domain::permission::Permission;
+
+/// The whole gateway configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: Listen,
+    pub store: StoreConfig,
+    pub upstream: Upstream,
+    /// Operator route rules, consulted before the profile's own table.
+    pub routes: Vec<RouteRule>,
+    pub security: Security,
+    pub limits: Limits,
+    pub log: Log,
+    pub plans: Vec<Plan>,
+    /// Plan id given to new accounts.
+    pub default_plan: Option<i64>,
+}
+
+/// `[listen]`: the two listeners.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    pub proxy: SocketAddr,
+    pub api: SocketAddr,
+    /// TLS termination on the proxy listener.
+    pub proxy_tls: Option<TlsFiles>,
+}
+
+/// Certificate chain and private key, PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `[store]`.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub url: StoreUrl,
+    /// How often counters and `last_used_at` are flushed to the store.
+    pub flush_interval: Duration,
+}
+
+/// Which store to open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH` (relative paths are relative to the working directory).
+    Sqlite(PathBuf),
+    /// `postgres://...` as given.
+    Postgres(String),
+}
+
+/// Upstream profile: default route table, credential forms and metering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProfileKind {
+    Kubo,
+    OpenAi,
+    Anthropic,
+    Generic,
+}
+
+impl ProfileKind {
+    /// The config name of the profile.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileKind::Kubo => "kubo",
+            ProfileKind::OpenAi => "openai",
+            ProfileKind::Anthropic => "anthropic",
+            ProfileKind::Generic => "generic",
+        }
+    }
+}
+
+/// Which root certificates to trust for an HTTPS upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// Mozilla's roots compiled in (`webpki-roots`), the default: works in scratch containers.
+    Webpki,
+    /// The operating system's certificate store.
+    System,
+}
+
+/// `[upstream]`.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Base URL, `http` or `https`, no query or fragment. Its path is prefixed to every request.
+    pub url: url::Url,
+    pub profile: ProfileKind,
+    pub connect_timeout: Duration,
+    /// Time allowed until the upstream's response headers arrive.
+    pub response_timeout: Duration,
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub tls_roots: TlsRoots,
+    /// A header injected into every forwarded request (the upstream's own credential).
+    pub auth: Option<(HeaderName, HeaderValue)>,
+}
+
+/// What a matched route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteAction {
+    /// The key needs this permission.
+    Require(Permission),
+    /// Refused for every key.
+    Deny,
+}
+
+/// How a route's path is matched against the normalised request path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathPattern {
+    /// The whole path equals this.
+    Exact(String),
+    /// The path starts with this (written with a trailing `*` in TOML).
+    Prefix(String),
+}
+
+/// One `[[routes]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteRule {
+    /// Methods the rule applies to; empty = every method.
+    pub methods: Vec<Method>,
+    pub path: PathPattern,
+    pub action: RouteAction,
+}
+
+/// `[security]`.
+#[derive(Clone, Debug)]
+pub struct Security {
+    /// Server secret keying the key digests (from the file or `TOLLGATE_SECRET`); when absent
+    /// one is generated and persisted in the store on first start.
+    pub secret: Option<Vec<u8>>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: IpSet,
+    /// argon2id PHC strings of operator tokens.
+    pub operator_tokens: Vec<String>,
+}
+
+/// `[limits]`: request size and time limits of the proxy listener.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_request_body: NonZeroU64,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// Access-log format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `[log]`.
+#[derive(Clone, Debug)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `tollgate=debug`.
+    pub level: String,
+}
+
+/// One `[[plans]]` entry (Gateway3 plan).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub id: i64,
+    pub name: String,
+    /// Price per billing period in micro-USD.
+    pub price_micros: u64,
+    pub pinned_count_limit: Option<NonZeroU64>,
+    pub pinned_bytes_limit: Option<NonZeroU64>,
+    pub ingress_limit: Option<NonZeroU64>,
+    pub egress_limit: Option<NonZeroU64>,
+    pub ipns_limit: Option<NonZeroU32>,
+}

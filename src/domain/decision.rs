@@ -1,0 +1,186 @@
+//! The outcome of admission: allow, or a denial with a stable machine-readable code.
+//!
+//! A denial is a normal outcome, not an error; the proxy turns it into the documented JSON body
+//! `{"error":{"code":..,"message":..}}` in exactly one place (`proxy::respond`).
+
+use std::borrow::Cow;
+
+/// Stable rejection codes of the data plane, each with its HTTP status (see DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DenyCode {
+    MissingCredentials,
+    InvalidKey,
+    KeyDisabled,
+    KeyRevoked,
+    KeyExpired,
+    IpNotAllowed,
+    PermissionDenied,
+    QuotaExceeded,
+    RateLimited,
+    ConcurrencyLimit,
+    InsufficientBalance,
+    BadRequest,
+    PayloadTooLarge,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl DenyCode {
+    /// Every code, for metrics pre-registration and tests.
+    pub const ALL: [DenyCode; 15] = [
+        DenyCode::MissingCredentials,
+        DenyCode::InvalidKey,
+        DenyCode::KeyDisabled,
+        DenyCode::KeyRevoked,
+        DenyCode::KeyExpired,
+        DenyCode::IpNotAllowed,
+        DenyCode::PermissionDenied,
+        DenyCode::QuotaExceeded,
+        DenyCode::RateLimited,
+        DenyCode::ConcurrencyLimit,
+        DenyCode::InsufficientBalance,
+        DenyCode::BadRequest,
+        DenyCode::PayloadTooLarge,
+        DenyCode::UpstreamUnavailable,
+        DenyCode::UpstreamTimeout,
+    ];
+
+    /// The `code` string of the JSON error body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyCode::MissingCredentials => "missing_credentials",
+            DenyCode::InvalidKey => "invalid_key",
+            DenyCode::KeyDisabled => "key_disabled",
+            DenyCode::KeyRevoked => "key_revoked",
+            DenyCode::KeyExpired => "key_expired",
+            DenyCode::IpNotAllowed => "ip_not_allowed",
+            DenyCode::PermissionDenied => "permission_denied",
+            DenyCode::QuotaExceeded => "quota_exceeded",
+            DenyCode::RateLimited => "rate_limited",
+            DenyCode::ConcurrencyLimit => "concurrency_limit",
+            DenyCode::InsufficientBalance => "insufficient_balance",
+            DenyCode::BadRequest => "bad_request",
+            DenyCode::PayloadTooLarge => "payload_too_large",
+            // Both upstream failures share one public code; the status tells them apart.
+            DenyCode::UpstreamUnavailable | DenyCode::UpstreamTimeout => "upstream_unavailable",
+        }
+    }
+
+    /// The HTTP status code sent with this denial.
+    pub fn status(self) -> u16 {
+        match self {
+            DenyCode::MissingCredentials | DenyCode::InvalidKey => 401,
+            DenyCode::KeyDisabled
+            | DenyCode::KeyRevoked
+            | DenyCode::KeyExpired
+            | DenyCode::IpNotAllowed
+            | DenyCode::PermissionDenied => 403,
+            DenyCode::QuotaExceeded | DenyCode::RateLimited | DenyCode::ConcurrencyLimit => 429,
+            DenyCode::InsufficientBalance => 402,
+            DenyCode::BadRequest => 400,
+            DenyCode::PayloadTooLarge => 413,
+            DenyCode::UpstreamUnavailable => 502,
+            DenyCode::UpstreamTimeout => 504,
+        }
+    }
+
+    /// The default human-readable message for this code.
+    pub fn default_message(self) -> &'static str {
+        match self {
+            DenyCode::MissingCredentials => "no API key was presented",
+            DenyCode::InvalidKey => "the API key is not valid",
+            DenyCode::KeyDisabled => "the API key is disabled",
+            DenyCode::KeyRevoked => "the API key has been revoked",
+            DenyCode::KeyExpired => "the API key has expired",
+            DenyCode::IpNotAllowed => "the client IP address is not on the key's allow-list",
+            DenyCode::PermissionDenied => "the API key lacks the permission this route needs",
+            DenyCode::QuotaExceeded => "a usage quota is exhausted",
+            DenyCode::RateLimited => "too many requests",
+            DenyCode::ConcurrencyLimit => "too many concurrent requests for this key",
+            DenyCode::InsufficientBalance => "the partner's prepaid balance is exhausted",
+            DenyCode::BadRequest => "the request is malformed",
+            DenyCode::PayloadTooLarge => "the request body is larger than allowed",
+            DenyCode::UpstreamUnavailable => "the upstream could not be reached",
+            DenyCode::UpstreamTimeout => "the upstream did not answer in time",
+        }
+    }
+}
+
+/// A refused request: the code, a message safe to show the caller, and an optional retry hint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    pub code: DenyCode,
+    pub message: Cow<'static, str>,
+    /// Seconds after which retrying may succeed (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+impl Denial {
+    /// A denial with the code's default message.
+    pub fn new(code: DenyCode) -> Self {
+        Denial {
+            code,
+            message: Cow::Borrowed(code.default_message()),
+            retry_after: None,
+        }
+    }
+
+    /// A denial with a specific message.
+    pub fn with_message(code: DenyCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Denial {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds a `Retry-After` hint in seconds.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+/// The result of a check: go on, or refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(Denial),
+}
+
+impl Decision {
+    /// Shorthand for a denial with the code's default message.
+    pub fn deny(code: DenyCode) -> Self {
+        Decision::Deny(Denial::new(code))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_the_documented_status() {
+        let table = [
+            ("missing_credentials", 401),
+            ("invalid_key", 401),
+            ("key_disabled", 403),
+            ("key_revoked", 403),
+            ("key_expired", 403),
+            ("ip_not_allowed", 403),
+            ("permission_denied", 403),
+            ("quota_exceeded", 429),
+            ("rate_limited", 429),
+            ("concurrency_limit", 429),
+            ("insufficient_balance", 402),
+            ("bad_request", 400),
+            ("payload_too_large", 413),
+            ("upstream_unavailable", 502),
+            ("upstream_unavailable", 504),
+        ];
+        for (code, (name, status)) in DenyCode::ALL.into_iter().zip(table) {
+            assert_eq!(code.as_str(), name);
+            assert_eq!(code.status(), status, "{name}");
+        }
+    }
+}

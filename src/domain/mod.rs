@@ -1,0 +1,10 @@
+//! Pure types and decisions of the gateway: permissions, keys, IP allow-lists, denials and the
+//! policy check. Nothing in here performs I/O, so everything is unit-tested directly.
+
+pub mod clock;
+pub mod decision;
+pub mod ip;
+pub mod key;
+pub mod permission;
+pub mod policy;
+pub mod secret;

@@ -1,0 +1,124 @@
+//! Durable state: partners, accounts, plans, keys and usage. The `Store` trait is what the rest
+//! of the gateway sees; `sqlite` is the embedded default. The data plane never calls the store:
+//! keys are loaded into memory at start and kept in sync by the management surfaces.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::config::model::{Plan, StoreUrl};
+use crate::domain::key::{Account, Digest, Key, Partner};
+
+/// Faults of the store. Not-found is `Ok(None)`, not an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open store `{url}`: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("store query failed: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("a record with this {0} already exists")]
+    Conflict(&'static str),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store kind not supported yet: {0}")]
+    Unsupported(String),
+}
+
+/// A key change applied by the management APIs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyChange {
+    /// Enable (`false`) or disable (`true`) the key.
+    SetDisabled(bool),
+    /// Revoke the key for good.
+    Revoke { at: i64, by: String },
+}
+
+/// Durable storage behind the gateway.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round-trip used by `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Reads a named setting (e.g. the generated server secret).
+    async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Writes a named setting only if it is not set yet; returns the value now stored.
+    async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
+
+    /// Mirrors the TOML plans into the `plans` table (insert or update by id).
+    async fn sync_plans(&self, plans: &[Plan]) -> Result<(), StoreError>;
+
+    /// Creates a partner together with its default account (used by reseller keys).
+    async fn create_partner(
+        &self,
+        partner: &Partner,
+        default_account: &Account,
+    ) -> Result<(), StoreError>;
+    /// Partners whose token lookup prefix equals `prefix`.
+    async fn partners_by_token_prefix(&self, prefix: &str) -> Result<Vec<Partner>, StoreError>;
+    /// A partner by id.
+    async fn get_partner(&self, id: Uuid) -> Result<Option<Partner>, StoreError>;
+    /// Replaces a partner's token (prefix and argon2id hash).
+    async fn set_partner_token(
+        &self,
+        id: Uuid,
+        prefix: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Creates an account; a duplicate `(partner_id, external_id)` is `Conflict("uuid")`.
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError>;
+    /// The partner's default account (the one reseller keys belong to).
+    async fn default_account(&self, partner_id: Uuid) -> Result<Option<Account>, StoreError>;
+
+    /// Inserts a key (digest only). Duplicate name within the account is `Conflict("name")`.
+    async fn create_key(&self, key: &Key) -> Result<(), StoreError>;
+    /// A key by id.
+    async fn get_key(&self, id: Uuid) -> Result<Option<Key>, StoreError>;
+    /// Every key, revoked ones included, for the in-memory index at start.
+    async fn load_keys(&self) -> Result<Vec<Key>, StoreError>;
+    /// Applies a change; returns the updated key, or `None` if there is no such key.
+    async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError>;
+    /// Records `last_used_at` for many keys in one transaction.
+    async fn touch_keys(&self, used: &[(Uuid, i64)]) -> Result<(), StoreError>;
+}
+
+/// Opens (and migrates) the store named by `url`.
+pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => {
+            let _s = sqlite::SqliteStore::open(path).await?;
+            Err(StoreError::Unsupported("skeleton".into()))
+        }
+        StoreUrl::Postgres(url) => Err(StoreError::Unsupported(format!(
+            "{}: PostgreSQL support lands with multi-instance sync",
+            redact(url)
+        ))),
+    }
+}
+
+/// A URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Digest bytes from a stored blob.
+pub(crate) fn digest_from(bytes: &[u8]) -> Result<Digest, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("digest of {} bytes", bytes.len())))
+}
