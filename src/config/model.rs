@@ -133,8 +133,8 @@ pub struct RouteRule {
     pub action: RouteAction,
 }
 
-/// `[security]`.
-#[derive(Clone, Debug)]
+/// `[security]`. Its `Debug` output redacts the secret.
+#[derive(Clone)]
 pub struct Security {
     /// Server secret keying the key digests (from the file or `TOLLGATE_SECRET`); when absent
     /// one is generated and persisted in the store on first start.
@@ -143,6 +143,16 @@ pub struct Security {
     pub trusted_proxies: IpSet,
     /// argon2id PHC strings of operator tokens.
     pub operator_tokens: Vec<String>,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("operator_tokens", &self.operator_tokens)
+            .finish()
+    }
 }
 
 /// `[limits]`: request size and time limits of the proxy listener.

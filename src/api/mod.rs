@@ -1,0 +1,35 @@
+//! The control plane on the `api` listener: health, readiness, metrics and the management APIs.
+
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod key_object;
+pub mod partner_auth;
+pub mod reseller;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::manage::Manager;
+use crate::metrics::Metrics;
+
+/// Largest management request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Shared state of every management handler.
+#[derive(Clone)]
+pub struct ApiState {
+    pub manager: Manager,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The whole management router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .nest("/api/v1/reseller", reseller::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}

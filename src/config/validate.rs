@@ -1,0 +1,311 @@
+//! Validation: the loose structs of `file` become the `model`, with defaults filled in. Every
+//! problem is collected with its dotted field path (`upstream.url`, `routes[2].permission`);
+//! nothing stops at the first error. `upstream` and the per-entry tables (`tables`: routes,
+//! security, plans) have their own files.
+
+mod tables;
+mod upstream;
+
+pub use tables::{ENV_OPERATOR_TOKENS, ENV_SECRET, MIN_SECRET_BYTES};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
+use super::model::{Config, Limits, Listen, Log, LogFormat, StoreConfig, StoreUrl, TlsFiles};
+use super::units;
+
+/// Reads an environment variable; injected so that tests never touch the process environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Default values of everything but `upstream.url`.
+pub mod defaults {
+    use std::time::Duration;
+
+    /// `listen.proxy`.
+    pub const PROXY: &str = "0.0.0.0:8080";
+    /// `listen.api`.
+    pub const API: &str = "127.0.0.1:8081";
+    /// `store.url`.
+    pub const STORE_URL: &str = "sqlite://tollgate.db";
+    /// `store.flush_interval`.
+    pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+    /// `upstream.connect_timeout`.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `upstream.response_timeout`.
+    pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// `upstream.pool_idle_timeout`.
+    pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+    /// `upstream.pool_max_idle_per_host`.
+    pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
+    /// `limits.max_request_body` (100 MiB).
+    pub const MAX_REQUEST_BODY: u64 = 100 << 20;
+    /// `limits.max_header_bytes` (64 KiB).
+    pub const MAX_HEADER_BYTES: u64 = 64 << 10;
+    /// The smallest `max_header_bytes` accepted.
+    pub const MIN_HEADER_BYTES: u64 = 8 << 10;
+    /// `limits.header_read_timeout`.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `limits.shutdown_grace`.
+    pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// `log.level`.
+    pub const LOG_LEVEL: &str = "info";
+}
+
+/// Validates a whole, cleanly deserialized file.
+pub fn validate(file: &ConfigFile, env: Env<'_>) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    match validate_partial(file, &Failed::default(), env, &mut errors) {
+        Some(config) if errors.is_empty() => Ok(config),
+        _ => Err(errors),
+    }
+}
+
+/// Validates what [`super::file::read`] could deserialize, skipping the `failed` sections, and
+/// appends every problem to `errors`. Returns the model only when nothing failed at all.
+pub fn validate_partial(
+    file: &ConfigFile,
+    failed: &Failed,
+    env: Env<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Config> {
+    let mut e = Errors::default();
+    let ok = |name: &str| !failed.contains(name);
+    let listen = ok("listen").then(|| listen(&file.listen, &mut e)).flatten();
+    let store = ok("store").then(|| store(&file.store, &mut e)).flatten();
+    let upstream = ok("upstream")
+        .then(|| upstream::upstream(&file.upstream, env, &mut e))
+        .flatten();
+    let routes = tables::routes(&file.routes, failed, &mut e);
+    let security = ok("security")
+        .then(|| tables::security(&file.security, env, &mut e))
+        .flatten();
+    let limits = ok("limits").then(|| limits(&file.limits, &mut e)).flatten();
+    let log = ok("log").then(|| log(&file.log, &mut e)).flatten();
+    let plans = tables::plans(&file.plans, failed, &mut e);
+    let default_plan = tables::default_plan(file, failed, &mut e);
+    errors.extend(e.0);
+    if !errors.is_empty() || !failed.is_empty() {
+        return None;
+    }
+    Some(Config {
+        listen: listen?,
+        store: store?,
+        upstream: upstream?,
+        routes: routes?,
+        security: security?,
+        limits: limits?,
+        log: log?,
+        plans: plans?,
+        default_plan: default_plan?,
+    })
+}
+
+/// The errors found so far.
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigError::new(path, message));
+    }
+
+    /// The value, or `None` after recording the error under `path`.
+    fn check<T>(&mut self, path: &str, result: Result<T, String>) -> Option<T> {
+        result.map_err(|message| self.push(path, message)).ok()
+    }
+}
+
+/// `Some` of every value when none is missing (their errors are already recorded).
+fn all<T>(items: Vec<Option<T>>) -> Option<Vec<T>> {
+    items.into_iter().collect()
+}
+
+/// One of a fixed set of names.
+fn choice<T: Copy>(
+    value: Option<&str>,
+    default: T,
+    options: &[(&str, T)],
+    what: &str,
+) -> Result<T, String> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    options
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+            format!(
+                "unknown {what} `{value}` (expected one of {})",
+                names.join(", ")
+            )
+        })
+}
+
+/// A duration; `positive` refuses zero.
+fn duration(value: Option<&str>, default: Duration, positive: bool) -> Result<Duration, String> {
+    let d = value.map_or(Ok(default), units::parse_duration)?;
+    if positive && d.is_zero() {
+        return Err("must be greater than 0".to_string());
+    }
+    Ok(d)
+}
+
+/// A size: a bare integer (bytes) or a size string.
+fn size(value: Option<&NumOrString>, default: u64) -> Result<u64, String> {
+    match value {
+        None => Ok(default),
+        Some(NumOrString::Int(n)) => units::size_from_int(*n),
+        Some(NumOrString::Str(s)) => units::parse_size(s),
+        Some(NumOrString::Float(_)) => {
+            Err("must be a whole number of bytes or a size string like \"1GiB\"".to_string())
+        }
+    }
+}
+
+fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    value.trim().parse().map_err(|_| {
+        format!("`{value}` is not a socket address (expected IP:PORT, e.g. \"0.0.0.0:8080\")")
+    })
+}
+
+fn listen(f: &ListenFile, e: &mut Errors) -> Option<Listen> {
+    let proxy = e.check(
+        "listen.proxy",
+        socket_addr(f.proxy.as_deref().unwrap_or(defaults::PROXY)),
+    );
+    let api = e.check(
+        "listen.api",
+        socket_addr(f.api.as_deref().unwrap_or(defaults::API)),
+    );
+    if let (Some(p), Some(a)) = (proxy, api) {
+        if p == a && p.port() != 0 {
+            e.push(
+                "listen.api",
+                format!("`{a}` is already the proxy listener's address"),
+            );
+        }
+    }
+    let proxy_tls = match &f.tls {
+        None => Some(None),
+        Some(tls) => {
+            let cert = e.check("listen.tls.cert", readable_file(&tls.cert));
+            let key = e.check("listen.tls.key", readable_file(&tls.key));
+            cert.zip(key)
+                .map(|(cert, key)| Some(TlsFiles { cert, key }))
+        }
+    };
+    Some(Listen {
+        proxy: proxy?,
+        api: api?,
+        proxy_tls: proxy_tls?,
+    })
+}
+
+/// A file that exists and can be opened now.
+fn readable_file(path: &str) -> Result<PathBuf, String> {
+    let meta = std::fs::File::open(path)
+        .and_then(|f| f.metadata())
+        .map_err(|err| format!("cannot read `{path}`: {err}"))?;
+    if !meta.is_file() {
+        return Err(format!("`{path}` is not a regular file"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn store(f: &StoreFile, e: &mut Errors) -> Option<StoreConfig> {
+    let url = e.check(
+        "store.url",
+        store_url(f.url.as_deref().unwrap_or(defaults::STORE_URL)),
+    );
+    let flush = duration(f.flush_interval.as_deref(), defaults::FLUSH_INTERVAL, true);
+    let flush_interval = e.check("store.flush_interval", flush);
+    Some(StoreConfig {
+        url: url?,
+        flush_interval: flush_interval?,
+    })
+}
+
+/// `sqlite://PATH` or `postgres://...`. The URL is never echoed: it may hold a password.
+fn store_url(s: &str) -> Result<StoreUrl, String> {
+    const EXPECTED: &str = "expected \"sqlite://PATH\" or \"postgres://USER@HOST/DB\"";
+    let s = s.trim();
+    if s.contains(":memory:") || s.contains("mode=memory") {
+        return Err(
+            "in-memory SQLite is refused: every key and counter would be lost on restart; \
+                    use sqlite://PATH"
+                .to_string(),
+        );
+    }
+    if let Some(path) = s.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(format!("the SQLite path is empty ({EXPECTED})"));
+        }
+        if path.contains('?') {
+            return Err("SQLite URL options (`?...`) are not supported; give only the path".into());
+        }
+        return Ok(StoreUrl::Sqlite(PathBuf::from(path)));
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        let url = url::Url::parse(s).map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        if !url.has_host() {
+            return Err("the PostgreSQL URL has no host".to_string());
+        }
+        return Ok(StoreUrl::Postgres(s.to_string()));
+    }
+    let scheme = s.split_once(':').map_or("", |(scheme, _)| scheme);
+    Err(format!(
+        "unsupported store URL scheme `{scheme}` ({EXPECTED})"
+    ))
+}
+
+fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
+    let body =
+        size(f.max_request_body.as_ref(), defaults::MAX_REQUEST_BODY).and_then(units::positive);
+    let max_request_body = e.check("limits.max_request_body", body);
+    let header = size(f.max_header_bytes.as_ref(), defaults::MAX_HEADER_BYTES).and_then(|n| {
+        if n < defaults::MIN_HEADER_BYTES {
+            return Err(format!(
+                "must be at least 8KiB ({} bytes)",
+                defaults::MIN_HEADER_BYTES
+            ));
+        }
+        usize::try_from(n).map_err(|_| "too large".to_string())
+    });
+    let max_header_bytes = e.check("limits.max_header_bytes", header);
+    let read = duration(
+        f.header_read_timeout.as_deref(),
+        defaults::HEADER_READ_TIMEOUT,
+        true,
+    );
+    let header_read_timeout = e.check("limits.header_read_timeout", read);
+    let grace = duration(f.shutdown_grace.as_deref(), defaults::SHUTDOWN_GRACE, false);
+    let shutdown_grace = e.check("limits.shutdown_grace", grace);
+    Some(Limits {
+        max_request_body: max_request_body?,
+        max_header_bytes: max_header_bytes?,
+        header_read_timeout: header_read_timeout?,
+        shutdown_grace: shutdown_grace?,
+    })
+}
+
+fn log(f: &LogFile, e: &mut Errors) -> Option<Log> {
+    let formats = [("text", LogFormat::Text), ("json", LogFormat::Json)];
+    let format = e.check(
+        "log.format",
+        choice(f.format.as_deref(), LogFormat::Text, &formats, "log format"),
+    );
+    let level = f.level.as_deref().unwrap_or(defaults::LOG_LEVEL);
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| level.to_string())
+        .map_err(|err| format!("`{level}` is not a valid log filter: {err}"));
+    let level = e.check("log.level", filter);
+    Some(Log {
+        format: format?,
+        level: level?,
+    })
+}

@@ -1,0 +1,233 @@
+//! Assembling a running gateway from a validated config: store, secret, key index, listeners and
+//! background tasks, and taking it down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, ApiState};
+use crate::config::model::Config;
+use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::secret::{self, KeyHasher};
+use crate::index::KeyIndex;
+use crate::manage::Manager;
+use crate::metrics::Metrics;
+use crate::proxy::handler::ProxyState;
+use crate::proxy::upstream::{UpstreamClient, UpstreamError};
+use crate::proxy::{credential::CredentialSource, profile, server, tls};
+use crate::store::{self, Store, StoreError};
+
+/// Name of the store setting holding a generated server secret.
+const SECRET_SETTING: &str = "server_secret";
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listen.tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+    #[error("stored server secret is not valid base64")]
+    BadStoredSecret,
+}
+
+/// A running gateway: both listeners and the flusher.
+pub struct Gateway {
+    /// Where the proxy listener actually listens (useful with port 0).
+    pub proxy_addr: SocketAddr,
+    /// Where the management listener actually listens.
+    pub api_addr: SocketAddr,
+    pub manager: Manager,
+    pub metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens the store and derives the key hasher (shared by `serve` and the CLI commands).
+pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, KeyHasher), StartError> {
+    let store = store::open(&config.store.url).await?;
+    store.sync_plans(&config.plans).await?;
+    let secret = match &config.security.secret {
+        Some(secret) => secret.clone(),
+        None => stored_secret(store.as_ref()).await?,
+    };
+    Ok((store, KeyHasher::new(&secret)))
+}
+
+/// The server secret kept in the store, generated on first start.
+async fn stored_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
+    if let Some(value) = store.get_setting(SECRET_SETTING).await? {
+        return STANDARD
+            .decode(value)
+            .map_err(|_| StartError::BadStoredSecret);
+    }
+    tracing::warn!(
+        "no server secret configured (security.secret or TOLLGATE_SECRET): generated one and \
+         stored it in the store; every instance sharing this store will use it"
+    );
+    let value = store
+        .init_setting(SECRET_SETTING, &STANDARD.encode(secret::random_bytes()))
+        .await?;
+    STANDARD
+        .decode(value)
+        .map_err(|_| StartError::BadStoredSecret)
+}
+
+impl Gateway {
+    /// Starts the gateway with the system clock.
+    pub async fn start(config: &Config) -> Result<Gateway, StartError> {
+        Gateway::start_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Starts the gateway with the given clock (tests use a fake one).
+    pub async fn start_with_clock(
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Gateway, StartError> {
+        let (store, hasher) = open_store(config).await?;
+        let index = Arc::new(KeyIndex::from_keys(store.load_keys().await?));
+        let metrics = Arc::new(Metrics::new());
+        metrics.keys_loaded.set(index.len() as i64);
+        tracing::info!(keys = index.len(), "key index loaded");
+        let manager = Manager {
+            store,
+            index: index.clone(),
+            hasher: hasher.clone(),
+            clock: clock.clone(),
+            default_plan: config.default_plan,
+        };
+        let tls = config
+            .listen
+            .proxy_tls
+            .as_ref()
+            .map(tls::acceptor)
+            .transpose()?;
+        let state = Arc::new(ProxyState {
+            index,
+            hasher,
+            routes: profile::route_table(config.upstream.profile, &config.routes),
+            sources: CredentialSource::ALL.to_vec(),
+            trusted_proxies: config.security.trusted_proxies.clone(),
+            upstream: UpstreamClient::new(&config.upstream)?,
+            upstream_auth: config.upstream.auth.clone(),
+            response_timeout: config.upstream.response_timeout,
+            max_request_body: config.limits.max_request_body.get(),
+            tls: tls.is_some(),
+            metrics: metrics.clone(),
+            clock,
+        });
+        let proxy_listener = bind(config.listen.proxy).await?;
+        let api_listener = bind(config.listen.api).await?;
+        let proxy_addr = local_addr(&proxy_listener, config.listen.proxy)?;
+        let api_addr = local_addr(&api_listener, config.listen.api)?;
+        let (stop, stopped) = watch::channel(false);
+        let api_state = ApiState {
+            manager: manager.clone(),
+            metrics: metrics.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(server::serve(
+                proxy_listener,
+                tls,
+                state,
+                config.limits.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(serve_api(api_listener, api_state, stopped.clone())),
+            tokio::spawn(flush_loop(
+                manager.clone(),
+                metrics.clone(),
+                config.store.flush_interval,
+                stopped,
+            )),
+        ];
+        tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream.url, "tollgate listening");
+        Ok(Gateway {
+            proxy_addr,
+            api_addr,
+            manager,
+            metrics,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, drains in-flight requests (up to the grace period) and flushes.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        // Requests that finished during the drain may have marked keys used after the flush
+        // task's last pass.
+        flush_once(&self.manager, &self.metrics).await;
+        tracing::info!("tollgate stopped");
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn serve_api(listener: TcpListener, state: ApiState, mut stopped: watch::Receiver<bool>) {
+    let app = api::router(state);
+    let shutdown = async move { server::stopped(&mut stopped).await };
+    if let Err(err) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %err, "management listener failed");
+    }
+}
+
+/// Flushes `last_used_at` every interval and once more on shutdown.
+async fn flush_loop(
+    manager: Manager,
+    metrics: Arc<Metrics>,
+    every: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => flush_once(&manager, &metrics).await,
+            _ = server::stopped(&mut stopped) => break,
+        }
+    }
+    flush_once(&manager, &metrics).await;
+}
+
+/// One flush of everything pending; failures are kept for the next try.
+pub async fn flush_once(manager: &Manager, metrics: &Metrics) {
+    let used = manager.index.take_used();
+    if used.is_empty() {
+        return;
+    }
+    if let Err(err) = manager.store.touch_keys(&used).await {
+        metrics.store_flush_errors.inc();
+        tracing::warn!(error = %err, keys = used.len(), "flushing last_used_at failed; will retry");
+        manager.index.restore_used(&used);
+    }
+}

@@ -1,0 +1,218 @@
+//! Management operations shared by the API surfaces and the CLI. Every change is written to the
+//! store first (durably) and only then applied to the in-memory index, so a key the API reports
+//! as disabled is refused on the very next request, and a crash never loses an acknowledged write.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate};
+use uuid::Uuid;
+
+use crate::domain::clock::Clock;
+use crate::domain::ip::IpAllowList;
+use crate::domain::key::{Account, Credential, Key, KeyLimits, Partner};
+use crate::domain::permission::PermissionSet;
+use crate::domain::secret::{self, KeyHasher};
+use crate::index::KeyIndex;
+use crate::store::{KeyChange, Store, StoreError};
+
+/// Faults of management operations (validation problems are reported by the API layer).
+#[derive(Debug, thiserror::Error)]
+pub enum ManageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("hashing failed: {0}")]
+    Hash(#[from] secret::HashError),
+    #[error("background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("partner {0} has no default account")]
+    NoDefaultAccount(Uuid),
+}
+
+/// Which credential form a new key gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A `cr_...` bearer token.
+    Token,
+    /// A Gateway3 `access_key` UUID + `access_secret`.
+    Pair,
+}
+
+/// What a caller asks for when creating a key.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    pub account_id: Uuid,
+    pub partner_id: Uuid,
+    /// `None` → `key-` + the first 8 hex digits of the id.
+    pub name: Option<String>,
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub permissions: PermissionSet,
+    pub ip_whitelist: IpAllowList,
+    pub expiration_date: Option<NaiveDate>,
+    pub limits: KeyLimits,
+    pub kind: KeyKind,
+    pub created_by: String,
+}
+
+/// A freshly created key with its secret, which is shown once and never stored.
+#[derive(Clone, Debug)]
+pub struct CreatedKey {
+    pub key: Key,
+    /// The `cr_...` token, or the pair's `access_secret`.
+    pub secret: String,
+}
+
+/// The management operations.
+#[derive(Clone)]
+pub struct Manager {
+    pub store: Arc<dyn Store>,
+    pub index: Arc<KeyIndex>,
+    pub hasher: KeyHasher,
+    pub clock: Arc<dyn Clock>,
+    pub default_plan: Option<i64>,
+}
+
+impl Manager {
+    /// Creates a partner and its default account; returns the partner and its `rsk_` token.
+    pub async fn create_partner(&self, name: &str) -> Result<(Partner, String), ManageError> {
+        let token = secret::generate_partner_token();
+        let hash = hash_blocking(token.clone()).await?;
+        let now = self.clock.now_unix();
+        let partner = Partner {
+            id: Uuid::new_v4(),
+            name: name.to_string(),
+            token_prefix: lookup_prefix(&token),
+            token_hash: hash,
+            balance_micros: 0,
+            tier_multiplier_ppm: 1_000_000,
+            suspended: false,
+            created_at: now,
+        };
+        let account = Account {
+            id: Uuid::new_v4(),
+            partner_id: partner.id,
+            external_id: format!("default-{}", partner.id),
+            email: None,
+            name: Some(name.to_string()),
+            plan_id: self.default_plan,
+            created_at: now,
+        };
+        self.store.create_partner(&partner, &account).await?;
+        Ok((partner, token))
+    }
+
+    /// Replaces a partner's token; the old one stops working at once. `None` if no such partner.
+    pub async fn rotate_partner_token(&self, id: Uuid) -> Result<Option<String>, ManageError> {
+        let token = secret::generate_partner_token();
+        let hash = hash_blocking(token.clone()).await?;
+        let found = self
+            .store
+            .set_partner_token(id, &lookup_prefix(&token), &hash)
+            .await?;
+        Ok(found.then_some(token))
+    }
+
+    /// The partner a management token belongs to (argon2id, off the async threads).
+    pub async fn authenticate_partner(&self, token: &str) -> Result<Option<Partner>, ManageError> {
+        let Some(prefix) = secret::partner_token_lookup(token) else {
+            return Ok(None);
+        };
+        for partner in self.store.partners_by_token_prefix(prefix).await? {
+            let (t, h) = (token.to_string(), partner.token_hash.clone());
+            if tokio::task::spawn_blocking(move || secret::verify_token(&t, &h)).await? {
+                return Ok(Some(partner));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The account reseller keys of `partner` belong to.
+    pub async fn default_account(&self, partner: Uuid) -> Result<Account, ManageError> {
+        self.store
+            .default_account(partner)
+            .await?
+            .ok_or(ManageError::NoDefaultAccount(partner))
+    }
+
+    /// Mints a key, stores its digest, then makes it usable on the data plane.
+    pub async fn create_key(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
+        let id = Uuid::new_v4();
+        let (credential, secret) = match new.kind {
+            KeyKind::Token => {
+                let token = secret::generate_key_token();
+                let digest = self.hasher.digest(token.as_bytes());
+                (Credential::Token { digest }, token)
+            }
+            KeyKind::Pair => {
+                let secret = secret::generate_pair_secret();
+                let digest = self.hasher.digest(secret.as_bytes());
+                let access_key = Uuid::new_v4();
+                (Credential::Pair { access_key, digest }, secret)
+            }
+        };
+        let key = Key {
+            id,
+            account_id: new.account_id,
+            partner_id: new.partner_id,
+            name: new
+                .name
+                .unwrap_or_else(|| format!("key-{}", &id.simple().to_string()[..8])),
+            label: new.label,
+            description: new.description,
+            credential,
+            permissions: new.permissions,
+            ip_whitelist: new.ip_whitelist,
+            expiration_date: new.expiration_date,
+            disabled: false,
+            created_at: self.clock.now_unix(),
+            created_by: new.created_by,
+            revoked_at: None,
+            revoked_by: None,
+            last_used_at: None,
+            limits: new.limits,
+        };
+        self.store.create_key(&key).await?;
+        self.index.upsert(key.clone());
+        Ok(CreatedKey { key, secret })
+    }
+
+    /// Applies a change durably, then to the index. `None` if there is no such key.
+    pub async fn change_key(
+        &self,
+        id: Uuid,
+        change: KeyChange,
+    ) -> Result<Option<Key>, ManageError> {
+        let Some(mut key) = self.store.update_key(id, &change).await? else {
+            return Ok(None);
+        };
+        self.index.upsert(key.clone());
+        key.last_used_at = self.index.last_used(id).or(key.last_used_at);
+        Ok(Some(key))
+    }
+
+    /// A key with its live `last_used_at`, from the index (no store round-trip).
+    pub fn key(&self, id: Uuid) -> Option<Key> {
+        self.index.get(id).map(|entry| {
+            let mut key = entry.key.clone();
+            key.last_used_at = self.index.last_used(id).or(key.last_used_at);
+            key
+        })
+    }
+
+    /// Today's date (UTC) by the gateway's clock.
+    pub fn today(&self) -> NaiveDate {
+        DateTime::from_timestamp(self.clock.now_unix(), 0)
+            .map(|dt| dt.date_naive())
+            .unwrap_or_default()
+    }
+}
+
+fn lookup_prefix(token: &str) -> String {
+    secret::partner_token_lookup(token)
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn hash_blocking(token: String) -> Result<String, ManageError> {
+    Ok(tokio::task::spawn_blocking(move || secret::hash_token(&token)).await??)
+}

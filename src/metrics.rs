@@ -1,0 +1,163 @@
+//! Prometheus metrics. Label values are resolved once at start, so recording a request is a few
+//! atomic adds with no hashing or locking.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::domain::decision::DenyCode;
+
+/// Why an upstream exchange failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    Timeout,
+    Other,
+}
+
+impl UpstreamErrorKind {
+    const ALL: [UpstreamErrorKind; 3] = [
+        UpstreamErrorKind::Connect,
+        UpstreamErrorKind::Timeout,
+        UpstreamErrorKind::Other,
+    ];
+    fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::Connect => "connect",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::Other => "other",
+        }
+    }
+}
+
+/// All metrics of one gateway process.
+pub struct Metrics {
+    registry: Registry,
+    allowed: IntCounter,
+    denied: Vec<IntCounter>,
+    latency: Histogram,
+    upstream_errors: Vec<IntCounter>,
+    /// Number of keys in the in-memory index.
+    pub keys_loaded: IntGauge,
+    /// Failed background flushes to the store.
+    pub store_flush_errors: IntCounter,
+}
+
+impl Metrics {
+    /// Registers every series.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tollgate_requests_total",
+                "Proxied requests by outcome code (`ok` when forwarded).",
+            ),
+            &["code"],
+        )
+        .expect("valid metric");
+        let latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_request_duration_seconds",
+                "Time from request head to response head on the proxy listener.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+        )
+        .expect("valid metric");
+        let upstream = IntCounterVec::new(
+            Opts::new(
+                "tollgate_upstream_errors_total",
+                "Upstream exchanges that failed, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let keys_loaded =
+            IntGauge::new("tollgate_keys_loaded", "Keys held in memory.").expect("valid metric");
+        let store_flush_errors = IntCounter::new(
+            "tollgate_store_flush_errors_total",
+            "Background flushes to the store that failed (retried on the next interval).",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(upstream.clone()),
+            Box::new(keys_loaded.clone()),
+            Box::new(store_flush_errors.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        // Codes sharing a public name (502/504) share a series.
+        let denied = DenyCode::ALL
+            .iter()
+            .map(|c| requests.with_label_values(&[c.as_str()]))
+            .collect();
+        Metrics {
+            registry,
+            allowed: requests.with_label_values(&["ok"]),
+            denied,
+            latency,
+            upstream_errors: UpstreamErrorKind::ALL
+                .iter()
+                .map(|k| upstream.with_label_values(&[k.as_str()]))
+                .collect(),
+            keys_loaded,
+            store_flush_errors,
+        }
+    }
+
+    /// Records one finished request: `None` = forwarded, `Some(code)` = refused.
+    pub fn record_request(&self, denied: Option<DenyCode>, elapsed: Duration) {
+        match denied {
+            None => self.allowed.inc(),
+            Some(code) => self.denied[code as usize].inc(),
+        }
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a failed upstream exchange.
+    pub fn record_upstream_error(&self, kind: UpstreamErrorKind) {
+        self.upstream_errors[kind as usize].inc();
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_by_code() {
+        let m = Metrics::new();
+        m.record_request(None, Duration::from_millis(1));
+        m.record_request(Some(DenyCode::InvalidKey), Duration::from_millis(1));
+        m.record_request(Some(DenyCode::InvalidKey), Duration::from_millis(1));
+        m.record_upstream_error(UpstreamErrorKind::Timeout);
+        let text = m.render();
+        assert!(
+            text.contains(r#"tollgate_requests_total{code="ok"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"tollgate_requests_total{code="invalid_key"} 2"#));
+        assert!(text.contains(r#"tollgate_upstream_errors_total{kind="timeout"} 1"#));
+        assert!(text.contains("tollgate_request_duration_seconds_count 3"));
+    }
+}

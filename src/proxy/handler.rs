@@ -1,0 +1,189 @@
+//! One proxied request, start to finish: normalise, authenticate, authorise, forward, log.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{CONTENT_LENGTH, HOST};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::config::model::RouteAction;
+use crate::domain::clock::Clock;
+use crate::domain::decision::{Decision, Denial, DenyCode};
+use crate::domain::ip::IpSet;
+use crate::domain::policy::check_key;
+use crate::domain::secret::KeyHasher;
+use crate::index::{KeyEntry, KeyIndex};
+use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::proxy::credential::{self, CredentialSource, Extracted};
+use crate::proxy::headers::{REQUEST_ID, remove_hop_by_hop, request_id, set_forwarded};
+use crate::proxy::routes::RouteTable;
+use crate::proxy::upstream::{UpstreamClient, classify};
+use crate::proxy::{ProxyBody, client_ip, path, respond};
+
+/// Everything the data plane needs, built once at start.
+pub struct ProxyState {
+    pub index: Arc<KeyIndex>,
+    pub hasher: KeyHasher,
+    pub routes: RouteTable,
+    pub sources: Vec<CredentialSource>,
+    pub trusted_proxies: IpSet,
+    pub upstream: UpstreamClient,
+    /// The upstream's own credential, injected after the caller's is stripped.
+    pub upstream_auth: Option<(HeaderName, HeaderValue)>,
+    pub response_timeout: Duration,
+    pub max_request_body: u64,
+    /// Whether the proxy listener terminates TLS (for `X-Forwarded-Proto`).
+    pub tls: bool,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A request that passed admission.
+struct Admitted {
+    entry: Arc<KeyEntry>,
+    uri: Uri,
+}
+
+/// Serves one request. Never fails: every problem becomes a JSON denial.
+pub async fn handle(
+    state: Arc<ProxyState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let rid = request_id(req.headers());
+    let (parts, body) = req.into_parts();
+    let peer_ip = crate::domain::ip::canonical(peer.ip());
+    let client = client_ip::client_ip(peer_ip, &parts.headers, &state.trusted_proxies);
+
+    // Cheap copies (shared bytes) for the access log, since the head moves upstream.
+    let (method, uri) = (parts.method.clone(), parts.uri.clone());
+    let (mut resp, denied, key) = match admit(&state, &parts, client) {
+        Ok(admitted) => {
+            let key = Some(admitted.entry.key.id);
+            match forward(&state, parts, body, admitted, peer_ip, &rid).await {
+                Ok(resp) => (resp, None, key),
+                Err(denial) => (respond::denial_response(&denial), Some(denial.code), key),
+            }
+        }
+        Err(denial) => (respond::denial_response(&denial), Some(denial.code), None),
+    };
+    resp.headers_mut().insert(&REQUEST_ID, rid.clone());
+    let elapsed = started.elapsed();
+    state.metrics.record_request(denied, elapsed);
+    tracing::info!(
+        target: "tollgate::access",
+        request_id = rid.to_str().unwrap_or("-"),
+        method = %method,
+        path = uri.path(),
+        status = resp.status().as_u16(),
+        code = denied.map_or("ok", |c| c.as_str()),
+        key = key.map(|k| k.to_string()).unwrap_or_default(),
+        client = %client,
+        micros = elapsed.as_micros() as u64,
+    );
+    Ok(resp)
+}
+
+/// Admission in the documented order; a denial is an outcome, not an error.
+fn admit(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Admitted, Denial> {
+    let path = path::normalize(parts.uri.path())
+        .map_err(|e| Denial::with_message(DenyCode::BadRequest, e.to_string()))?;
+    let presented = match credential::extract(&parts.headers, &state.sources) {
+        Extracted::Found(p) => p,
+        Extracted::Missing => return Err(Denial::new(DenyCode::MissingCredentials)),
+        Extracted::Malformed => return Err(Denial::new(DenyCode::InvalidKey)),
+    };
+    let entry = state
+        .index
+        .lookup(&presented, &state.hasher)
+        .ok_or_else(|| Denial::new(DenyCode::InvalidKey))?;
+    let required = match state.routes.resolve(&parts.method, &path) {
+        RouteAction::Require(p) => p,
+        RouteAction::Deny => {
+            return Err(Denial::with_message(
+                DenyCode::PermissionDenied,
+                "this route is not available through the gateway",
+            ));
+        }
+    };
+    let now = state.clock.now_unix();
+    if let Decision::Deny(denial) = check_key(&entry.key, now, client, required) {
+        return Err(denial);
+    }
+    if content_length(parts).is_some_and(|len| len > state.max_request_body) {
+        return Err(Denial::new(DenyCode::PayloadTooLarge));
+    }
+    let uri = state
+        .upstream
+        .uri_for(&path, parts.uri.query())
+        .ok_or_else(|| Denial::new(DenyCode::BadRequest))?;
+    state.index.mark_used(&entry, now);
+    Ok(Admitted { entry, uri })
+}
+
+fn content_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Builds the upstream request, sends it and returns the upstream's response head with its body
+/// streaming through.
+async fn forward(
+    state: &ProxyState,
+    mut parts: Parts,
+    body: Incoming,
+    admitted: Admitted,
+    peer: IpAddr,
+    rid: &HeaderValue,
+) -> Result<Response<ProxyBody>, Denial> {
+    let forwarded_for = client_ip::forwarded_for(peer, &parts.headers, &state.trusted_proxies);
+    let host = parts.headers.remove(HOST);
+    let headers = &mut parts.headers;
+    remove_hop_by_hop(headers);
+    credential::strip(headers, &state.sources);
+    set_forwarded(headers, &forwarded_for, state.tls, host);
+    headers.insert(&REQUEST_ID, rid.clone());
+    if let Some((name, value)) = &state.upstream_auth {
+        headers.insert(name, value.clone());
+    }
+    parts.uri = admitted.uri;
+    parts.version = Version::HTTP_11;
+    let body = Limited::new(body, state.max_request_body as usize)
+        .map_err(|e| e as crate::proxy::BoxError)
+        .boxed();
+    let req = Request::from_parts(parts, body);
+
+    let sent = tokio::time::timeout(state.response_timeout, state.upstream.send(req)).await;
+    let resp = match sent {
+        Err(_elapsed) => {
+            state
+                .metrics
+                .record_upstream_error(UpstreamErrorKind::Timeout);
+            return Err(Denial::new(DenyCode::UpstreamTimeout));
+        }
+        Ok(Err(err)) => {
+            let (denial, kind) = classify(&err);
+            if denial.code != DenyCode::PayloadTooLarge {
+                state.metrics.record_upstream_error(kind);
+                tracing::warn!(error = %err, key = %admitted.entry.key.id, "upstream exchange failed");
+            }
+            return Err(denial);
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    let (mut head, body) = resp.into_parts();
+    remove_hop_by_hop(&mut head.headers);
+    let body = body
+        .map_err(|e| Box::new(e) as crate::proxy::BoxError)
+        .boxed();
+    Ok(Response::from_parts(head, body))
+}

@@ -1,0 +1,186 @@
+//! Upstream profiles: the default route table and fallback of each kind of upstream.
+//!
+//! `kubo` maps the IPFS RPC API (`/api/v0/...`) to permissions and refuses the node-admin
+//! commands for every key (an operator `[[routes]]` rule can re-enable one); `openai`,
+//! `anthropic` and `generic` need `read` for safe methods and `write` for the rest.
+
+use crate::config::model::{PathPattern, ProfileKind, RouteAction, RouteRule};
+use crate::domain::permission::Permission;
+use crate::proxy::routes::{Fallback, RouteTable};
+
+/// kubo RPC commands that only read.
+const KUBO_READ: &[&str] = &[
+    "cat",
+    "get",
+    "ls",
+    "dag/get",
+    "dag/stat",
+    "dag/export",
+    "dag/resolve",
+    "block/get",
+    "block/stat",
+    "pin/ls",
+    "pin/verify",
+    "id",
+    "version",
+    "object/get",
+    "object/stat",
+    "object/data",
+    "object/links",
+    "files/ls",
+    "files/read",
+    "files/stat",
+    "name/resolve",
+    "resolve",
+    "refs",
+    "refs/local",
+    "cid/*",
+    "key/list",
+    "routing/findprovs",
+    "dht/findprovs",
+];
+
+/// kubo RPC commands that add or change content.
+const KUBO_WRITE: &[&str] = &[
+    "add",
+    "dag/put",
+    "dag/import",
+    "block/put",
+    "block/rm",
+    "files/write",
+    "files/mkdir",
+    "files/cp",
+    "files/mv",
+    "files/rm",
+    "files/flush",
+    "files/chcid",
+    "object/put",
+    "object/new",
+    "object/patch/*",
+    "name/publish",
+    "key/gen",
+    "key/rm",
+    "key/rename",
+];
+
+/// kubo RPC commands that administer the node: refused for every key by default.
+const KUBO_DENY: &[&str] = &[
+    "config",
+    "config/*",
+    "shutdown",
+    "repo/gc",
+    "repo/verify",
+    "repo/migrate",
+    "swarm/connect",
+    "swarm/disconnect",
+    "swarm/filters/*",
+    "swarm/peering/*",
+    "p2p/*",
+    "bootstrap/*",
+    "log/*",
+    "update",
+    "pin/remote/service/*",
+    "key/import",
+    "key/export",
+];
+
+/// The compiled route table of `kind` with the operator's rules on top.
+pub fn route_table(kind: ProfileKind, operator: &[RouteRule]) -> RouteTable {
+    match kind {
+        ProfileKind::Kubo => RouteTable::new(
+            operator,
+            &kubo_rules(),
+            Fallback::Action(RouteAction::Require(Permission::Admin)),
+        ),
+        ProfileKind::OpenAi | ProfileKind::Anthropic | ProfileKind::Generic => {
+            RouteTable::new(operator, &[], Fallback::ByMethod)
+        }
+    }
+}
+
+fn kubo_rules() -> Vec<RouteRule> {
+    let mut rules = Vec::new();
+    let groups: [(&[&str], RouteAction); 6] = [
+        (KUBO_READ, RouteAction::Require(Permission::Read)),
+        (KUBO_WRITE, RouteAction::Require(Permission::Write)),
+        (
+            &["pin/add", "pin/update"],
+            RouteAction::Require(Permission::Pin),
+        ),
+        (&["pin/rm"], RouteAction::Require(Permission::Unpin)),
+        (KUBO_DENY, RouteAction::Deny),
+        (&["bootstrap"], RouteAction::Deny),
+    ];
+    for (commands, action) in groups {
+        for command in commands {
+            let path = format!("/api/v0/{command}");
+            let path = match path.strip_suffix('*') {
+                Some(prefix) => PathPattern::Prefix(prefix.to_string()),
+                None => PathPattern::Exact(path),
+            };
+            rules.push(RouteRule {
+                methods: Vec::new(),
+                path,
+                action,
+            });
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::*;
+    use RouteAction::{Deny, Require};
+
+    #[test]
+    fn kubo_table() {
+        let t = route_table(ProfileKind::Kubo, &[]);
+        let post = |p: &str| t.resolve(&Method::POST, p);
+        assert_eq!(post("/api/v0/cat"), Require(Permission::Read));
+        assert_eq!(post("/api/v0/add"), Require(Permission::Write));
+        assert_eq!(post("/api/v0/pin/add"), Require(Permission::Pin));
+        assert_eq!(post("/api/v0/pin/rm"), Require(Permission::Unpin));
+        assert_eq!(post("/api/v0/config"), Deny);
+        assert_eq!(post("/api/v0/config/show"), Deny);
+        assert_eq!(post("/api/v0/shutdown"), Deny);
+        assert_eq!(post("/api/v0/p2p/listen"), Deny);
+        assert_eq!(post("/api/v0/cid/base32"), Require(Permission::Read));
+        assert_eq!(post("/api/v0/stats/bw"), Require(Permission::Admin));
+    }
+
+    #[test]
+    fn operator_can_enable_a_denied_kubo_command() {
+        let op = [RouteRule {
+            methods: vec![],
+            path: PathPattern::Exact("/api/v0/repo/gc".into()),
+            action: Require(Permission::Admin),
+        }];
+        let t = route_table(ProfileKind::Kubo, &op);
+        assert_eq!(
+            t.resolve(&Method::POST, "/api/v0/repo/gc"),
+            Require(Permission::Admin)
+        );
+    }
+
+    #[test]
+    fn llm_profiles_go_by_method() {
+        for kind in [
+            ProfileKind::OpenAi,
+            ProfileKind::Anthropic,
+            ProfileKind::Generic,
+        ] {
+            let t = route_table(kind, &[]);
+            assert_eq!(
+                t.resolve(&Method::GET, "/v1/models"),
+                Require(Permission::Read)
+            );
+            assert_eq!(
+                t.resolve(&Method::POST, "/v1/chat/completions"),
+                Require(Permission::Write)
+            );
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Shared helpers of the integration tests: a real gateway on ephemeral ports in front of the
+//! real echo upstream, with a partner created through the same code path as the CLI.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tollgate::config;
+use tollgate::domain::clock::{Clock, FakeClock, SystemClock};
+use tollgate::echo::{self, EchoServer};
+use tollgate::gateway::Gateway;
+
+/// Unix seconds of 2026-11-23 12:00:00 UTC, the fake clock's start.
+pub const T0: i64 = 1_795_435_200;
+
+/// A running gateway with its upstream and one partner.
+pub struct TestGateway {
+    pub gateway: Option<Gateway>,
+    pub echo: EchoServer,
+    pub dir: tempfile::TempDir,
+    pub proxy: String,
+    pub api: String,
+    pub partner_id: uuid::Uuid,
+    pub partner_token: String,
+    pub client: reqwest::Client,
+    pub clock: Option<Arc<FakeClock>>,
+}
+
+/// Options of a test gateway.
+#[derive(Default)]
+pub struct Options {
+    /// Extra TOML appended after `[listen]`, `[store]` and `[upstream]` (other sections).
+    pub extra: String,
+    /// Extra lines inside `[upstream]`.
+    pub upstream_extra: String,
+    /// Upstream URL instead of the echo server.
+    pub upstream_url: Option<String>,
+    pub profile: Option<&'static str>,
+    /// Use a fake clock starting at `T0`.
+    pub fake_clock: bool,
+}
+
+impl TestGateway {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(opts: Options) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let echo = echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("echo upstream");
+        let upstream = opts
+            .upstream_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", echo.addr));
+        let text = format!(
+            "[listen]\nproxy = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
+             [store]\nurl = \"sqlite://{}\"\n\
+             [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n",
+            dir.path().join("t.db").display(),
+            opts.profile.unwrap_or("generic"),
+            opts.upstream_extra,
+            opts.extra,
+        );
+        let config = config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let fake = opts.fake_clock.then(|| Arc::new(FakeClock::new(T0)));
+        let clock: Arc<dyn Clock> = match &fake {
+            Some(f) => f.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let gateway = Gateway::start_with_clock(&config, clock)
+            .await
+            .expect("gateway starts");
+        let (partner, token) = gateway
+            .manager
+            .create_partner("acme")
+            .await
+            .expect("partner");
+        TestGateway {
+            proxy: format!("http://{}", gateway.proxy_addr),
+            api: format!("http://{}", gateway.api_addr),
+            gateway: Some(gateway),
+            echo,
+            dir,
+            partner_id: partner.id,
+            partner_token: token,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(4)
+                .build()
+                .expect("client"),
+            clock: fake,
+        }
+    }
+
+    pub fn gw(&self) -> &Gateway {
+        self.gateway.as_ref().expect("running")
+    }
+
+    /// Creates a key through the reseller API; returns (id, api_key).
+    pub async fn create_key(&self, body: Value) -> (String, String) {
+        let resp = self
+            .client
+            .post(format!("{}/api/v1/reseller/keys", self.api))
+            .bearer_auth(&self.partner_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("create key");
+        let status = resp.status();
+        let json: Value = resp.json().await.expect("json");
+        assert_eq!(status, 200, "{json}");
+        (
+            json["data"]["id"].as_str().expect("id").to_string(),
+            json["data"]["api_key"]
+                .as_str()
+                .expect("api_key")
+                .to_string(),
+        )
+    }
+
+    /// A key with read and write and nothing else.
+    pub async fn rw_key(&self) -> (String, String) {
+        self.create_key(serde_json::json!({"description": "t", "permissions": ["read", "write"]}))
+            .await
+    }
+
+    /// POSTs to a reseller path with the partner token.
+    pub async fn reseller_post(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/reseller{path}", self.api))
+            .bearer_auth(&self.partner_token)
+            .send()
+            .await
+            .expect("reseller call")
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(gw) = self.gateway.take() {
+            gw.shutdown().await;
+        }
+    }
+}
+
+/// The `code` of a JSON denial, after checking the status.
+pub async fn denial(resp: reqwest::Response, status: u16) -> String {
+    assert_eq!(resp.status().as_u16(), status, "unexpected status");
+    assert!(resp.headers().contains_key("x-request-id"));
+    let json: Value = resp.json().await.expect("json error body");
+    json["error"]["code"].as_str().expect("code").to_string()
+}
+
+/// Polls `cond` until it is true or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

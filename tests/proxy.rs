@@ -1,0 +1,533 @@
+//! End-to-end tests of the data plane: a real gateway on ephemeral ports in front of the real
+//! echo upstream, driven over HTTP.
+
+mod common;
+
+use common::{Options, TestGateway, denial};
+use serde_json::{Value, json};
+use tollgate::domain::ip::IpAllowList;
+use tollgate::domain::key::KeyLimits;
+use tollgate::domain::permission::{Permission, PermissionSet};
+use tollgate::manage::{KeyKind, NewKey};
+use tollgate::store::KeyChange;
+
+async fn echo_json(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.status(), 200);
+    resp.json().await.expect("echo json")
+}
+
+#[tokio::test]
+async fn good_call_is_forwarded_with_credential_stripped() {
+    let t = TestGateway::start().await;
+    let (_, key) = t.rw_key().await;
+    let resp = t
+        .client
+        .post(format!("{}/v1/things/./x?y=1", t.proxy))
+        .bearer_auth(&key)
+        .header("x-api-key", "also-secret")
+        .header("x-request-id", "client-chosen-1")
+        .header("x-forwarded-for", "6.6.6.6")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-chosen-1");
+    let echo = echo_json(resp).await;
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/v1/things/x", "normalised path is forwarded");
+    assert_eq!(echo["query"], "y=1");
+    assert_eq!(echo["body_bytes"], 5);
+    let headers = echo["headers"].as_object().unwrap();
+    assert!(!headers.contains_key("authorization"), "{headers:?}");
+    assert!(!headers.contains_key("x-api-key"));
+    assert_eq!(headers["x-request-id"], "client-chosen-1");
+    // The peer is not a trusted proxy, so the forged chain is replaced by the peer.
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert!(!echo.to_string().contains(&key), "key leaked upstream");
+}
+
+#[tokio::test]
+async fn every_credential_form_is_accepted() {
+    let t = TestGateway::start().await;
+    let (_, key) = t.rw_key().await;
+    for (name, value) in [
+        ("authorization", format!("Bearer {key}")),
+        ("x-api-key", key.clone()),
+        ("x-APIKey", key.clone()),
+    ] {
+        let resp = t
+            .client
+            .get(format!("{}/a", t.proxy))
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        let echo = echo_json(resp).await;
+        assert!(!echo.to_string().contains(&key), "{name} leaked");
+    }
+    // Gateway3 pair through HTTP Basic.
+    let m = &t.gw().manager;
+    let account = m.default_account(t.partner_id).await.unwrap();
+    let pair = m
+        .create_key(NewKey {
+            account_id: account.id,
+            partner_id: t.partner_id,
+            name: Some("pair".into()),
+            label: None,
+            description: None,
+            permissions: PermissionSet::from_slice(&[Permission::Read]),
+            ip_whitelist: IpAllowList::default(),
+            expiration_date: None,
+            limits: KeyLimits::default(),
+            kind: KeyKind::Pair,
+            created_by: "test".into(),
+        })
+        .await
+        .unwrap();
+    let access_key = pair.key.credential.access_key().unwrap().to_string();
+    let resp = t
+        .client
+        .get(format!("{}/a", t.proxy))
+        .basic_auth(&access_key, Some(&pair.secret))
+        .send()
+        .await
+        .unwrap();
+    let echo = echo_json(resp).await;
+    assert!(
+        !echo["headers"]
+            .as_object()
+            .unwrap()
+            .contains_key("authorization")
+    );
+    let resp = t
+        .client
+        .get(format!("{}/a", t.proxy))
+        .basic_auth(&access_key, Some("wrong-secret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 401).await, "invalid_key");
+}
+
+#[tokio::test]
+async fn rejection_table() {
+    let mut opts = Options {
+        fake_clock: true,
+        ..Options::default()
+    };
+    opts.extra = "[limits]\nmax_request_body = \"1KiB\"\n".into();
+    let t = TestGateway::with(opts).await;
+    let url = format!("{}/thing", t.proxy);
+    let get = |key: &str| t.client.get(&url).bearer_auth(key).send();
+
+    // missing_credentials
+    let resp = t.client.get(&url).send().await.unwrap();
+    assert_eq!(denial(resp, 401).await, "missing_credentials");
+    // invalid_key: unknown, and malformed
+    assert_eq!(
+        denial(get("cr_nope").await.unwrap(), 401).await,
+        "invalid_key"
+    );
+    let resp = t
+        .client
+        .get(&url)
+        .header("authorization", "Bearer ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 401).await, "invalid_key");
+
+    // permission_denied: a read-only key cannot POST
+    let (_, ro) = t.create_key(json!({"permissions": ["read"]})).await;
+    assert_eq!(get(&ro).await.unwrap().status(), 200);
+    let resp = t.client.post(&url).bearer_auth(&ro).send().await.unwrap();
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+
+    // ip_not_allowed: the test client is 127.0.0.1
+    let (_, fenced) = t.create_key(json!({"ip_whitelist": ["10.0.0.0/8"]})).await;
+    assert_eq!(
+        denial(get(&fenced).await.unwrap(), 403).await,
+        "ip_not_allowed"
+    );
+
+    // key_expired: expires tomorrow, then the fake clock moves two days on
+    let (_, expiring) = t.create_key(json!({"expiration_date": "2026-11-24"})).await;
+    assert_eq!(get(&expiring).await.unwrap().status(), 200);
+
+    // key_disabled and key_revoked
+    let (id, disabled) = t.rw_key().await;
+    assert_eq!(
+        t.reseller_post(&format!("/keys/{id}/disable"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        denial(get(&disabled).await.unwrap(), 403).await,
+        "key_disabled"
+    );
+    let (id, revoked) = t.rw_key().await;
+    let change = KeyChange::Revoke {
+        at: common::T0,
+        by: "test".into(),
+    };
+    t.gw()
+        .manager
+        .change_key(id.parse().unwrap(), change)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        denial(get(&revoked).await.unwrap(), 403).await,
+        "key_revoked"
+    );
+
+    // bad_request: an encoded slash is ambiguous and never reaches the upstream
+    let (_, rw) = t.rw_key().await;
+    let resp = t
+        .client
+        .get(format!("{}/a%2Fb", t.proxy))
+        .bearer_auth(&rw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 400).await, "bad_request");
+    let resp = t
+        .client
+        .get(format!("{}/../etc", t.proxy))
+        .bearer_auth(&rw)
+        .send()
+        .await;
+    // reqwest may normalise `..` itself; if it was sent, it must not be forwarded above root.
+    if let Ok(resp) = resp
+        && resp.status() == 200
+    {
+        let echo: Value = resp.json().await.unwrap();
+        assert_eq!(echo["path"], "/etc");
+    }
+
+    // payload_too_large: declared length, and a chunked body that grows past the limit
+    let resp = t
+        .client
+        .post(&url)
+        .bearer_auth(&rw)
+        .body(vec![0u8; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 413).await, "payload_too_large");
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![1u8; 512])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = t
+        .client
+        .post(&url)
+        .bearer_auth(&rw)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 413).await, "payload_too_large");
+
+    // Now expire the key: two days later.
+    t.clock.as_ref().unwrap().advance(2 * 86_400);
+    assert_eq!(
+        denial(get(&expiring).await.unwrap(), 403).await,
+        "key_expired"
+    );
+}
+
+#[tokio::test]
+async fn upstream_failures_are_502_and_504() {
+    // Nothing listens on the port of a listener we bound and dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let t = TestGateway::with(Options {
+        upstream_url: Some(format!("http://127.0.0.1:{port}")),
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = t.rw_key().await;
+    let resp = t
+        .client
+        .get(format!("{}/x", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 502).await, "upstream_unavailable");
+
+    let t = TestGateway::with(Options {
+        upstream_extra: "response_timeout = \"200ms\"".into(),
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = t.rw_key().await;
+    let resp = t
+        .client
+        .get(format!("{}/x?echo_delay_ms=3000", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 504).await, "upstream_unavailable");
+    let metrics = t
+        .client
+        .get(format!("{}/metrics", t.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"tollgate_upstream_errors_total{kind="timeout"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn disabled_key_is_refused_on_the_very_next_request() {
+    let t = TestGateway::start().await;
+    let (id, key) = t.rw_key().await;
+    let url = format!("{}/x", t.proxy);
+    for round in 0..3 {
+        assert_eq!(
+            t.client
+                .get(&url)
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "round {round}"
+        );
+        let resp = t.reseller_post(&format!("/keys/{id}/disable")).await;
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["data"]["disabled"], true);
+        let resp = t.client.get(&url).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(denial(resp, 403).await, "key_disabled");
+        assert_eq!(
+            t.reseller_post(&format!("/keys/{id}/enable"))
+                .await
+                .status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    let body = json!({"ip_whitelist": ["203.0.113.0/24"]});
+    // Untrusted peer: the header is ignored, the socket peer (127.0.0.1) is not allowed.
+    let t = TestGateway::start().await;
+    let (_, key) = t.create_key(body.clone()).await;
+    let resp = t
+        .client
+        .get(format!("{}/x", t.proxy))
+        .bearer_auth(&key)
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 403).await, "ip_not_allowed");
+
+    // Trusted peer: the first untrusted hop from the right is the client.
+    let t = TestGateway::with(Options {
+        extra: "[security]\ntrusted_proxies = [\"127.0.0.1\"]\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = t.create_key(body).await;
+    let resp = t
+        .client
+        .get(format!("{}/x", t.proxy))
+        .bearer_auth(&key)
+        .header("x-forwarded-for", "198.51.100.1, 203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    let echo = echo_json(resp).await;
+    assert_eq!(
+        echo["headers"]["x-forwarded-for"],
+        "198.51.100.1, 203.0.113.7, 127.0.0.1"
+    );
+}
+
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let t = TestGateway::start().await;
+    let (_, key) = t.rw_key().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{}/h2", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let echo = echo_json(resp).await;
+    assert_eq!(echo["path"], "/h2");
+    let resp = client.get(format!("{}/h2", t.proxy)).send().await.unwrap();
+    assert_eq!(denial(resp, 401).await, "missing_credentials");
+}
+
+#[tokio::test]
+async fn metrics_count_outcomes_and_last_used_is_flushed() {
+    let mut t = TestGateway::start().await;
+    let (id, key) = t.rw_key().await;
+    t.client
+        .get(format!("{}/x", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    t.client.get(format!("{}/x", t.proxy)).send().await.unwrap();
+    let metrics = t
+        .client
+        .get(format!("{}/metrics", t.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"tollgate_requests_total{code="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"tollgate_requests_total{code="missing_credentials"} 1"#));
+    assert!(metrics.contains("tollgate_keys_loaded 1"));
+    let resp = t
+        .client
+        .get(format!("{}/api/v1/reseller/keys/{id}", t.api))
+        .bearer_auth(&t.partner_token)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["data"]["last_used_at"].is_string(), "{body}");
+    // After shutdown the flushed value is in the store.
+    let store = t.gw().manager.store.clone();
+    t.shutdown().await;
+    let stored = store.get_key(id.parse().unwrap()).await.unwrap().unwrap();
+    assert!(stored.last_used_at.is_some());
+}
+
+#[tokio::test]
+async fn healthz_and_readyz() {
+    let t = TestGateway::start().await;
+    for path in ["/healthz", "/readyz"] {
+        let resp = t
+            .client
+            .get(format!("{}{path}", t.api))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    // Nothing of the management surface is mounted on the proxy listener.
+    let resp = t
+        .client
+        .get(format!("{}/metrics", t.proxy))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denial(resp, 401).await, "missing_credentials");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let mut t = TestGateway::start().await;
+    let (_, key) = t.rw_key().await;
+    let slow = {
+        let client = t.client.clone();
+        let url = format!("{}/slow?echo_delay_ms=300", t.proxy);
+        let key = key.clone();
+        tokio::spawn(async move { client.get(url).bearer_auth(key).send().await })
+    };
+    // Wait until the request is in flight (the access log is not observable; the key's
+    // last_used is, and it is marked at admission).
+    let manager = t.gw().manager.clone();
+    let in_flight = common::eventually(std::time::Duration::from_secs(5), || {
+        let m = manager.clone();
+        async move { m.index.take_used().len() == 1 }
+    })
+    .await;
+    assert!(in_flight);
+    t.shutdown().await;
+    let resp = slow.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    // And the listener is closed afterwards.
+    assert!(t.client.get(format!("{}/x", t.proxy)).send().await.is_err());
+}
+
+#[tokio::test]
+async fn malformed_http_never_reaches_the_upstream_nor_breaks_the_listener() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestGateway::start().await;
+    let (_, key) = t.rw_key().await;
+    let addr = t.gw().proxy_addr;
+    let garbage: [&[u8]; 4] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n",
+        b"GET /a\x00b HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    for raw in garbage {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(raw).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            conn.read_to_end(&mut buf),
+        )
+        .await;
+        let text = String::from_utf8_lossy(&buf);
+        assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+    // Oversized headers are refused too.
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let big = format!(
+        "GET /x HTTP/1.1\r\nHost: a\r\nx-big: {}\r\n\r\n",
+        "a".repeat(200 * 1024)
+    );
+    let _ = conn.write_all(big.as_bytes()).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+
+    // The upstream saw none of it: the only request it answers next is the good one.
+    let resp = t
+        .client
+        .get(format!("{}/after", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let metrics = t
+        .client
+        .get(format!("{}/metrics", t.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"tollgate_requests_total{code="ok"} 1"#),
+        "{metrics}"
+    );
+}
