@@ -72,6 +72,12 @@ async fn hundred_mib_each_way_with_flat_memory() {
     assert_eq!(received, TOTAL);
     let after_download = rss();
 
+    eprintln!(
+        "rss MiB: before {} upload {} download {}",
+        before / MIB,
+        after_upload / MIB,
+        after_download / MIB
+    );
     // Buffering either body would add >= 100 MiB; allow 32 MiB of allocator noise.
     let limit = before + 32 * MIB;
     assert!(

@@ -2,6 +2,7 @@
 //! of the gateway sees; `sqlite` is the embedded default. The data plane never calls the store:
 //! keys are loaded into memory at start and kept in sync by the management surfaces.
 
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -94,10 +95,7 @@ pub trait Store: Send + Sync + 'static {
 /// Opens (and migrates) the store named by `url`.
 pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
     match url {
-        StoreUrl::Sqlite(path) => {
-            let _s = sqlite::SqliteStore::open(path).await?;
-            Err(StoreError::Unsupported("skeleton".into()))
-        }
+        StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
         StoreUrl::Postgres(url) => Err(StoreError::Unsupported(format!(
             "{}: PostgreSQL support lands with multi-instance sync",
             redact(url)

@@ -1,0 +1,513 @@
+//! Tests of the SQLite store against real database files in temporary directories.
+
+use std::num::{NonZeroU32, NonZeroU64};
+
+use chrono::NaiveDate;
+use tempfile::TempDir;
+
+use super::*;
+use crate::config::model::StoreUrl;
+use crate::domain::ip::IpAllowList;
+use crate::domain::key::{Credential, KeyLimits};
+use crate::domain::permission::{Permission, PermissionSet};
+
+async fn store() -> (TempDir, SqliteStore) {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(&dir.path().join("tollgate.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn partner(prefix: &str) -> Partner {
+    Partner {
+        id: Uuid::new_v4(),
+        name: "Acme Resale".into(),
+        token_prefix: prefix.into(),
+        token_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        balance_micros: -1_500_000,
+        tier_multiplier_ppm: 850_000,
+        suspended: true,
+        created_at: 1_700_000_000,
+    }
+}
+
+fn account(partner_id: Uuid, external_id: &str) -> Account {
+    Account {
+        id: Uuid::new_v4(),
+        partner_id,
+        external_id: external_id.into(),
+        email: Some(format!("{external_id}@example.com")),
+        name: Some("Ada".into()),
+        plan_id: None,
+        created_at: 1_700_000_100,
+    }
+}
+
+/// A partner with its default account, stored.
+async fn tenant(store: &SqliteStore) -> (Partner, Account) {
+    let p = partner("abcd1234");
+    let a = account(p.id, "default");
+    store.create_partner(&p, &a).await.unwrap();
+    (p, a)
+}
+
+fn key(account: &Account, name: &str, credential: Credential) -> Key {
+    Key {
+        id: Uuid::new_v4(),
+        account_id: account.id,
+        partner_id: account.partner_id,
+        name: name.into(),
+        label: Some("CI".into()),
+        description: Some("used by the build".into()),
+        credential,
+        permissions: PermissionSet::from_slice(&[Permission::Read, Permission::Pin]),
+        ip_whitelist: IpAllowList::parse(&["10.0.0.0/8", "2001:db8::1"]).unwrap(),
+        expiration_date: NaiveDate::from_ymd_opt(2027, 3, 1),
+        disabled: true,
+        created_at: 1_700_000_200,
+        created_by: "partner:acme".into(),
+        revoked_at: Some(1_700_000_900),
+        revoked_by: Some("admin".into()),
+        last_used_at: Some(1_700_000_500),
+        limits: KeyLimits {
+            daily_cost_limit_micros: Some(5_000_000),
+            total_cost_limit_micros: Some(u64::MAX / 4),
+            concurrency_limit: NonZeroU32::new(8),
+            rate_limit_per_minute: NonZeroU32::new(600),
+        },
+    }
+}
+
+fn token(byte: u8) -> Credential {
+    Credential::Token { digest: [byte; 32] }
+}
+
+/// A plain, enabled, never-used key.
+fn fresh_key(account: &Account, name: &str, byte: u8) -> Key {
+    Key {
+        revoked_at: None,
+        revoked_by: None,
+        last_used_at: None,
+        disabled: false,
+        ..key(account, name, token(byte))
+    }
+}
+
+#[tokio::test]
+async fn reopen_is_idempotent_and_keeps_data() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("nested.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    first.ping().await.unwrap();
+    let (p, a) = tenant(&first).await;
+    let k = fresh_key(&a, "ci", 1);
+    first.create_key(&k).await.unwrap();
+    first.pool.close().await;
+
+    let second = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(second.get_partner(p.id).await.unwrap(), Some(p));
+    assert_eq!(second.load_keys().await.unwrap(), vec![k]);
+}
+
+#[tokio::test]
+async fn generic_open_returns_a_working_store() {
+    let dir = TempDir::new().unwrap();
+    let url = StoreUrl::Sqlite(dir.path().join("t.db"));
+    let store = crate::store::open(&url).await.unwrap();
+    store.ping().await.unwrap();
+    assert!(store.load_keys().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn partner_and_default_account_round_trip() {
+    let (_dir, store) = store().await;
+    let (p, a) = tenant(&store).await;
+    assert_eq!(store.get_partner(p.id).await.unwrap(), Some(p.clone()));
+    assert_eq!(store.default_account(p.id).await.unwrap(), Some(a));
+    // A second account is not the default one.
+    store
+        .create_account(&account(p.id, "user-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .default_account(p.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .external_id,
+        "default"
+    );
+    assert_eq!(store.get_partner(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.default_account(Uuid::new_v4()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn create_partner_is_atomic() {
+    let (_dir, store) = store().await;
+    let (p, a) = tenant(&store).await;
+    // The default account clashes (same id), so the new partner must not be stored either.
+    let q = partner("other");
+    let clash = Account {
+        partner_id: q.id,
+        ..a
+    };
+    assert!(store.create_partner(&q, &clash).await.is_err());
+    assert_eq!(store.get_partner(q.id).await.unwrap(), None);
+    assert!(store.get_partner(p.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn partners_by_token_prefix_and_new_token() {
+    let (_dir, store) = store().await;
+    let (p, _) = tenant(&store).await;
+    let q = partner("abcd1234");
+    store
+        .create_partner(&q, &account(q.id, "default"))
+        .await
+        .unwrap();
+    let found = store.partners_by_token_prefix("abcd1234").await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert!(found.contains(&p) && found.contains(&q));
+    assert!(
+        store
+            .partners_by_token_prefix("zzz")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(
+        store
+            .set_partner_token(p.id, "new00001", "$hash2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_partner_token(Uuid::new_v4(), "x", "y")
+            .await
+            .unwrap()
+    );
+    let moved = store.partners_by_token_prefix("new00001").await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].token_hash, "$hash2");
+    assert_eq!(
+        store.partners_by_token_prefix("abcd1234").await.unwrap(),
+        vec![q]
+    );
+}
+
+#[tokio::test]
+async fn duplicate_account_uuid_is_a_conflict() {
+    let (_dir, store) = store().await;
+    let (p, _) = tenant(&store).await;
+    store.create_account(&account(p.id, "u-1")).await.unwrap();
+    let err = store
+        .create_account(&account(p.id, "u-1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("uuid")), "{err:?}");
+    // The same external id under another partner is fine.
+    let q = partner("q");
+    store.create_partner(&q, &account(q.id, "d")).await.unwrap();
+    store.create_account(&account(q.id, "u-1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn keys_round_trip_for_both_credential_kinds() {
+    let (_dir, store) = store().await;
+    let (_, a) = tenant(&store).await;
+    let token_key = key(&a, "token", token(7));
+    let pair_key = key(
+        &a,
+        "pair",
+        Credential::Pair {
+            access_key: Uuid::new_v4(),
+            digest: [9; 32],
+        },
+    );
+    let bare = Key {
+        label: None,
+        description: None,
+        permissions: PermissionSet::EMPTY,
+        ip_whitelist: IpAllowList::default(),
+        expiration_date: None,
+        limits: KeyLimits::default(),
+        created_at: 1_800_000_000,
+        ..fresh_key(&a, "bare", 3)
+    };
+    for k in [&token_key, &pair_key, &bare] {
+        store.create_key(k).await.unwrap();
+        assert_eq!(store.get_key(k.id).await.unwrap().as_ref(), Some(k));
+    }
+    let mut all = store.load_keys().await.unwrap();
+    all.sort_by_key(|k| k.name.clone());
+    assert_eq!(all, vec![bare, pair_key, token_key]);
+    assert_eq!(store.get_key(Uuid::new_v4()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn duplicate_key_name_or_credential_is_a_conflict() {
+    let (_dir, store) = store().await;
+    let (p, a) = tenant(&store).await;
+    store.create_key(&fresh_key(&a, "ci", 1)).await.unwrap();
+    let err = store.create_key(&fresh_key(&a, "ci", 2)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("name")), "{err:?}");
+    let err = store
+        .create_key(&fresh_key(&a, "other", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("credential")), "{err:?}");
+
+    let access_key = Uuid::new_v4();
+    let pair = |name: &str, byte| Key {
+        credential: Credential::Pair {
+            access_key,
+            digest: [byte; 32],
+        },
+        ..fresh_key(&a, name, 0)
+    };
+    store.create_key(&pair("p1", 5)).await.unwrap();
+    let err = store.create_key(&pair("p2", 6)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("credential")), "{err:?}");
+
+    // The same name in another account is fine.
+    let b = account(p.id, "second");
+    store.create_account(&b).await.unwrap();
+    store.create_key(&fresh_key(&b, "ci", 4)).await.unwrap();
+}
+
+#[tokio::test]
+async fn update_key_disable_enable_revoke() {
+    let (_dir, store) = store().await;
+    let (_, a) = tenant(&store).await;
+    let k = fresh_key(&a, "ci", 1);
+    store.create_key(&k).await.unwrap();
+
+    let off = store.update_key(k.id, &KeyChange::SetDisabled(true)).await;
+    assert!(off.unwrap().unwrap().disabled);
+    let on = store.update_key(k.id, &KeyChange::SetDisabled(false)).await;
+    assert!(!on.unwrap().unwrap().disabled);
+
+    let first = KeyChange::Revoke {
+        at: 100,
+        by: "alice".into(),
+    };
+    let revoked = store.update_key(k.id, &first).await.unwrap().unwrap();
+    assert_eq!(
+        (revoked.revoked_at, revoked.revoked_by.as_deref()),
+        (Some(100), Some("alice"))
+    );
+    let second = KeyChange::Revoke {
+        at: 200,
+        by: "bob".into(),
+    };
+    let again = store.update_key(k.id, &second).await.unwrap().unwrap();
+    assert_eq!(
+        (again.revoked_at, again.revoked_by.as_deref()),
+        (Some(100), Some("alice"))
+    );
+    // Disabling a revoked key still records the flag; it stays revoked.
+    let off = store.update_key(k.id, &KeyChange::SetDisabled(true)).await;
+    let off = off.unwrap().unwrap();
+    assert!(off.disabled);
+    assert_eq!(off.revoked_at, Some(100));
+    assert_eq!(store.get_key(k.id).await.unwrap(), Some(off));
+
+    let unknown = store.update_key(Uuid::new_v4(), &KeyChange::SetDisabled(true));
+    assert_eq!(unknown.await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn touch_keys_keeps_the_latest_time() {
+    let (_dir, store) = store().await;
+    let (_, a) = tenant(&store).await;
+    let (k1, k2) = (fresh_key(&a, "one", 1), fresh_key(&a, "two", 2));
+    store.create_key(&k1).await.unwrap();
+    store.create_key(&k2).await.unwrap();
+
+    store
+        .touch_keys(&[(k1.id, 500), (k2.id, 300)])
+        .await
+        .unwrap();
+    // Older times never move it back; unknown keys are ignored; empty is a no-op.
+    store
+        .touch_keys(&[(k1.id, 400), (k2.id, 900), (Uuid::new_v4(), 1)])
+        .await
+        .unwrap();
+    store.touch_keys(&[]).await.unwrap();
+    let last = |id| {
+        let store = store.clone();
+        async move { store.get_key(id).await.unwrap().unwrap().last_used_at }
+    };
+    assert_eq!(last(k1.id).await, Some(500));
+    assert_eq!(last(k2.id).await, Some(900));
+}
+
+/// `(id, name, price_micros, pinned_bytes_limit, ipns_limit)` as stored.
+type PlanRow = (i64, String, i64, Option<i64>, Option<i64>);
+
+fn plan(id: i64, name: &str, price: u64) -> Plan {
+    Plan {
+        id,
+        name: name.into(),
+        price_micros: price,
+        pinned_count_limit: NonZeroU64::new(1000),
+        pinned_bytes_limit: NonZeroU64::new(u64::MAX),
+        ingress_limit: None,
+        egress_limit: NonZeroU64::new(5 << 30),
+        ipns_limit: NonZeroU32::new(10),
+    }
+}
+
+#[tokio::test]
+async fn sync_plans_upserts_by_id_and_accounts_may_reference_them() {
+    let (_dir, store) = store().await;
+    store
+        .sync_plans(&[plan(1, "free", 0), plan(2, "pro", 9_000_000)])
+        .await
+        .unwrap();
+    let renamed = Plan {
+        ipns_limit: None,
+        ..plan(2, "pro+", 12_000_000)
+    };
+    store.sync_plans(&[renamed]).await.unwrap();
+    let rows: Vec<PlanRow> = sqlx::query_as(
+        "SELECT id, name, price_micros, pinned_bytes_limit, ipns_limit FROM plans ORDER BY id",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (1, "free".into(), 0, Some(i64::MAX), Some(10)),
+            (2, "pro+".into(), 12_000_000, Some(i64::MAX), None),
+        ]
+    );
+
+    let (p, _) = tenant(&store).await;
+    let on_plan = Account {
+        plan_id: Some(2),
+        ..account(p.id, "paying")
+    };
+    store.create_account(&on_plan).await.unwrap();
+    let no_plan = Account {
+        plan_id: Some(99),
+        ..account(p.id, "ghost")
+    };
+    assert!(matches!(
+        store.create_account(&no_plan).await,
+        Err(StoreError::Query(_))
+    ));
+}
+
+#[tokio::test]
+async fn init_setting_keeps_the_first_value() {
+    let (_dir, store) = store().await;
+    assert_eq!(store.get_setting("secret").await.unwrap(), None);
+    assert_eq!(store.init_setting("secret", "one").await.unwrap(), "one");
+    assert_eq!(store.init_setting("secret", "two").await.unwrap(), "one");
+    assert_eq!(
+        store.get_setting("secret").await.unwrap().as_deref(),
+        Some("one")
+    );
+}
+
+#[tokio::test]
+async fn foreign_keys_are_enforced() {
+    let (_dir, store) = store().await;
+    let (p, a) = tenant(&store).await;
+    let orphan = fresh_key(&account(p.id, "missing"), "ci", 1);
+    assert!(matches!(
+        store.create_key(&orphan).await,
+        Err(StoreError::Query(_))
+    ));
+    // A key's partner must be its account's partner.
+    let q = partner("q");
+    store.create_partner(&q, &account(q.id, "d")).await.unwrap();
+    let crossed = Key {
+        partner_id: q.id,
+        ..fresh_key(&a, "ci", 2)
+    };
+    assert!(store.create_key(&crossed).await.is_err());
+    let no_partner = account(Uuid::new_v4(), "x");
+    assert!(store.create_account(&no_partner).await.is_err());
+    assert!(store.load_keys().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn unopenable_paths_are_open_errors_naming_the_path() {
+    let dir = TempDir::new().unwrap();
+    let missing_dir = dir.path().join("no").join("such").join("t.db");
+    for path in [missing_dir.as_path(), dir.path()] {
+        let Err(err) = SqliteStore::open(path).await else {
+            panic!("{} opened", path.display());
+        };
+        match &err {
+            StoreError::Open { url, .. } => assert!(url.contains(&*path.to_string_lossy())),
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains(&*path.to_string_lossy()));
+    }
+}
+
+#[tokio::test]
+async fn corrupt_rows_name_the_key_and_field() {
+    let (_dir, store) = store().await;
+    let (_, a) = tenant(&store).await;
+    let cases = [
+        ("ip_whitelist", "ip_whitelist = 'not json'"),
+        ("ip_whitelist", "ip_whitelist = '[\"example.com\"]'"),
+        ("expiration_date", "expiration_date = '2027-02-30'"),
+        ("digest", "digest = x'0102'"),
+    ];
+    for (i, (field, set)) in cases.into_iter().enumerate() {
+        let k = fresh_key(&a, &format!("k{i}"), i as u8 + 1);
+        store.create_key(&k).await.unwrap();
+        let sql = format!("UPDATE keys SET {set} WHERE id = $1");
+        sqlx::query(&sql)
+            .bind(k.id.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = store.get_key(k.id).await.unwrap_err();
+        let StoreError::Corrupt(msg) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            msg.contains(&k.id.to_string()) && msg.contains(field),
+            "{msg}"
+        );
+        assert!(matches!(
+            store.load_keys().await,
+            Err(StoreError::Corrupt(_))
+        ));
+        sqlx::query("DELETE FROM keys WHERE id = $1")
+            .bind(k.id.to_string())
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn connections_use_wal_full_sync_and_foreign_keys() {
+    let (_dir, store) = store().await;
+    let mut conn = store.pool.acquire().await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
+}
