@@ -3,10 +3,14 @@
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use crate::config;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::KeyLimits;
 use crate::domain::permission::{Permission, PermissionSet};
+use crate::domain::secret;
 use crate::echo;
 use crate::gateway::{Gateway, StartError};
 use crate::manage::{KeyKind, ManageError, NewKey};
@@ -52,11 +56,14 @@ pub async fn start() -> Result<Demo, DemoError> {
     let text = format!(
         "[listen]\nproxy = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n\
          [store]\nurl = \"sqlite://{}\"\n\
-         [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n",
+         [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\
+         [security]\nsecret = \"{}\"\n",
         preferred_port(8080),
         preferred_port(8081),
         dir.path().join("demo.db").display(),
         echo.addr,
+        // A throwaway secret: the demo's store lives only as long as the process.
+        URL_SAFE_NO_PAD.encode(secret::random_bytes()),
     );
     let config = config::parse(&text, &|_| None)?;
     let gateway = Gateway::start(&config).await?;

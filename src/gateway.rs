@@ -16,6 +16,7 @@ use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::secret::{self, KeyHasher};
 use crate::index::KeyIndex;
 use crate::manage::Manager;
+use crate::meter::Meter;
 use crate::metrics::Metrics;
 use crate::proxy::handler::ProxyState;
 use crate::proxy::upstream::{UpstreamClient, UpstreamError};
@@ -67,6 +68,20 @@ pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, KeyHasher), 
     Ok((store, KeyHasher::new(&secret)))
 }
 
+/// The meter seeded with the store's counters for the current windows, and every partner and
+/// account registered.
+pub async fn load_meter(store: &dyn Store, now: i64) -> Result<Meter, StartError> {
+    let rows = store.load_counters(&Meter::windows(now)).await?;
+    let meter = Meter::new(Meter::initial_from(rows));
+    for partner in store.load_partners().await? {
+        meter.upsert_partner(&partner, now);
+    }
+    for account in store.load_accounts().await? {
+        meter.upsert_account(&account, now);
+    }
+    Ok(meter)
+}
+
 /// The server secret kept in the store, generated on first start.
 async fn stored_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
     if let Some(value) = store.get_setting(SECRET_SETTING).await? {
@@ -98,6 +113,7 @@ impl Gateway {
         clock: Arc<dyn Clock>,
     ) -> Result<Gateway, StartError> {
         let (store, hasher) = open_store(config).await?;
+        let meter = Arc::new(load_meter(store.as_ref(), clock.now_unix()).await?);
         let index = Arc::new(KeyIndex::from_keys(store.load_keys().await?));
         let metrics = Arc::new(Metrics::new());
         metrics.keys_loaded.set(index.len() as i64);
@@ -108,6 +124,7 @@ impl Gateway {
             hasher: hasher.clone(),
             clock: clock.clone(),
             default_plan: config.default_plan,
+            meter: meter.clone(),
         };
         let tls = config
             .listen
@@ -128,6 +145,8 @@ impl Gateway {
             tls: tls.is_some(),
             metrics: metrics.clone(),
             clock,
+            meter,
+            plans: config.plans.iter().map(|p| (p.id, p.clone())).collect(),
         });
         let proxy_listener = bind(config.listen.proxy).await?;
         let api_listener = bind(config.listen.api).await?;
@@ -219,8 +238,10 @@ async fn flush_loop(
     flush_once(&manager, &metrics).await;
 }
 
-/// One flush of everything pending; failures are kept for the next try.
+/// One flush of everything pending (usage first, then `last_used_at`); failures are kept for
+/// the next try.
 pub async fn flush_once(manager: &Manager, metrics: &Metrics) {
+    flush_usage(manager, metrics).await;
     let used = manager.index.take_used();
     if used.is_empty() {
         return;
@@ -229,5 +250,26 @@ pub async fn flush_once(manager: &Manager, metrics: &Metrics) {
         metrics.store_flush_errors.inc();
         tracing::warn!(error = %err, keys = used.len(), "flushing last_used_at failed; will retry");
         manager.index.restore_used(&used);
+    }
+}
+
+/// Writes the meter's deltas as one idempotent batch; a failed batch is retried as is.
+async fn flush_usage(manager: &Manager, metrics: &Metrics) {
+    let meter = &manager.meter;
+    let now = manager.clock.now_unix();
+    let pending = meter
+        .pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let (token, batch) =
+        pending.unwrap_or_else(|| (uuid::Uuid::new_v4().to_string(), meter.take_batch(now)));
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(err) = manager.store.apply_usage(&token, &batch, now).await {
+        metrics.store_flush_errors.inc();
+        tracing::warn!(error = %err, deltas = batch.deltas.len(), "flushing usage failed; will retry");
+        *meter.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((token, batch));
     }
 }

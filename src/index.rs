@@ -5,21 +5,81 @@
 //! a key's entry after the store has committed, so a change is in force on the next request.
 
 use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
 
 use crate::domain::key::{Credential, Digest, Key};
 use crate::domain::secret::KeyHasher;
+use crate::meter::Meter;
+use crate::meter::admit::Links;
+use crate::meter::hold::InFlight;
 use crate::proxy::credential::Presented;
 
-/// Per-key state that lives across updates of the key's record (usage, last use).
+/// A key's request-rate limiter (GCRA, `governor`), rebuilt only when the limit changes.
+#[derive(Debug)]
+struct RateLimit {
+    per_minute: NonZeroU32,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// Per-key state that lives across updates of the key's record: last use, requests in flight,
+/// rate limiter and the links to its usage counters.
 #[derive(Debug, Default)]
 pub struct KeyLive {
     last_used: AtomicI64,
     dirty: AtomicBool,
+    /// Requests of this key in flight (its concurrency limit).
+    pub in_flight: Arc<InFlight>,
+    rate: ArcSwapOption<RateLimit>,
+    links: OnceLock<Links>,
+}
+
+impl KeyLive {
+    fn set_rate(&self, limit: Option<NonZeroU32>) {
+        let current = self.rate.load();
+        if current.as_ref().map(|r| r.per_minute) == limit {
+            return;
+        }
+        self.rate.store(limit.map(|per_minute| {
+            Arc::new(RateLimit {
+                per_minute,
+                limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+            })
+        }));
+    }
+
+    /// Takes one request token; `Err(seconds)` says when the next one is due.
+    pub fn check_rate(&self) -> Result<(), u64> {
+        let guard = self.rate.load();
+        let Some(rate) = guard.as_ref() else {
+            return Ok(());
+        };
+        rate.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    /// The key's usage counters with its account's and partner's; `None` if the account or
+    /// partner is not registered with the meter.
+    pub fn links(&self, key: &Key, meter: &Meter, now: i64) -> Option<&Links> {
+        if let Some(links) = self.links.get() {
+            return Some(links);
+        }
+        let links = Links {
+            key: meter.key_usage(key.id, now),
+            account: meter.account(key.account_id)?,
+            partner: meter.partner(key.partner_id)?,
+        };
+        Some(self.links.get_or_init(|| links))
+    }
 }
 
 /// A key as the data plane holds it: the immutable record plus its live state.
@@ -98,6 +158,7 @@ impl KeyIndex {
                 Arc::new(live)
             }
         };
+        live.set_rate(key.limits.rate_limit_per_minute);
         let entry = Arc::new(KeyEntry { key, live });
         match &entry.key.credential {
             Credential::Token { digest } => {

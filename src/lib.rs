@@ -14,6 +14,7 @@ pub mod echo;
 pub mod gateway;
 pub mod index;
 pub mod manage;
+pub mod meter;
 pub mod metrics;
 pub mod proxy;
 pub mod store;

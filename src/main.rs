@@ -1,6 +1,6 @@
 //! The `tollgate` command line: `serve` (default), `demo`, `check`, `hash-token`, `partner`.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -132,6 +132,7 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -167,6 +168,7 @@ async fn partner(config: Config, cmd: PartnerCommand) -> Result<ExitCode> {
         hasher,
         clock: std::sync::Arc::new(tollgate::domain::clock::SystemClock),
         default_plan: config.default_plan,
+        meter: Default::default(),
     };
     let (id, token, json) = match cmd {
         PartnerCommand::Create { name, json } => {

@@ -13,6 +13,7 @@ use crate::domain::key::{Account, Credential, Key, KeyLimits, Partner};
 use crate::domain::permission::PermissionSet;
 use crate::domain::secret::{self, KeyHasher};
 use crate::index::KeyIndex;
+use crate::meter::Meter;
 use crate::store::{KeyChange, Store, StoreError};
 
 /// Faults of management operations (validation problems are reported by the API layer).
@@ -70,6 +71,8 @@ pub struct Manager {
     pub hasher: KeyHasher,
     pub clock: Arc<dyn Clock>,
     pub default_plan: Option<i64>,
+    /// Live counters, plans and balances of the data plane.
+    pub meter: Arc<Meter>,
 }
 
 impl Manager {
@@ -98,6 +101,8 @@ impl Manager {
             created_at: now,
         };
         self.store.create_partner(&partner, &account).await?;
+        self.meter.upsert_partner(&partner, now);
+        self.meter.upsert_account(&account, now);
         Ok((partner, token))
     }
 
@@ -124,6 +129,18 @@ impl Manager {
             }
         }
         Ok(None)
+    }
+
+    /// Adds `micros` (may be negative) to a partner's prepaid balance; the new stored balance,
+    /// or `None` if there is no such partner.
+    pub async fn top_up(&self, partner: Uuid, micros: i64) -> Result<Option<i64>, ManageError> {
+        let balance = self.store.add_partner_balance(partner, micros).await?;
+        if balance.is_some()
+            && let Some(live) = self.meter.partner(partner)
+        {
+            live.credit_add_signed(micros);
+        }
+        Ok(balance)
     }
 
     /// The account reseller keys of `partner` belong to.

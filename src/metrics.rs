@@ -44,6 +44,13 @@ pub struct Metrics {
     pub keys_loaded: IntGauge,
     /// Failed background flushes to the store.
     pub store_flush_errors: IntCounter,
+    /// Request body bytes read from clients.
+    pub bytes_in: IntCounter,
+    /// Response body bytes written to clients.
+    pub bytes_out: IntCounter,
+    /// Cost charged, micro-USD at upstream price.
+    pub cost_micros: IntCounter,
+    quota_denials: IntCounterVec,
 }
 
 impl Metrics {
@@ -84,8 +91,32 @@ impl Metrics {
             "Background flushes to the store that failed (retried on the next interval).",
         )
         .expect("valid metric");
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "tollgate_bytes_total",
+                "Body bytes through the proxy by direction (in = from clients, out = to clients).",
+            ),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let cost_micros = IntCounter::new(
+            "tollgate_cost_micros_total",
+            "Cost charged to keys, in micro-USD at upstream price.",
+        )
+        .expect("valid metric");
+        let quota_denials = IntCounterVec::new(
+            Opts::new(
+                "tollgate_quota_denials_total",
+                "Requests refused with quota_exceeded, by quota.",
+            ),
+            &["quota"],
+        )
+        .expect("valid metric");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(bytes.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cost_micros.clone()),
+            Box::new(quota_denials.clone()),
+            Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(upstream.clone()),
             Box::new(keys_loaded.clone()),
@@ -109,7 +140,16 @@ impl Metrics {
                 .collect(),
             keys_loaded,
             store_flush_errors,
+            bytes_in: bytes.with_label_values(&["in"]),
+            bytes_out: bytes.with_label_values(&["out"]),
+            cost_micros,
+            quota_denials,
         }
+    }
+
+    /// Records a `quota_exceeded` denial by quota name.
+    pub fn record_quota_denial(&self, quota: &str) {
+        self.quota_denials.with_label_values(&[quota]).inc();
     }
 
     /// Records one finished request: `None` = forwarded, `Some(code)` = refused.

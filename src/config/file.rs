@@ -90,6 +90,8 @@ pub struct RouteFile {
     pub methods: Vec<String>,
     pub path: String,
     pub permission: String,
+    /// Fixed cost of one request on this route, in USD (metered against cost limits).
+    pub cost_usd: Option<NumOrString>,
 }
 
 /// `[security]`.

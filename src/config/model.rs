@@ -131,6 +131,8 @@ pub struct RouteRule {
     pub methods: Vec<Method>,
     pub path: PathPattern,
     pub action: RouteAction,
+    /// Fixed cost of one request in micro-USD (0 = free).
+    pub cost_micros: u64,
 }
 
 /// `[security]`. Its `Debug` output redacts the secret.

@@ -113,6 +113,8 @@ pub struct Denial {
     pub message: Cow<'static, str>,
     /// Seconds after which retrying may succeed (sent as `Retry-After`).
     pub retry_after: Option<u64>,
+    /// Which quota refused the request (`quota_exceeded`), for metrics.
+    pub quota: Option<&'static str>,
 }
 
 impl Denial {
@@ -122,6 +124,7 @@ impl Denial {
             code,
             message: Cow::Borrowed(code.default_message()),
             retry_after: None,
+            quota: None,
         }
     }
 
@@ -131,6 +134,7 @@ impl Denial {
             code,
             message: message.into(),
             retry_after: None,
+            quota: None,
         }
     }
 

@@ -11,13 +11,18 @@ use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use crate::config::model::RouteAction;
+use std::collections::HashMap;
+
+use crate::config::model::{Plan, RouteAction};
 use crate::domain::clock::Clock;
 use crate::domain::decision::{Decision, Denial, DenyCode};
 use crate::domain::ip::IpSet;
 use crate::domain::policy::check_key;
 use crate::domain::secret::KeyHasher;
 use crate::index::{KeyEntry, KeyIndex};
+use crate::meter::Meter;
+use crate::meter::admit::{self as quota, Facts, Ticket};
+use crate::meter::body::MeteredBody;
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::proxy::credential::{self, CredentialSource, Extracted};
 use crate::proxy::headers::{REQUEST_ID, remove_hop_by_hop, request_id, set_forwarded};
@@ -41,12 +46,16 @@ pub struct ProxyState {
     pub tls: bool,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    pub meter: Arc<Meter>,
+    /// Plans by id (account plan limits).
+    pub plans: HashMap<i64, Plan>,
 }
 
 /// A request that passed admission.
 struct Admitted {
     entry: Arc<KeyEntry>,
     uri: Uri,
+    ticket: Ticket,
 }
 
 /// Serves one request. Never fails: every problem becomes a JSON denial.
@@ -71,7 +80,12 @@ pub async fn handle(
                 Err(denial) => (respond::denial_response(&denial), Some(denial.code), key),
             }
         }
-        Err(denial) => (respond::denial_response(&denial), Some(denial.code), None),
+        Err(denial) => {
+            if let Some(q) = denial.quota {
+                state.metrics.record_quota_denial(q);
+            }
+            (respond::denial_response(&denial), Some(denial.code), None)
+        }
     };
     resp.headers_mut().insert(&REQUEST_ID, rid.clone());
     let elapsed = started.elapsed();
@@ -103,7 +117,8 @@ fn admit(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Admitted, 
         .index
         .lookup(&presented, &state.hasher)
         .ok_or_else(|| Denial::new(DenyCode::InvalidKey))?;
-    let required = match state.routes.resolve(&parts.method, &path) {
+    let route = state.routes.route(&parts.method, &path);
+    let required = match route.action {
         RouteAction::Require(p) => p,
         RouteAction::Deny => {
             return Err(Denial::with_message(
@@ -116,15 +131,52 @@ fn admit(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Admitted, 
     if let Decision::Deny(denial) = check_key(&entry.key, now, client, required) {
         return Err(denial);
     }
-    if content_length(parts).is_some_and(|len| len > state.max_request_body) {
+    let content_length = content_length(parts);
+    if content_length.is_some_and(|len| len > state.max_request_body) {
         return Err(Denial::new(DenyCode::PayloadTooLarge));
     }
     let uri = state
         .upstream
         .uri_for(&path, parts.uri.query())
         .ok_or_else(|| Denial::new(DenyCode::BadRequest))?;
+    let ticket = admit_quotas(state, &entry, content_length, route.cost_micros, now)?;
     state.index.mark_used(&entry, now);
-    Ok(Admitted { entry, uri })
+    Ok(Admitted { entry, uri, ticket })
+}
+
+/// Rate, concurrency, cost, balance and byte quotas of key, account and partner.
+fn admit_quotas(
+    state: &ProxyState,
+    entry: &KeyEntry,
+    content_length: Option<u64>,
+    cost_estimate: u64,
+    now: i64,
+) -> Result<Ticket, Denial> {
+    entry
+        .live
+        .check_rate()
+        .map_err(|secs| Denial::new(DenyCode::RateLimited).retry_after(secs.max(1)))?;
+    let links = entry
+        .live
+        .links(&entry.key, &state.meter, now)
+        .ok_or_else(|| {
+            Denial::with_message(DenyCode::InvalidKey, "the key's account is not active")
+        })?;
+    let facts = Facts {
+        content_length,
+        cost_estimate,
+    };
+    let mut ticket = quota::admit(
+        &entry.key,
+        links,
+        &entry.live.in_flight,
+        &state.plans,
+        &state.meter.retired,
+        facts,
+        now,
+    )?;
+    ticket.count_cost_into(state.metrics.cost_micros.clone());
+    Ok(ticket)
 }
 
 fn content_length(parts: &Parts) -> Option<u64> {
@@ -155,8 +207,15 @@ async fn forward(
     if let Some((name, value)) = &state.upstream_auth {
         headers.insert(name, value.clone());
     }
-    parts.uri = admitted.uri;
+    let Admitted {
+        entry,
+        uri,
+        mut ticket,
+    } = admitted;
+    parts.uri = uri;
     parts.version = Version::HTTP_11;
+    let ingress = std::mem::take(&mut ticket.ingress);
+    let body = MeteredBody::new(body, ingress, state.metrics.bytes_in.clone(), None);
     let body = Limited::new(body, state.max_request_body as usize)
         .map_err(|e| e as crate::proxy::BoxError)
         .boxed();
@@ -165,16 +224,19 @@ async fn forward(
     let sent = tokio::time::timeout(state.response_timeout, state.upstream.send(req)).await;
     let resp = match sent {
         Err(_elapsed) => {
+            // Nothing was delivered: settle the cost at zero.
+            ticket.set_actual_cost(0);
             state
                 .metrics
                 .record_upstream_error(UpstreamErrorKind::Timeout);
             return Err(Denial::new(DenyCode::UpstreamTimeout));
         }
         Ok(Err(err)) => {
+            ticket.set_actual_cost(0);
             let (denial, kind) = classify(&err);
             if denial.code != DenyCode::PayloadTooLarge {
                 state.metrics.record_upstream_error(kind);
-                tracing::warn!(error = %err, key = %admitted.entry.key.id, "upstream exchange failed");
+                tracing::warn!(error = %err, key = %entry.key.id, "upstream exchange failed");
             }
             return Err(denial);
         }
@@ -182,6 +244,8 @@ async fn forward(
     };
     let (mut head, body) = resp.into_parts();
     remove_hop_by_hop(&mut head.headers);
+    let egress = std::mem::take(&mut ticket.egress);
+    let body = MeteredBody::new(body, egress, state.metrics.bytes_out.clone(), Some(ticket));
     let body = body
         .map_err(|e| Box::new(e) as crate::proxy::BoxError)
         .boxed();

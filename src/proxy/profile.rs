@@ -122,6 +122,7 @@ fn kubo_rules() -> Vec<RouteRule> {
                 methods: Vec::new(),
                 path,
                 action,
+                cost_micros: 0,
             });
         }
     }
@@ -157,6 +158,7 @@ mod tests {
             methods: vec![],
             path: PathPattern::Exact("/api/v0/repo/gc".into()),
             action: Require(Permission::Admin),
+            cost_micros: 0,
         }];
         let t = route_table(ProfileKind::Kubo, &op);
         assert_eq!(

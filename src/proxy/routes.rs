@@ -22,26 +22,37 @@ pub enum Fallback {
     Action(RouteAction),
 }
 
+/// What a matched request needs and costs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub action: RouteAction,
+    /// Fixed cost of one request in micro-USD (0 = free).
+    pub cost_micros: u64,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Tier {
-    exact: HashMap<String, Vec<(Vec<Method>, RouteAction)>>,
+    exact: HashMap<String, Vec<(Vec<Method>, Route)>>,
     /// Sorted longest prefix first.
-    prefixes: Vec<(String, Vec<Method>, RouteAction)>,
+    prefixes: Vec<(String, Vec<Method>, Route)>,
 }
 
 impl Tier {
     fn build(rules: &[RouteRule]) -> Tier {
         let mut tier = Tier::default();
         for rule in rules {
+            let route = Route {
+                action: rule.action,
+                cost_micros: rule.cost_micros,
+            };
             match &rule.path {
                 PathPattern::Exact(p) => tier
                     .exact
                     .entry(p.clone())
                     .or_default()
-                    .push((rule.methods.clone(), rule.action)),
+                    .push((rule.methods.clone(), route)),
                 PathPattern::Prefix(p) => {
-                    tier.prefixes
-                        .push((p.clone(), rule.methods.clone(), rule.action))
+                    tier.prefixes.push((p.clone(), rule.methods.clone(), route))
                 }
             }
         }
@@ -51,7 +62,7 @@ impl Tier {
         tier
     }
 
-    fn lookup(&self, method: &Method, path: &str) -> Option<RouteAction> {
+    fn lookup(&self, method: &Method, path: &str) -> Option<Route> {
         let method_ok = |methods: &[Method]| methods.is_empty() || methods.contains(method);
         if let Some(rules) = self.exact.get(path)
             && let Some((_, action)) = rules.iter().find(|(m, _)| method_ok(m))
@@ -81,15 +92,23 @@ impl RouteTable {
         }
     }
 
-    /// What a request with this method and normalised path needs.
-    pub fn resolve(&self, method: &Method, path: &str) -> RouteAction {
+    /// What a request with this method and normalised path needs and costs.
+    pub fn route(&self, method: &Method, path: &str) -> Route {
         self.tiers
             .iter()
             .find_map(|tier| tier.lookup(method, path))
-            .unwrap_or_else(|| match self.fallback {
-                Fallback::Action(action) => action,
-                Fallback::ByMethod => RouteAction::Require(by_method(method)),
+            .unwrap_or_else(|| Route {
+                action: match self.fallback {
+                    Fallback::Action(action) => action,
+                    Fallback::ByMethod => RouteAction::Require(by_method(method)),
+                },
+                cost_micros: 0,
             })
+    }
+
+    /// What a request with this method and normalised path needs.
+    pub fn resolve(&self, method: &Method, path: &str) -> RouteAction {
+        self.route(method, path).action
     }
 }
 
@@ -115,6 +134,7 @@ mod tests {
             methods: methods.to_vec(),
             path,
             action,
+            cost_micros: 0,
         }
     }
     use RouteAction::{Deny, Require};

@@ -4,6 +4,7 @@
 
 mod rows;
 pub mod sqlite;
+mod usage_sql;
 
 use std::sync::Arc;
 
@@ -12,6 +13,17 @@ use uuid::Uuid;
 
 use crate::config::model::{Plan, StoreUrl};
 use crate::domain::key::{Account, Digest, Key, Partner};
+use crate::meter::Batch;
+
+/// A stored counter total for one window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterRow {
+    pub scope: String,
+    pub scope_id: Uuid,
+    pub metric: String,
+    pub window: String,
+    pub value: u64,
+}
 
 /// Faults of the store. Not-found is `Ok(None)`, not an error.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +102,18 @@ pub trait Store: Send + Sync + 'static {
     async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError>;
     /// Records `last_used_at` for many keys in one transaction.
     async fn touch_keys(&self, used: &[(Uuid, i64)]) -> Result<(), StoreError>;
+
+    /// Every account (for the meter at start).
+    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Every partner (for the meter at start).
+    async fn load_partners(&self) -> Result<Vec<Partner>, StoreError>;
+    /// Counter totals of the given windows (e.g. today, this month, `lifetime`).
+    async fn load_counters(&self, windows: &[String]) -> Result<Vec<CounterRow>, StoreError>;
+    /// Applies a usage batch in one transaction: counter totals, daily sums and partner balance
+    /// charges. `token` makes it idempotent: a batch already applied returns `Ok(false)`.
+    async fn apply_usage(&self, token: &str, batch: &Batch, now: i64) -> Result<bool, StoreError>;
+    /// Adds `micros` (may be negative) to a partner's balance; the new balance, or `None`.
+    async fn add_partner_balance(&self, id: Uuid, micros: i64) -> Result<Option<i64>, StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`.

@@ -14,6 +14,7 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::rows::{self, AccountRow, KeyRow, PartnerRow};
+use super::{Batch, CounterRow};
 use super::{KeyChange, Store, StoreError};
 use crate::config::model::Plan;
 use crate::domain::key::{Account, Key, Partner};
@@ -357,6 +358,38 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
+        sqlx::query_as::<_, AccountRow>(
+            "SELECT id, partner_id, external_id, email, name, plan_id, created_at              FROM accounts ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(Account::try_from)
+        .collect()
+    }
+
+    async fn load_partners(&self) -> Result<Vec<Partner>, StoreError> {
+        sqlx::query_as::<_, PartnerRow>(select_partners!(" ORDER BY created_at, id"))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Partner::try_from)
+            .collect()
+    }
+
+    async fn load_counters(&self, windows: &[String]) -> Result<Vec<CounterRow>, StoreError> {
+        super::usage_sql::load_counters(&self.pool, windows).await
+    }
+
+    async fn apply_usage(&self, token: &str, batch: &Batch, now: i64) -> Result<bool, StoreError> {
+        super::usage_sql::apply_usage(&self.pool, token, batch, now).await
+    }
+
+    async fn add_partner_balance(&self, id: Uuid, micros: i64) -> Result<Option<i64>, StoreError> {
+        super::usage_sql::add_partner_balance(&self.pool, id, micros).await
     }
 }
 

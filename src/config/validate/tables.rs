@@ -54,10 +54,12 @@ fn route(r: &RouteFile, path: &str, e: &mut Errors) -> Option<RouteRule> {
     let methods = all(methods);
     let pattern = e.check(&format!("{path}.path"), path_pattern(&r.path));
     let action = e.check(&format!("{path}.permission"), route_action(&r.permission));
+    let cost = e.check(&format!("{path}.cost_usd"), price(r.cost_usd.as_ref()));
     Some(RouteRule {
         methods: methods?,
         path: pattern?,
         action: action?,
+        cost_micros: cost?,
     })
 }
 

@@ -1,0 +1,219 @@
+//! Quota admission: after the key policy passed, take the rate token, the concurrency slot and
+//! the reservations on key → partner → account, in that order, or refuse with the tightest
+//! limit's denial. Everything taken lives in the returned `Ticket` and is given back (or
+//! settled) when the ticket is dropped, on every path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::model::Plan;
+use crate::domain::decision::{Denial, DenyCode};
+use crate::domain::key::Key;
+
+use super::AccountLive;
+use super::PartnerLive;
+use super::hold::{Hold, InFlight, InFlightGuard};
+use super::usage::ScopeUsage;
+use super::window::Window;
+use super::windowed::Retired;
+
+/// The live counters a key's request touches.
+#[derive(Debug, Clone)]
+pub struct Links {
+    pub key: Arc<ScopeUsage>,
+    pub account: Arc<AccountLive>,
+    pub partner: Arc<PartnerLive>,
+}
+
+/// What is known about a request before it is forwarded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts {
+    /// Request body size when declared.
+    pub content_length: Option<u64>,
+    /// Worst-case cost of the request in micro-USD (upstream price).
+    pub cost_estimate: u64,
+}
+
+/// Everything one admitted request holds: its concurrency slot, its cost reservations and its
+/// byte counters. Dropping it settles the cost (actual, or the estimate if none was reported)
+/// and returns what is left.
+#[derive(Debug, Default)]
+pub struct Ticket {
+    _slot: Option<InFlightGuard>,
+    /// Holds charged at upstream price (key and account counters).
+    cost_raw: Vec<Hold>,
+    /// Holds charged after the partner's tier multiplier (partner counters and balance).
+    cost_charged: Vec<Hold>,
+    tier_ppm: u64,
+    estimate: u64,
+    actual: Option<u64>,
+    /// Ingress holds (key, account, partner); moved into the request body meter.
+    pub ingress: Vec<Hold>,
+    /// Egress holds (key, account, partner); moved into the response body meter.
+    pub egress: Vec<Hold>,
+    /// Prometheus counter of charged cost (micro-USD, upstream price).
+    cost_counter: Option<prometheus::IntCounter>,
+}
+
+impl Ticket {
+    /// Sets the real cost (micro-USD, upstream price) to settle with.
+    pub fn set_actual_cost(&mut self, micros: u64) {
+        self.actual = Some(micros);
+    }
+
+    /// Adds the settled cost to `counter` when the ticket is dropped.
+    pub fn count_cost_into(&mut self, counter: prometheus::IntCounter) {
+        self.cost_counter = Some(counter);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let raw = self.actual.unwrap_or(self.estimate);
+        let charged = charge(raw, self.tier_ppm);
+        for hold in &mut self.cost_raw {
+            hold.record(raw);
+        }
+        for hold in &mut self.cost_charged {
+            hold.record(charged);
+        }
+        if let Some(counter) = &self.cost_counter {
+            counter.inc_by(raw);
+        }
+    }
+}
+
+/// Upstream cost × tier multiplier (parts per million), rounded up, saturating.
+pub fn charge(raw: u64, tier_ppm: u64) -> u64 {
+    let v = (raw as u128 * tier_ppm as u128).div_ceil(1_000_000);
+    v.min(u64::MAX as u128) as u64
+}
+
+fn quota(name: &'static str, what: &str, window: Window, now: i64) -> Denial {
+    let mut d = Denial::with_message(DenyCode::QuotaExceeded, format!("{what} ({name}) reached"));
+    d.quota = Some(name);
+    if let Some(secs) = window.retry_after(now) {
+        d = d.retry_after(secs);
+    }
+    d
+}
+
+/// Admits a request against every quota, or says which one refuses it.
+pub fn admit(
+    key: &Key,
+    links: &Links,
+    in_flight: &Arc<InFlight>,
+    plans: &HashMap<i64, Plan>,
+    retired: &Retired,
+    facts: Facts,
+    now: i64,
+) -> Result<Ticket, Denial> {
+    if links.partner.suspended() {
+        return Err(Denial::with_message(
+            DenyCode::KeyDisabled,
+            "the partner account of this key is suspended",
+        ));
+    }
+    let mut t = Ticket::default();
+    t.estimate = facts.cost_estimate;
+    t.tier_ppm = links.partner.tier_ppm();
+    if let Some(limit) = key.limits.concurrency_limit {
+        t._slot = Some(
+            in_flight
+                .try_acquire(limit.get())
+                .ok_or_else(|| Denial::new(DenyCode::ConcurrencyLimit))?,
+        );
+    }
+    let est = facts.cost_estimate;
+    let limits = &key.limits;
+    let day = links.key.cost_day.current(now, retired);
+    t.cost_raw.push(
+        Hold::reserve(day, est, limits.daily_cost_limit_micros).ok_or_else(|| {
+            quota(
+                "daily_cost_limit_usd",
+                "the key's daily cost limit",
+                Window::Day,
+                now,
+            )
+        })?,
+    );
+    let total = links.key.cost_total.current(now, retired);
+    t.cost_raw.push(
+        Hold::reserve(total, est, limits.total_cost_limit_micros).ok_or_else(|| {
+            quota(
+                "total_cost_limit_usd",
+                "the key's total cost limit",
+                Window::Lifetime,
+                now,
+            )
+        })?,
+    );
+    let charged = charge(est, t.tier_ppm);
+    if charged > 0 {
+        let partner = &links.partner;
+        t.cost_charged.push(
+            Hold::reserve(partner.spent.clone(), charged, Some(partner.credit()))
+                .ok_or_else(|| Denial::new(DenyCode::InsufficientBalance))?,
+        );
+    }
+    let plan = links.account.plan_id().and_then(|id| plans.get(&id));
+    admit_bytes(&mut t, links, plan, facts.content_length, retired, now)?;
+    record_costs_and_requests(&mut t, links, retired, now);
+    Ok(t)
+}
+
+fn admit_bytes(
+    t: &mut Ticket,
+    links: &Links,
+    plan: Option<&Plan>,
+    content_length: Option<u64>,
+    retired: &Retired,
+    now: i64,
+) -> Result<(), Denial> {
+    let ingress_limit = plan.and_then(|p| p.ingress_limit).map(|n| n.get());
+    let egress_limit = plan.and_then(|p| p.egress_limit).map(|n| n.get());
+    let (acct_in, acct_out) = links.account.usage.bytes(now, retired);
+    let ingress = match content_length {
+        Some(len) => Hold::reserve(acct_in, len, ingress_limit),
+        None => acct_in.has_room(ingress_limit).then(|| Hold::open(acct_in)),
+    };
+    let ingress = ingress.ok_or_else(|| {
+        quota(
+            "ingress_limit",
+            "the plan's ingress limit",
+            Window::Month,
+            now,
+        )
+    })?;
+    if !acct_out.has_room(egress_limit) {
+        return Err(quota(
+            "egress_limit",
+            "the plan's egress limit",
+            Window::Month,
+            now,
+        ));
+    }
+    let (key_in, key_out) = links.key.bytes(now, retired);
+    let (p_in, p_out) = links.partner.usage.bytes(now, retired);
+    t.ingress = vec![ingress, Hold::open(key_in), Hold::open(p_in)];
+    t.egress = vec![Hold::open(acct_out), Hold::open(key_out), Hold::open(p_out)];
+    Ok(())
+}
+
+/// Counts the request and opens the cost counters of account and partner (no limits there:
+/// the partner's limit is its balance, reserved above).
+fn record_costs_and_requests(t: &mut Ticket, links: &Links, retired: &Retired, now: i64) {
+    for usage in [&links.key, &links.account.usage, &links.partner.usage] {
+        usage.requests.current(now, retired).record(1, 0);
+    }
+    let acct = &links.account.usage;
+    t.cost_raw
+        .push(Hold::open(acct.cost_day.current(now, retired)));
+    t.cost_raw
+        .push(Hold::open(acct.cost_total.current(now, retired)));
+    let partner = &links.partner.usage;
+    t.cost_charged
+        .push(Hold::open(partner.cost_day.current(now, retired)));
+    t.cost_charged
+        .push(Hold::open(partner.cost_total.current(now, retired)));
+}

@@ -1,0 +1,196 @@
+//! One quota counter for one window: `committed` (used + reserved) decides admission, `used`
+//! is what happened and what gets flushed. Every update is a lock-free atomic; nothing wraps
+//! or goes negative (saturating arithmetic).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A counter for one window (e.g. key X's cost on 2026-11-23).
+#[derive(Debug)]
+pub struct Slot {
+    /// Unix second the window started.
+    pub start: i64,
+    /// Stored window name (`2026-11-23`, `2026-11`, `lifetime`).
+    pub label: String,
+    committed: AtomicU64,
+    used: AtomicU64,
+    flushed: AtomicU64,
+}
+
+fn sat_add(v: u64, n: u64) -> u64 {
+    v.saturating_add(n)
+}
+
+impl Slot {
+    /// A slot whose window already holds `used` (loaded from the store, so already flushed).
+    pub fn new(start: i64, label: String, used: u64) -> Self {
+        Slot {
+            start,
+            label,
+            committed: AtomicU64::new(used),
+            used: AtomicU64::new(used),
+            flushed: AtomicU64::new(used),
+        }
+    }
+
+    /// Used plus reserved.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    /// Used (settled) amount.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Reserves `amount` if `committed + amount <= limit` (always, without a limit). One
+    /// compare-and-swap loop: concurrent callers can never jointly pass the limit.
+    pub fn try_reserve(&self, amount: u64, limit: Option<u64>) -> bool {
+        self.committed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                let next = c.checked_add(amount)?;
+                match limit {
+                    Some(limit) if next > limit => None,
+                    _ => Some(next),
+                }
+            })
+            .is_ok()
+    }
+
+    /// Whether anything is left under `limit` (for amounts not known up front).
+    pub fn has_room(&self, limit: Option<u64>) -> bool {
+        limit.is_none_or(|limit| self.committed() < limit)
+    }
+
+    /// Gives back `amount` of a reservation that was not used.
+    pub fn release(&self, amount: u64) {
+        if amount > 0 {
+            let _ = self
+                .committed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                    Some(c.saturating_sub(amount))
+                });
+        }
+    }
+
+    /// Records `amount` of usage, of which `from_reservation` was already reserved.
+    pub fn record(&self, amount: u64, from_reservation: u64) {
+        let extra = amount.saturating_sub(from_reservation);
+        if extra > 0 {
+            let _ = self
+                .committed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                    Some(sat_add(c, extra))
+                });
+        }
+        if amount > 0 {
+            let _ = self
+                .used
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                    Some(sat_add(u, amount))
+                });
+        }
+    }
+
+    /// Usage not yet written to the store; marks it as written. Undo with `unflush` on failure.
+    pub fn take_unflushed(&self) -> u64 {
+        let used = self.used();
+        let before = self.flushed.swap(used, Ordering::AcqRel);
+        used.saturating_sub(before)
+    }
+
+    /// Puts back `amount` whose flush failed, so the next flush retries it.
+    pub fn unflush(&self, amount: u64) {
+        let _ = self
+            .flushed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| {
+                Some(f.saturating_sub(amount))
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn slot() -> Slot {
+        Slot::new(0, "t".into(), 0)
+    }
+
+    #[test]
+    fn reserve_respects_the_limit_exactly() {
+        let s = slot();
+        assert!(s.try_reserve(60, Some(100)));
+        assert!(s.try_reserve(40, Some(100)));
+        assert!(!s.try_reserve(1, Some(100)));
+        s.release(40);
+        assert!(s.try_reserve(40, Some(100)));
+        assert!(
+            !s.try_reserve(u64::MAX, None),
+            "overflow is refused, never wraps"
+        );
+        assert_eq!(s.committed(), 100);
+    }
+
+    #[test]
+    fn record_and_release_are_saturating() {
+        let s = slot();
+        s.release(5);
+        assert_eq!(s.committed(), 0, "never negative");
+        s.record(u64::MAX, 0);
+        s.record(10, 0);
+        assert_eq!(s.used(), u64::MAX, "never wraps");
+        assert_eq!(s.committed(), u64::MAX);
+    }
+
+    #[test]
+    fn record_uses_the_reservation_first() {
+        let s = slot();
+        assert!(s.try_reserve(100, Some(1000)));
+        s.record(30, 100); // within the reservation: committed unchanged
+        assert_eq!((s.committed(), s.used()), (100, 30));
+        s.release(70); // the rest of the reservation
+        assert_eq!((s.committed(), s.used()), (30, 30));
+        s.record(50, 0); // unreserved usage (streamed bytes)
+        assert_eq!((s.committed(), s.used()), (80, 80));
+    }
+
+    #[test]
+    fn flush_deltas_and_retry() {
+        let s = Slot::new(0, "t".into(), 500);
+        assert_eq!(s.take_unflushed(), 0, "loaded usage is already stored");
+        s.record(7, 0);
+        assert_eq!(s.take_unflushed(), 7);
+        assert_eq!(s.take_unflushed(), 0);
+        s.record(3, 0);
+        let d = s.take_unflushed();
+        s.unflush(d); // the store write failed
+        s.record(1, 0);
+        assert_eq!(s.take_unflushed(), 4);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_pass_the_limit() {
+        let s = Arc::new(slot());
+        let admitted = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, admitted) = (s.clone(), admitted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        if s.try_reserve(3, Some(10_000)) {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // 10_000 / 3 = 3333 reservations fit, and exactly that many were admitted.
+        assert_eq!(admitted.load(Ordering::Relaxed), 3333);
+        assert_eq!(s.committed(), 9999);
+    }
+}

@@ -1,0 +1,293 @@
+//! Metering: lock-free quota counters per key, account and partner, per window, with
+//! reservations for admission and deltas for the store. See DESIGN.md "Metering model".
+//!
+//! `Meter` is the registry: it creates each scope's counters on first use (starting from what
+//! the store holds), keeps the accounts' plans and the partners' balances the data plane needs,
+//! and hands the flusher every unflushed delta.
+
+pub mod admit;
+pub mod body;
+pub mod cell;
+pub mod hold;
+pub mod usage;
+pub mod window;
+pub mod windowed;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use uuid::Uuid;
+
+use crate::domain::key::{Account, Partner};
+use cell::Slot;
+use usage::{Initial, Metric, Scope, ScopeUsage};
+use window::Window;
+use windowed::{Owner, Retired};
+
+/// Live state of an account: its plan and counters.
+#[derive(Debug)]
+pub struct AccountLive {
+    pub id: Uuid,
+    pub partner_id: Uuid,
+    /// Plan id, or 0 for none.
+    plan_id: AtomicI64,
+    pub usage: Arc<ScopeUsage>,
+}
+
+impl AccountLive {
+    /// The account's plan id.
+    pub fn plan_id(&self) -> Option<i64> {
+        Some(self.plan_id.load(Ordering::Acquire)).filter(|id| *id != 0)
+    }
+
+    /// Moves the account to another plan.
+    pub fn set_plan(&self, plan: Option<i64>) {
+        self.plan_id.store(plan.unwrap_or(0), Ordering::Release);
+    }
+}
+
+/// Live state of a partner: prepaid balance, tier multiplier, suspension and counters.
+#[derive(Debug)]
+pub struct PartnerLive {
+    pub id: Uuid,
+    /// Balance in micro-USD as loaded, plus top-ups since (the limit of `spent`).
+    credit: AtomicU64,
+    /// Charged since start: committed = charged + reserved. Flushed into the stored balance.
+    pub spent: Arc<Slot>,
+    tier_ppm: AtomicU64,
+    suspended: AtomicBool,
+    pub usage: Arc<ScopeUsage>,
+}
+
+impl PartnerLive {
+    /// The balance left (credit minus charged and reserved), in micro-USD.
+    pub fn balance(&self) -> i64 {
+        let credit = self.credit.load(Ordering::Acquire) as i128;
+        (credit - self.spent.committed() as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    /// The limit charges are reserved against.
+    pub fn credit(&self) -> u64 {
+        self.credit.load(Ordering::Acquire)
+    }
+
+    /// Adds a top-up (already stored; negative for a debit) to the balance.
+    pub fn credit_add_signed(&self, micros: i64) {
+        let _ = self
+            .credit
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_add_signed(micros))
+            });
+    }
+
+    /// Tier multiplier in parts per million.
+    pub fn tier_ppm(&self) -> u64 {
+        self.tier_ppm.load(Ordering::Acquire)
+    }
+
+    /// Whether the partner is suspended (its keys are refused).
+    pub fn suspended(&self) -> bool {
+        self.suspended.load(Ordering::Acquire)
+    }
+
+    /// Applies a changed partner record (tier, suspension).
+    pub fn update(&self, partner: &Partner) {
+        self.tier_ppm
+            .store(partner.tier_multiplier_ppm, Ordering::Release);
+        self.suspended.store(partner.suspended, Ordering::Release);
+    }
+}
+
+/// One unflushed amount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delta {
+    pub scope: Scope,
+    pub id: Uuid,
+    pub metric: Metric,
+    pub window: Window,
+    /// Window label (`2026-11-23`, `2026-11`, `lifetime`).
+    pub label: String,
+    /// The UTC day the usage is reported under in `usage_daily`.
+    pub day: String,
+    pub amount: u64,
+}
+
+/// A batch for the store: counter deltas and partner balance charges.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub deltas: Vec<Delta>,
+    /// (partner id, micro-USD charged).
+    pub charges: Vec<(Uuid, u64)>,
+}
+
+impl Batch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.deltas.is_empty() && self.charges.is_empty()
+    }
+}
+
+/// The registry of every live counter.
+#[derive(Default)]
+pub struct Meter {
+    keys: DashMap<Uuid, Arc<ScopeUsage>>,
+    accounts: DashMap<Uuid, Arc<AccountLive>>,
+    partners: DashMap<Uuid, Arc<PartnerLive>>,
+    initial: Initial,
+    /// Slots replaced by a window rollover, flushed one last time.
+    pub retired: Retired,
+    /// A batch whose write failed, retried before any new one with the same idempotency
+    /// token, so a commit whose acknowledgement was lost is never applied twice.
+    pub pending: Mutex<Option<(String, Batch)>>,
+}
+
+impl Meter {
+    /// Builds the seed of `new` from stored rows (unknown scopes or metrics are skipped).
+    pub fn initial_from(rows: Vec<crate::store::CounterRow>) -> Initial {
+        rows.into_iter()
+            .filter_map(|r| {
+                let scope = Scope::parse(&r.scope)?;
+                let metric = Metric::parse(&r.metric)?;
+                Some(((scope, r.scope_id, metric, r.window), r.value))
+            })
+            .collect()
+    }
+
+    /// The window labels whose totals `new` needs at `now`.
+    pub fn windows(now: i64) -> Vec<String> {
+        [Window::Day, Window::Month, Window::Lifetime]
+            .iter()
+            .map(|w| w.label(now))
+            .collect()
+    }
+
+    /// A meter seeded with the counters the store holds for the current windows.
+    pub fn new(initial: Initial) -> Self {
+        Meter {
+            keys: DashMap::new(),
+            accounts: DashMap::new(),
+            partners: DashMap::new(),
+            initial,
+            retired: Retired::default(),
+            pending: Mutex::new(None),
+        }
+    }
+
+    /// Registers (or updates) a partner.
+    pub fn upsert_partner(&self, p: &Partner, now: i64) -> Arc<PartnerLive> {
+        if let Some(live) = self.partners.get(&p.id) {
+            live.update(p);
+            return live.clone();
+        }
+        let live = Arc::new(PartnerLive {
+            id: p.id,
+            credit: AtomicU64::new(p.balance_micros.max(0) as u64),
+            spent: Arc::new(Slot::new(0, "balance".into(), 0)),
+            tier_ppm: AtomicU64::new(p.tier_multiplier_ppm),
+            suspended: AtomicBool::new(p.suspended),
+            usage: self.usage(Scope::Partner, p.id, now),
+        });
+        self.partners.entry(p.id).or_insert(live).clone()
+    }
+
+    /// Registers (or updates the plan of) an account.
+    pub fn upsert_account(&self, a: &Account, now: i64) -> Arc<AccountLive> {
+        if let Some(live) = self.accounts.get(&a.id) {
+            live.set_plan(a.plan_id);
+            return live.clone();
+        }
+        let live = Arc::new(AccountLive {
+            id: a.id,
+            partner_id: a.partner_id,
+            plan_id: AtomicI64::new(a.plan_id.unwrap_or(0)),
+            usage: self.usage(Scope::Account, a.id, now),
+        });
+        self.accounts.entry(a.id).or_insert(live).clone()
+    }
+
+    /// A registered account.
+    pub fn account(&self, id: Uuid) -> Option<Arc<AccountLive>> {
+        self.accounts.get(&id).map(|a| a.clone())
+    }
+
+    /// A registered partner.
+    pub fn partner(&self, id: Uuid) -> Option<Arc<PartnerLive>> {
+        self.partners.get(&id).map(|p| p.clone())
+    }
+
+    /// The counters of a key, created on first use.
+    pub fn key_usage(&self, id: Uuid, now: i64) -> Arc<ScopeUsage> {
+        if let Some(u) = self.keys.get(&id) {
+            return u.clone();
+        }
+        let usage = self.usage(Scope::Key, id, now);
+        self.keys.entry(id).or_insert(usage).clone()
+    }
+
+    fn usage(&self, scope: Scope, id: Uuid, now: i64) -> Arc<ScopeUsage> {
+        Arc::new(ScopeUsage::new(scope, id, now, &self.initial))
+    }
+
+    /// Takes every unflushed amount, marking it flushed (a failed batch is kept in `pending`).
+    pub fn take_batch(&self, now: i64) -> Batch {
+        let mut batch = Batch::default();
+        let today = window::day_label(now);
+        let all = self
+            .keys
+            .iter()
+            .map(|u| u.clone())
+            .chain(self.accounts.iter().map(|a| a.usage.clone()))
+            .chain(self.partners.iter().map(|p| p.usage.clone()));
+        for usage in all {
+            for cell in usage.cells() {
+                take(&mut batch, cell.owner(), cell.peek(), &today);
+            }
+        }
+        let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        for (owner, slot) in retired {
+            // Requests still holding the old slot may add to it: keep it until nobody does.
+            if Arc::strong_count(&slot) > 1 {
+                self.retired
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((owner, slot.clone()));
+            }
+            take(&mut batch, owner, slot, &today);
+        }
+        for p in self.partners.iter() {
+            let amount = p.spent.take_unflushed();
+            if amount > 0 {
+                batch.charges.push((p.id, amount));
+            }
+        }
+        batch
+    }
+}
+
+fn take(batch: &mut Batch, owner: Owner, slot: Arc<Slot>, today: &str) {
+    let amount = slot.take_unflushed();
+    if amount == 0 {
+        return;
+    }
+    let Owner {
+        scope,
+        id,
+        metric,
+        window,
+    } = owner;
+    let day = if window == Window::Day {
+        slot.label.clone()
+    } else {
+        today.to_string()
+    };
+    batch.deltas.push(Delta {
+        scope,
+        id,
+        metric,
+        window,
+        label: slot.label.clone(),
+        day,
+        amount,
+    });
+}
