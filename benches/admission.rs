@@ -1,75 +1,181 @@
-//! Admission cost per request (path normalisation, credential parse, key look-up, policy and
-//! route match) with 1 k, 100 k and 1 M keys, on one thread. Run: `cargo bench --bench admission`.
+//! Admission cost per request: path normalisation, credential parse, key look-up (HMAC digest +
+//! hash map), policy, route match, then the quota admission (rate, concurrency, cost and byte
+//! reservations on key, account and partner) and its settlement — with 1 k, 100 k and 1 M keys,
+//! on one thread and contended from every core. Run: `cargo bench --bench admission`.
 
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
-use tollgate::config::model::{ProfileKind, RouteAction};
+use tollgate::config::model::ProfileKind;
 use tollgate::domain::decision::Decision;
 use tollgate::domain::ip::IpAllowList;
-use tollgate::domain::key::{Credential, Key, KeyLimits};
+use tollgate::domain::key::{Account, Credential, Key, KeyLimits, Partner};
 use tollgate::domain::permission::{Permission, PermissionSet};
 use tollgate::domain::policy::check_key;
 use tollgate::domain::secret::KeyHasher;
 use tollgate::index::KeyIndex;
+use tollgate::meter::Meter;
+use tollgate::meter::admit::{Facts, admit};
 use tollgate::proxy::credential::{self, CredentialSource, Extracted};
+use tollgate::proxy::routes::RouteTable;
 use tollgate::proxy::{path, profile};
 
-fn key(hasher: &KeyHasher, n: usize) -> Key {
-    let token = format!("cr_bench_{n:040}");
-    Key {
+const NOW: i64 = 1_795_435_200;
+
+struct World {
+    hasher: KeyHasher,
+    index: KeyIndex,
+    meter: Meter,
+    routes: RouteTable,
+}
+
+fn world(n: usize) -> World {
+    let hasher = KeyHasher::new(b"bench-secret-bench-secret-bench!");
+    let meter = Meter::default();
+    let partner = Partner {
         id: uuid::Uuid::new_v4(),
-        account_id: uuid::Uuid::nil(),
-        partner_id: uuid::Uuid::nil(),
-        name: format!("k{n}"),
-        label: None,
-        description: None,
-        credential: Credential::Token {
-            digest: hasher.digest(token.as_bytes()),
-        },
-        permissions: PermissionSet::from_slice(&[Permission::Read, Permission::Write]),
-        ip_whitelist: IpAllowList::parse(&["127.0.0.0/8", "10.0.0.0/8"]).unwrap(),
-        expiration_date: None,
-        disabled: false,
+        name: "p".into(),
+        token_prefix: String::new(),
+        token_hash: String::new(),
+        balance_micros: i64::MAX,
+        tier_multiplier_ppm: 1_000_000,
+        suspended: false,
         created_at: 0,
-        created_by: "bench".into(),
-        revoked_at: None,
-        revoked_by: None,
-        last_used_at: None,
-        limits: KeyLimits::default(),
+    };
+    let account = Account {
+        id: uuid::Uuid::new_v4(),
+        partner_id: partner.id,
+        external_id: "a".into(),
+        email: None,
+        name: None,
+        plan_id: None,
+        created_at: 0,
+    };
+    meter.upsert_partner(&partner, NOW);
+    meter.upsert_account(&account, NOW);
+    let keys = (0..n)
+        .map(|i| Key {
+            id: uuid::Uuid::new_v4(),
+            account_id: account.id,
+            partner_id: partner.id,
+            name: format!("k{i}"),
+            label: None,
+            description: None,
+            credential: Credential::Token {
+                digest: hasher.digest(token(i).as_bytes()),
+            },
+            permissions: PermissionSet::from_slice(&[Permission::Read, Permission::Write]),
+            ip_whitelist: IpAllowList::parse(&["127.0.0.0/8", "10.0.0.0/8"]).unwrap(),
+            expiration_date: None,
+            disabled: false,
+            created_at: 0,
+            created_by: "bench".into(),
+            revoked_at: None,
+            revoked_by: None,
+            last_used_at: None,
+            limits: KeyLimits {
+                daily_cost_limit_micros: Some(u64::MAX / 4),
+                total_cost_limit_micros: Some(u64::MAX / 4),
+                concurrency_limit: std::num::NonZeroU32::new(1_000_000),
+                rate_limit_per_minute: None,
+            },
+        })
+        .collect();
+    World {
+        hasher,
+        index: KeyIndex::from_keys(keys),
+        meter,
+        routes: profile::route_table(ProfileKind::Kubo, &[]),
     }
 }
 
+fn token(i: usize) -> String {
+    format!("cr_bench_{i:040}")
+}
+
+fn headers(i: usize) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let v = format!("Bearer {}", token(i));
+    h.insert("authorization", HeaderValue::from_str(&v).unwrap());
+    h
+}
+
+/// One full admission: checks, reservations, then settlement (ticket dropped).
+fn admit_once(w: &World, headers: &HeaderMap, plans: &HashMap<i64, tollgate::config::model::Plan>) {
+    let path = path::normalize(black_box("/api/v0/cat")).unwrap();
+    let Extracted::Found(presented) = credential::extract(headers, &CredentialSource::ALL) else {
+        panic!("credential expected")
+    };
+    let entry = w.index.lookup(&presented, &w.hasher).unwrap();
+    let route = w.routes.route(&Method::POST, &path);
+    let tollgate::config::model::RouteAction::Require(p) = route.action else {
+        panic!("route expected")
+    };
+    let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+    assert!(matches!(check_key(&entry.key, NOW, ip, p), Decision::Allow));
+    entry.live.check_rate().unwrap();
+    let links = entry.live.links(&entry.key, &w.meter, NOW).unwrap();
+    let facts = Facts {
+        content_length: Some(0),
+        cost_estimate: 100,
+    };
+    let ticket = admit(
+        &entry.key,
+        links,
+        &entry.live.in_flight,
+        plans,
+        &w.meter.retired,
+        facts,
+        NOW,
+    );
+    black_box(ticket.unwrap());
+}
+
 fn admission(c: &mut Criterion) {
-    let hasher = KeyHasher::new(b"bench-secret-bench-secret-bench!");
-    let routes = profile::route_table(ProfileKind::Kubo, &[]);
-    let sources = CredentialSource::ALL;
-    let ip = "127.0.0.1".parse().unwrap();
+    let plans = HashMap::new();
     let mut group = c.benchmark_group("admission");
+    group
+        .sample_size(30)
+        .measurement_time(Duration::from_secs(3));
     for n in [1_000usize, 100_000, 1_000_000] {
-        let index = KeyIndex::from_keys((0..n).map(|i| key(&hasher, i)).collect());
-        let mut headers = HeaderMap::new();
-        let token = format!("cr_bench_{:040}", n / 2);
-        headers.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-        );
-        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter(|| {
-                let path = path::normalize(black_box("/api/v0/cat")).unwrap();
-                let Extracted::Found(presented) = credential::extract(&headers, &sources) else {
-                    panic!("credential expected")
-                };
-                let entry = index.lookup(&presented, &hasher).unwrap();
-                let RouteAction::Require(p) = routes.resolve(&Method::POST, &path) else {
-                    panic!("route expected")
-                };
-                let d = check_key(&entry.key, 1_795_400_000, ip, p);
-                assert!(matches!(d, Decision::Allow));
-                black_box((path, entry))
-            })
+        let w = Arc::new(world(n));
+        let h = headers(n / 2);
+        group.bench_with_input(BenchmarkId::new("single_thread", n), &n, |b, _| {
+            b.iter(|| admit_once(&w, &h, &plans))
         });
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        group.bench_with_input(
+            BenchmarkId::new(format!("contended_{threads}_threads"), n),
+            &n,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let per = iters.div_ceil(threads as u64);
+                    let start = Instant::now();
+                    std::thread::scope(|s| {
+                        for t in 0..threads {
+                            let (w, plans) = (&w, &plans);
+                            // Half the threads share one key (hot counters), half use their own.
+                            let h = if t % 2 == 0 {
+                                headers(n / 2)
+                            } else {
+                                headers(t)
+                            };
+                            s.spawn(move || {
+                                for _ in 0..per {
+                                    admit_once(w, &h, plans);
+                                }
+                            });
+                        }
+                    });
+                    // Wall time for all `iters` requests: criterion reports the inverse throughput.
+                    start.elapsed()
+                })
+            },
+        );
     }
     group.finish();
 }
