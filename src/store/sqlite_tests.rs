@@ -511,3 +511,68 @@ async fn connections_use_wal_full_sync_and_foreign_keys() {
         .unwrap();
     assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
 }
+
+#[tokio::test]
+async fn usage_batches_apply_once_and_charge_the_balance() {
+    use crate::meter::usage::{Metric, Scope};
+    use crate::meter::window::Window;
+    use crate::meter::{Batch, Delta};
+
+    let (_dir, store) = store().await;
+    let p = partner("abcdefgh");
+    store
+        .create_partner(&p, &account(p.id, "default"))
+        .await
+        .unwrap();
+    let start = p.balance_micros;
+    assert_eq!(
+        store.add_partner_balance(p.id, 1_000).await.unwrap(),
+        Some(start + 1_000)
+    );
+    let delta = |window: Window, label: &str, amount| Delta {
+        scope: Scope::Partner,
+        id: p.id,
+        metric: Metric::Cost,
+        window,
+        label: label.into(),
+        day: "2026-11-23".into(),
+        amount,
+    };
+    let batch = Batch {
+        deltas: vec![
+            delta(Window::Day, "2026-11-23", 70),
+            delta(Window::Lifetime, "lifetime", 70),
+        ],
+        charges: vec![(p.id, 70)],
+    };
+    assert!(store.apply_usage("t1", &batch, 100).await.unwrap());
+    // A retry of the same batch (its acknowledgement was lost) changes nothing.
+    assert!(!store.apply_usage("t1", &batch, 101).await.unwrap());
+    assert!(store.apply_usage("t2", &batch, 102).await.unwrap());
+    let rows = store
+        .load_counters(&["2026-11-23".into(), "lifetime".into()])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.value == 140), "{rows:?}");
+    let balance = store
+        .get_partner(p.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .balance_micros;
+    assert_eq!(balance, start + 1_000 - 140);
+    let daily: i64 = sqlx::query_scalar("SELECT value FROM usage_daily WHERE scope_id = $1")
+        .bind(p.id.to_string())
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        daily, 140,
+        "lifetime totals are not double-counted in daily sums"
+    );
+    assert_eq!(
+        store.add_partner_balance(Uuid::new_v4(), 5).await.unwrap(),
+        None
+    );
+}
