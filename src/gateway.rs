@@ -125,6 +125,8 @@ impl Gateway {
             clock: clock.clone(),
             default_plan: config.default_plan,
             meter: meter.clone(),
+            verifier: Default::default(),
+            write_lock: Default::default(),
         };
         let tls = config
             .listen

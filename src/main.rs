@@ -169,6 +169,8 @@ async fn partner(config: Config, cmd: PartnerCommand) -> Result<ExitCode> {
         clock: std::sync::Arc::new(tollgate::domain::clock::SystemClock),
         default_plan: config.default_plan,
         meter: Default::default(),
+        verifier: Default::default(),
+        write_lock: Default::default(),
     };
     let (id, token, json) = match cmd {
         PartnerCommand::Create { name, json } => {

@@ -531,3 +531,54 @@ async fn malformed_http_never_reaches_the_upstream_nor_breaks_the_listener() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn slow_uploads_are_not_cut_by_the_response_timeout() {
+    let t = TestGateway::with(Options {
+        upstream_extra: "response_timeout = \"300ms\"".into(),
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = t.rw_key().await;
+    // A client that needs ~800 ms to upload: the response deadline starts after the upload.
+    let chunks = futures_util::stream::unfold(0u32, |i| async move {
+        if i == 8 {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'a'; 1000]), i + 1))
+    });
+    let resp = t
+        .client
+        .post(format!("{}/slow-upload", t.proxy))
+        .bearer_auth(&key)
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let echo = echo_json(resp).await;
+    assert_eq!(echo["body_bytes"], 8000);
+}
+
+#[tokio::test]
+async fn clients_cannot_spoof_their_address_through_other_headers() {
+    let t = TestGateway::start().await;
+    let (_, key) = t.rw_key().await;
+    let resp = t
+        .client
+        .get(format!("{}/x", t.proxy))
+        .bearer_auth(&key)
+        .header("x-real-ip", "10.0.0.1")
+        .header("forwarded", "for=10.0.0.1")
+        .header("x_forwarded_for", "10.0.0.1")
+        .header("x-forwarded-port", "1")
+        .send()
+        .await
+        .unwrap();
+    let echo = echo_json(resp).await;
+    let headers = echo["headers"].as_object().unwrap();
+    assert_eq!(headers["x-real-ip"], "127.0.0.1");
+    assert!(!headers.contains_key("forwarded"));
+    assert!(!headers.contains_key("x_forwarded_for"));
+    assert!(!headers.contains_key("x-forwarded-port"));
+}

@@ -66,7 +66,7 @@ fn example_parses() {
     assert_eq!(config.listen.proxy.to_string(), "0.0.0.0:8080");
     assert_eq!(config.listen.api.to_string(), "127.0.0.1:8081");
     assert_eq!(config.upstream.profile, ProfileKind::Kubo);
-    assert_eq!(config.routes.len(), 4);
+    assert_eq!(config.routes.len(), 5);
     assert_eq!(config.routes[0].methods, vec![http::Method::POST]);
     assert_eq!(
         config.routes[0].action,
@@ -77,7 +77,8 @@ fn example_parses() {
         PathPattern::Prefix("/api/v0/files/".into())
     );
     assert!(config.routes[1].methods.is_empty());
-    assert_eq!(config.routes[2].action, RouteAction::Deny);
+    assert_eq!(config.routes[2].cost_micros, 1_000, "cost_usd = 0.001");
+    assert_eq!(config.routes[3].action, RouteAction::Deny);
     assert!(config.security.trusted_proxies.contains(ip("10.1.2.3")));
     assert!(config.security.trusted_proxies.contains(ip("127.0.0.1")));
     assert!(!config.security.trusted_proxies.contains(ip("192.168.0.1")));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use http::header::{CONTENT_LENGTH, HOST};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use std::collections::HashMap;
@@ -25,7 +25,10 @@ use crate::meter::admit::{self as quota, Facts, Ticket};
 use crate::meter::body::MeteredBody;
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::proxy::credential::{self, CredentialSource, Extracted};
-use crate::proxy::headers::{REQUEST_ID, remove_hop_by_hop, request_id, set_forwarded};
+use crate::proxy::headers::{
+    REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
+};
+use crate::proxy::request_body::{RequestBody, Upload};
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::{UpstreamClient, classify};
 use crate::proxy::{ProxyBody, client_ip, path, respond};
@@ -187,6 +190,36 @@ fn content_length(parts: &Parts) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The denial for a failed exchange, blamed on the right party: the upload's own end first
+/// (too large, client gone), then the upstream (timeout 504, anything else 502).
+fn failed(
+    state: &ProxyState,
+    entry: &KeyEntry,
+    failure: Result<hyper_util::client::legacy::Error, Upload>,
+    upload: Upload,
+) -> Denial {
+    match (upload, failure) {
+        (Upload::TooLarge, _) | (_, Err(Upload::TooLarge)) => {
+            Denial::new(DenyCode::PayloadTooLarge)
+        }
+        (Upload::ClientFailed, _) | (_, Err(Upload::ClientFailed)) => {
+            Denial::with_message(DenyCode::BadRequest, "the request body ended with an error")
+        }
+        (_, Err(_)) => {
+            state
+                .metrics
+                .record_upstream_error(UpstreamErrorKind::Timeout);
+            Denial::new(DenyCode::UpstreamTimeout)
+        }
+        (_, Ok(err)) => {
+            let (denial, kind) = classify(&err);
+            state.metrics.record_upstream_error(kind);
+            tracing::warn!(error = %err, key = %entry.key.id, "upstream exchange failed");
+            denial
+        }
+    }
+}
+
 /// Builds the upstream request, sends it and returns the upstream's response head with its body
 /// streaming through.
 async fn forward(
@@ -198,11 +231,19 @@ async fn forward(
     rid: &HeaderValue,
 ) -> Result<Response<ProxyBody>, Denial> {
     let forwarded_for = client_ip::forwarded_for(peer, &parts.headers, &state.trusted_proxies);
-    let host = parts.headers.remove(HOST);
+    let client = client_ip::client_ip(peer, &parts.headers, &state.trusted_proxies);
+    let trusted_peer = state.trusted_proxies.contains(peer);
+    // HTTP/2 requests carry the host in the URI authority, not in a `Host` header.
+    let host = parts.headers.remove(HOST).or_else(|| {
+        let authority = parts.uri.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
+    });
     let headers = &mut parts.headers;
     remove_hop_by_hop(headers);
     credential::strip(headers, &state.sources);
-    set_forwarded(headers, &forwarded_for, state.tls, host);
+    scrub_client_hints(headers, trusted_peer);
+    join_cookies(headers);
+    set_forwarded(headers, &forwarded_for, client, state.tls, host);
     headers.insert(&REQUEST_ID, rid.clone());
     if let Some((name, value)) = &state.upstream_auth {
         headers.insert(name, value.clone());
@@ -215,32 +256,33 @@ async fn forward(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let ingress = std::mem::take(&mut ticket.ingress);
-    let body = MeteredBody::new(body, ingress, state.metrics.bytes_in.clone(), None);
-    let body = Limited::new(body, state.max_request_body as usize)
-        .map_err(|e| e as crate::proxy::BoxError)
-        .boxed();
-    let req = Request::from_parts(parts, body);
+    let (body, upload) = RequestBody::new(
+        body,
+        ingress,
+        state.metrics.bytes_in.clone(),
+        state.max_request_body,
+    );
+    let req = Request::from_parts(parts, body.boxed());
 
-    let sent = tokio::time::timeout(state.response_timeout, state.upstream.send(req)).await;
+    // The response deadline starts once the upload is complete, not when it starts.
+    let deadline = async {
+        let end = upload.finished().await;
+        if end == Upload::Complete {
+            tokio::time::sleep(state.response_timeout).await;
+        }
+        end
+    };
+    let sent = tokio::select! {
+        sent = state.upstream.send(req) => sent.map_err(Ok),
+        end = deadline => Err(Err(end)),
+    };
     let resp = match sent {
-        Err(_elapsed) => {
+        Ok(resp) => resp,
+        Err(failure) => {
             // Nothing was delivered: settle the cost at zero.
             ticket.set_actual_cost(0);
-            state
-                .metrics
-                .record_upstream_error(UpstreamErrorKind::Timeout);
-            return Err(Denial::new(DenyCode::UpstreamTimeout));
+            return Err(failed(state, &entry, failure, upload.get()));
         }
-        Ok(Err(err)) => {
-            ticket.set_actual_cost(0);
-            let (denial, kind) = classify(&err);
-            if denial.code != DenyCode::PayloadTooLarge {
-                state.metrics.record_upstream_error(kind);
-                tracing::warn!(error = %err, key = %entry.key.id, "upstream exchange failed");
-            }
-            return Err(denial);
-        }
-        Ok(Ok(resp)) => resp,
     };
     let (mut head, body) = resp.into_parts();
     remove_hop_by_hop(&mut head.headers);

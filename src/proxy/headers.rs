@@ -60,13 +60,57 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(id.simple().encode_lower(&mut buf)).expect("hex is a valid header")
 }
 
-/// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host` on a forwarded request.
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers through which a client could claim another address or scheme to the upstream.
+const CLIENT_HINTS: [&str; 4] = ["forwarded", "x-real-ip", "true-client-ip", "x-client-ip"];
+
+/// Removes what an untrusted client could use to spoof its origin: `Forwarded`, `X-Real-IP`
+/// and friends, every `X-Forwarded-*` (unless the peer is a trusted proxy), and any header
+/// whose name has an underscore (WSGI-style servers fold `X_Forwarded_For` into the real one).
+pub fn scrub_client_hints(headers: &mut HeaderMap, trusted_peer: bool) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let n = name.as_str();
+            n.contains('_')
+                || (!trusted_peer && (n.starts_with("x-forwarded-") || CLIENT_HINTS.contains(&n)))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// Joins several `Cookie` headers (as HTTP/2 clients send them) into one, as RFC 9113 §8.2.3
+/// requires before forwarding over HTTP/1.1.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+/// Sets `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto` and `X-Forwarded-Host` on a
+/// forwarded request. `client` is the computed client IP.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     forwarded_for: &str,
+    client: std::net::IpAddr,
     tls: bool,
     host: Option<HeaderValue>,
 ) {
+    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        headers.insert(&X_REAL_IP, v);
+    }
     headers.remove(&X_FORWARDED_HOST);
     if let Ok(v) = HeaderValue::from_str(forwarded_for) {
         headers.insert(&X_FORWARDED_FOR, v);
@@ -128,14 +172,48 @@ mod tests {
     fn forwarded_headers() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-host", HeaderValue::from_static("evil"));
-        set_forwarded(
-            &mut h,
-            "203.0.113.1, 10.0.0.1",
-            true,
-            Some(HeaderValue::from_static("gw")),
-        );
+        let client = "203.0.113.1".parse().unwrap();
+        let host = Some(HeaderValue::from_static("gw"));
+        set_forwarded(&mut h, "203.0.113.1, 10.0.0.1", client, true, host);
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 10.0.0.1");
+        assert_eq!(h["x-real-ip"], "203.0.113.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "gw");
+    }
+
+    #[test]
+    fn spoofable_hints_are_scrubbed_from_untrusted_peers() {
+        let mut h = HeaderMap::new();
+        let names = [
+            "forwarded",
+            "x-real-ip",
+            "true-client-ip",
+            "x-forwarded-port",
+            "x_forwarded_for",
+            "x-ok",
+        ];
+        for name in names {
+            let name = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        let mut trusted = h.clone();
+        scrub_client_hints(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-ok"]);
+        scrub_client_hints(&mut trusted, true);
+        assert!(trusted.contains_key("x-forwarded-port"));
+        assert!(
+            !trusted.contains_key("x_forwarded_for"),
+            "underscores never pass"
+        );
+    }
+
+    #[test]
+    fn cookies_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        join_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(h[header::COOKIE], "a=1; b=2");
     }
 }

@@ -7,6 +7,7 @@ pub mod handler;
 pub mod headers;
 pub mod path;
 pub mod profile;
+pub mod request_body;
 pub mod respond;
 pub mod routes;
 pub mod server;

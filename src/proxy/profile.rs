@@ -98,8 +98,18 @@ pub fn route_table(kind: ProfileKind, operator: &[RouteRule]) -> RouteTable {
     }
 }
 
+/// Every command `cmd` is matched both as `/api/v0/cmd` and as `/api/v0/cmd/...`: kubo treats
+/// extra path segments as arguments, so `/api/v0/shutdown/x` still runs `shutdown`. Anything
+/// outside `/api/v0/` (kubo's `/debug/pprof`, `/webui`, ...) is refused; unlisted RPC commands
+/// need `admin`.
 fn kubo_rules() -> Vec<RouteRule> {
-    let mut rules = Vec::new();
+    let mut rules = vec![
+        rule(PathPattern::Prefix("/".into()), RouteAction::Deny),
+        rule(
+            PathPattern::Prefix("/api/v0/".into()),
+            RouteAction::Require(Permission::Admin),
+        ),
+    ];
     let groups: [(&[&str], RouteAction); 6] = [
         (KUBO_READ, RouteAction::Require(Permission::Read)),
         (KUBO_WRITE, RouteAction::Require(Permission::Write)),
@@ -114,19 +124,25 @@ fn kubo_rules() -> Vec<RouteRule> {
     for (commands, action) in groups {
         for command in commands {
             let path = format!("/api/v0/{command}");
-            let path = match path.strip_suffix('*') {
-                Some(prefix) => PathPattern::Prefix(prefix.to_string()),
-                None => PathPattern::Exact(path),
-            };
-            rules.push(RouteRule {
-                methods: Vec::new(),
-                path,
-                action,
-                cost_micros: 0,
-            });
+            match path.strip_suffix('*') {
+                Some(prefix) => rules.push(rule(PathPattern::Prefix(prefix.to_string()), action)),
+                None => {
+                    rules.push(rule(PathPattern::Prefix(format!("{path}/")), action));
+                    rules.push(rule(PathPattern::Exact(path), action));
+                }
+            }
         }
     }
     rules
+}
+
+fn rule(path: PathPattern, action: RouteAction) -> RouteRule {
+    RouteRule {
+        methods: Vec::new(),
+        path,
+        action,
+        cost_micros: 0,
+    }
 }
 
 #[cfg(test)]
@@ -150,6 +166,21 @@ mod tests {
         assert_eq!(post("/api/v0/p2p/listen"), Deny);
         assert_eq!(post("/api/v0/cid/base32"), Require(Permission::Read));
         assert_eq!(post("/api/v0/stats/bw"), Require(Permission::Admin));
+    }
+
+    #[test]
+    fn kubo_extra_segments_keep_the_command_rule() {
+        let t = route_table(ProfileKind::Kubo, &[]);
+        let post = |p: &str| t.resolve(&Method::POST, p);
+        // kubo runs `shutdown` for /api/v0/shutdown/x: the deny must hold there too.
+        assert_eq!(post("/api/v0/shutdown/x"), Deny);
+        assert_eq!(post("/api/v0/repo/gc/now"), Deny);
+        assert_eq!(post("/api/v0/cat/QmHash"), Require(Permission::Read));
+        assert_eq!(post("/api/v0/pin/rm/QmHash"), Require(Permission::Unpin));
+        // Outside the RPC API nothing is reachable.
+        assert_eq!(post("/debug/pprof"), Deny);
+        assert_eq!(post("/webui"), Deny);
+        assert_eq!(post("/api/v1/anything"), Deny);
     }
 
     #[test]

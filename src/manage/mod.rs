@@ -1,6 +1,9 @@
 //! Management operations shared by the API surfaces and the CLI. Every change is written to the
 //! store first (durably) and only then applied to the in-memory index, so a key the API reports
 //! as disabled is refused on the very next request, and a crash never loses an acknowledged write.
+//! Writes to keys are serialised so the index can never end up older than the store.
+
+pub mod auth;
 
 use std::sync::Arc;
 
@@ -73,6 +76,10 @@ pub struct Manager {
     pub default_plan: Option<i64>,
     /// Live counters, plans and balances of the data plane.
     pub meter: Arc<Meter>,
+    /// Partner-token verification (argon2 throttle and cache).
+    pub verifier: Arc<auth::TokenVerifier>,
+    /// Serialises store write + index update of keys.
+    pub write_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Manager {
@@ -114,6 +121,7 @@ impl Manager {
             .store
             .set_partner_token(id, &lookup_prefix(&token), &hash)
             .await?;
+        self.verifier.forget(id);
         Ok(found.then_some(token))
     }
 
@@ -123,8 +131,7 @@ impl Manager {
             return Ok(None);
         };
         for partner in self.store.partners_by_token_prefix(prefix).await? {
-            let (t, h) = (token.to_string(), partner.token_hash.clone());
-            if tokio::task::spawn_blocking(move || secret::verify_token(&t, &h)).await? {
+            if self.verifier.verify(&self.hasher, token, &partner).await {
                 return Ok(Some(partner));
             }
         }
@@ -188,6 +195,7 @@ impl Manager {
             last_used_at: None,
             limits: new.limits,
         };
+        let _write = self.write_lock.lock().await;
         self.store.create_key(&key).await?;
         self.index.upsert(key.clone());
         Ok(CreatedKey { key, secret })
@@ -199,10 +207,12 @@ impl Manager {
         id: Uuid,
         change: KeyChange,
     ) -> Result<Option<Key>, ManageError> {
+        let _write = self.write_lock.lock().await;
         let Some(mut key) = self.store.update_key(id, &change).await? else {
             return Ok(None);
         };
         self.index.upsert(key.clone());
+        drop(_write);
         key.last_used_at = self.index.last_used(id).or(key.last_used_at);
         Ok(Some(key))
     }

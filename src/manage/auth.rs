@@ -1,0 +1,91 @@
+//! Verifying partner management tokens without letting argon2 become a denial-of-service lever:
+//! at most one argon2id run per core at a time, and a token verified once is recognised again by
+//! its keyed digest for as long as the partner's stored hash is unchanged (rotation clears it).
+
+use dashmap::DashMap;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::domain::key::{Digest, Partner};
+use crate::domain::secret::{self, KeyHasher};
+
+/// Verified-token cache and argon2 throttle.
+pub struct TokenVerifier {
+    permits: Semaphore,
+    /// HMAC(token) → (partner id, the argon2 hash it was verified against).
+    verified: DashMap<Digest, (Uuid, String)>,
+}
+
+impl Default for TokenVerifier {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        TokenVerifier {
+            permits: Semaphore::new(cores),
+            verified: DashMap::new(),
+        }
+    }
+}
+
+impl TokenVerifier {
+    /// Whether `token` is `partner`'s current token.
+    pub async fn verify(&self, hasher: &KeyHasher, token: &str, partner: &Partner) -> bool {
+        let digest = hasher.digest(token.as_bytes());
+        if let Some(hit) = self.verified.get(&digest)
+            && hit.0 == partner.id
+            && hit.1 == partner.token_hash
+        {
+            return true;
+        }
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let (t, h) = (token.to_string(), partner.token_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || secret::verify_token(&t, &h))
+            .await
+            .unwrap_or(false);
+        if ok {
+            self.verified
+                .insert(digest, (partner.id, partner.token_hash.clone()));
+        }
+        ok
+    }
+
+    /// Forgets every verified token of `partner` (after a rotation).
+    pub fn forget(&self, partner: Uuid) {
+        self.verified.retain(|_, (id, _)| *id != partner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partner(token: &str) -> Partner {
+        Partner {
+            id: Uuid::new_v4(),
+            name: "p".into(),
+            token_prefix: String::new(),
+            token_hash: secret::hash_token(token).unwrap(),
+            balance_micros: 0,
+            tier_multiplier_ppm: 1_000_000,
+            suspended: false,
+            created_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_only_while_the_hash_is_current() {
+        let hasher = KeyHasher::new(b"k");
+        let v = TokenVerifier::default();
+        let mut p = partner("rsk_a");
+        assert!(v.verify(&hasher, "rsk_a", &p).await);
+        assert!(!v.verify(&hasher, "rsk_b", &p).await);
+        assert!(v.verify(&hasher, "rsk_a", &p).await, "cache hit");
+        // Rotated: the stored hash changed, the old token must fail even though it is cached.
+        p.token_hash = secret::hash_token("rsk_new").unwrap();
+        assert!(!v.verify(&hasher, "rsk_a", &p).await);
+        assert!(v.verify(&hasher, "rsk_new", &p).await);
+        v.forget(p.id);
+        assert!(v.verified.is_empty());
+    }
+}

@@ -1,0 +1,163 @@
+//! The request body on its way upstream: metered, capped at `limits.max_request_body`, and
+//! reporting how it ended, so the response deadline starts only once the upload is complete
+//! and a failed exchange is blamed on the right party (413 too large, 400 client gone, 502/504
+//! upstream) whatever protocol the upstream speaks.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use prometheus::IntCounter;
+use tokio::sync::Notify;
+
+use crate::meter::hold::Hold;
+use crate::proxy::BoxError;
+
+/// How the upload ended, as far as it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Upload {
+    Streaming = 0,
+    Complete = 1,
+    TooLarge = 2,
+    ClientFailed = 3,
+}
+
+/// Shared view of the upload's state.
+#[derive(Debug, Default)]
+pub struct UploadState {
+    state: AtomicU8,
+    changed: Notify,
+}
+
+impl UploadState {
+    /// The current state.
+    pub fn get(&self) -> Upload {
+        match self.state.load(Ordering::Acquire) {
+            1 => Upload::Complete,
+            2 => Upload::TooLarge,
+            3 => Upload::ClientFailed,
+            _ => Upload::Streaming,
+        }
+    }
+
+    fn set(&self, to: Upload) {
+        if self
+            .state
+            .compare_exchange(0, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Resolves once the upload is no longer streaming.
+    pub async fn finished(&self) -> Upload {
+        loop {
+            let notified = self.changed.notified();
+            let now = self.get();
+            if now != Upload::Streaming {
+                return now;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The body "request body too large" error.
+#[derive(Debug, thiserror::Error)]
+#[error("request body is larger than the configured limit")]
+pub struct TooLarge;
+
+/// The client's request body, metered and capped.
+pub struct RequestBody {
+    inner: Incoming,
+    holds: Vec<Hold>,
+    counter: IntCounter,
+    limit: u64,
+    seen: u64,
+    state: Arc<UploadState>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`; `state` reports how it ends.
+    pub fn new(
+        inner: Incoming,
+        holds: Vec<Hold>,
+        counter: IntCounter,
+        limit: u64,
+    ) -> (Self, Arc<UploadState>) {
+        let state = Arc::new(UploadState::default());
+        if inner.is_end_stream() {
+            state.set(Upload::Complete);
+        }
+        let body = RequestBody {
+            inner,
+            holds,
+            counter,
+            limit,
+            seen: 0,
+            state: state.clone(),
+        };
+        (body, state)
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                this.seen = this.seen.saturating_add(n);
+                if this.seen > this.limit {
+                    this.state.set(Upload::TooLarge);
+                    return Poll::Ready(Some(Err(Box::new(TooLarge))));
+                }
+                for hold in &mut this.holds {
+                    hold.record(n);
+                }
+                this.counter.inc_by(n);
+                if this.inner.is_end_stream() {
+                    this.state.set(Upload::Complete);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => {
+                this.state.set(Upload::ClientFailed);
+                Poll::Ready(Some(Err(Box::new(err))))
+            }
+            Poll::Ready(None) => {
+                this.state.set(Upload::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        // Dropped unfinished (the upstream answered early or the exchange failed): whatever
+        // waits for the upload must not wait forever.
+        self.state.set(Upload::Complete);
+    }
+}
