@@ -18,10 +18,12 @@ use crate::index::KeyIndex;
 use crate::manage::Manager;
 use crate::meter::Meter;
 use crate::metrics::Metrics;
-use crate::proxy::handler::ProxyState;
+use crate::proxy::handler::{self, ProxyState};
 use crate::proxy::upstream::{UpstreamClient, UpstreamError};
 use crate::proxy::{credential::CredentialSource, profile, server, tls};
 use crate::store::{self, Store, StoreError};
+use hyper::service::service_fn;
+use hyper_util::service::TowerToHyperService;
 
 /// Name of the store setting holding a generated server secret.
 const SECRET_SETTING: &str = "server_secret";
@@ -155,19 +157,28 @@ impl Gateway {
         let proxy_addr = local_addr(&proxy_listener, config.listen.proxy)?;
         let api_addr = local_addr(&api_listener, config.listen.api)?;
         let (stop, stopped) = watch::channel(false);
-        let api_state = ApiState {
+        let api_router = api::router(ApiState {
             manager: manager.clone(),
             metrics: metrics.clone(),
-        };
+        });
         let tasks = vec![
             tokio::spawn(server::serve(
                 proxy_listener,
                 tls,
-                state,
                 config.limits.clone(),
                 stopped.clone(),
+                move |peer| {
+                    let state = state.clone();
+                    service_fn(move |req| handler::handle(state.clone(), peer, req))
+                },
             )),
-            tokio::spawn(serve_api(api_listener, api_state, stopped.clone())),
+            tokio::spawn(server::serve(
+                api_listener,
+                None,
+                config.limits.clone(),
+                stopped.clone(),
+                move |_peer| TowerToHyperService::new(api_router.clone()),
+            )),
             tokio::spawn(flush_loop(
                 manager.clone(),
                 metrics.clone(),
@@ -209,17 +220,6 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
     listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })
-}
-
-async fn serve_api(listener: TcpListener, state: ApiState, mut stopped: watch::Receiver<bool>) {
-    let app = api::router(state);
-    let shutdown = async move { server::stopped(&mut stopped).await };
-    if let Err(err) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %err, "management listener failed");
-    }
 }
 
 /// Flushes `last_used_at` every interval and once more on shutdown.

@@ -582,3 +582,40 @@ async fn clients_cannot_spoof_their_address_through_other_headers() {
     assert!(!headers.contains_key("x_forwarded_for"));
     assert!(!headers.contains_key("x-forwarded-port"));
 }
+
+#[tokio::test]
+async fn silent_and_slow_connections_are_closed_and_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestGateway::with(Options {
+        extra: "[limits]\nheader_read_timeout = \"300ms\"\nmax_connections = 2\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = t.rw_key().await;
+    let addr = t.gw().proxy_addr;
+    // Two connections that never finish a request head take both slots...
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    // ...and both are closed by the header timeout (read returns EOF or a 408, never hangs).
+    for conn in [&mut silent, &mut slow] {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_to_end(&mut buf),
+        )
+        .await;
+        assert!(read.is_ok(), "connection was not closed");
+    }
+    // The slots are free again: a real client is served.
+    let resp = t
+        .client
+        .get(format!("{}/x", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

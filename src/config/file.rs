@@ -123,6 +123,7 @@ pub struct LimitsFile {
     pub max_header_bytes: Option<NumOrString>,
     pub header_read_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub max_connections: Option<i64>,
 }
 
 /// `[log]`.

@@ -165,6 +165,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Most connections served at once, per listener.
+    pub max_connections: usize,
 }
 
 /// Access-log format.

@@ -50,6 +50,8 @@ pub mod defaults {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     /// `limits.shutdown_grace`.
     pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+    /// `limits.max_connections` (per listener).
+    pub const MAX_CONNECTIONS: usize = 10_000;
     /// `log.level`.
     pub const LOG_LEVEL: &str = "info";
 }
@@ -285,11 +287,18 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
     let header_read_timeout = e.check("limits.header_read_timeout", read);
     let grace = duration(f.shutdown_grace.as_deref(), defaults::SHUTDOWN_GRACE, false);
     let shutdown_grace = e.check("limits.shutdown_grace", grace);
+    let conns = match f.max_connections {
+        None => Ok(defaults::MAX_CONNECTIONS),
+        Some(n) if n > 0 => usize::try_from(n).map_err(|_| "too large".to_string()),
+        Some(_) => Err("must be greater than 0".to_string()),
+    };
+    let max_connections = e.check("limits.max_connections", conns);
     Some(Limits {
         max_request_body: max_request_body?,
         max_header_bytes: max_header_bytes?,
         header_read_timeout: header_read_timeout?,
         shutdown_grace: shutdown_grace?,
+        max_connections: max_connections?,
     })
 }
 

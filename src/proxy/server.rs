@@ -1,45 +1,72 @@
-//! The proxy listener: accepts TCP (optionally TLS), serves HTTP/1.1 and h2c/h2 with hyper, and
-//! drains in-flight connections on shutdown.
+//! The accept loop shared by both listeners: TCP (optionally TLS), HTTP/1.1 and HTTP/2 (h2c by
+//! prior knowledge, h2 by ALPN) with hyper, hardened against idle and slow clients, and drained
+//! on shutdown.
+//!
+//! Hardening: at most `limits.max_connections` connections; the protocol is chosen from the
+//! first bytes within `header_read_timeout` (so a silent connection cannot sit in detection
+//! forever); HTTP/1 headers must arrive within `header_read_timeout`; HTTP/2 connections are
+//! pinged and closed when the peer stops answering. On shutdown, connections get
+//! `limits.shutdown_grace` to finish, then are aborted.
 
+use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::model::Limits;
-use crate::proxy::handler::{ProxyState, handle};
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 keep-alive ping interval and the time allowed for its answer.
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
+/// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Accepts connections until `shutdown` turns true, then waits up to `limits.shutdown_grace`
-/// for in-flight requests to finish.
-pub async fn serve(
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Resolves once `rx` says stop (or its sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Accepts connections until `shutdown` turns true, serving each with the service `make`
+/// builds for its peer; then drains (see the module doc).
+pub async fn serve<M, S, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    state: Arc<ProxyState>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes as u32);
+    make: M,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let builder = builder(&limits);
     let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut conns = JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -53,17 +80,19 @@ pub async fn serve(
             _ = stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection {
+        let conn = Conn {
             builder: builder.clone(),
-            state: state.clone(),
             watcher: graceful.watcher(),
+            detect_timeout: limits.header_read_timeout,
         };
+        let service = make(peer);
         let tls = tls.clone();
-        tokio::spawn(async move {
+        conns.spawn(async move {
             match tls {
-                None => conn.serve(TokioIo::new(stream), peer).await,
-                Some(acceptor) => conn.serve_tls(acceptor, stream, peer).await,
+                None => conn.serve_tcp(stream, peer, service).await,
+                Some(acceptor) => conn.serve_tls(acceptor, stream, peer, service).await,
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -73,37 +102,112 @@ pub async fn serve(
     {
         tracing::warn!("shutdown grace period over; closing remaining connections");
     }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
 }
 
-/// Resolves once `rx` says stop (or its sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
+fn builder(limits: &Limits) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes as u32)
+        .keep_alive_interval(Some(H2_KEEPALIVE))
+        .keep_alive_timeout(H2_KEEPALIVE);
+    builder
 }
 
-struct Connection {
+struct Conn {
     builder: Builder<TokioExecutor>,
-    state: Arc<ProxyState>,
-    watcher: hyper_util::server::graceful::Watcher,
+    watcher: Watcher,
+    detect_timeout: Duration,
 }
 
-impl Connection {
-    async fn serve_tls(self, acceptor: TlsAcceptor, stream: TcpStream, peer: SocketAddr) {
+impl Conn {
+    async fn serve_tcp<S, B>(self, stream: TcpStream, peer: SocketAddr, service: S)
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let h2 = match tokio::time::timeout(self.detect_timeout, sniff_h2(&stream)).await {
+            Ok(Ok(Some(h2))) => h2,
+            // Closed, failed or silent past the header timeout.
+            _ => return,
+        };
+        self.serve(TokioIo::new(stream), peer, service, h2).await
+    }
+
+    async fn serve_tls<S, B>(
+        self,
+        acceptor: TlsAcceptor,
+        stream: TcpStream,
+        peer: SocketAddr,
+        service: S,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => self.serve(TokioIo::new(tls), peer).await,
+            Ok(Ok(tls)) => {
+                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                self.serve(TokioIo::new(tls), peer, service, h2).await
+            }
             Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
     }
 
-    async fn serve<I>(self, io: TokioIo<I>, peer: SocketAddr)
+    async fn serve<I, S, B>(self, io: TokioIo<I>, peer: SocketAddr, service: S, h2: bool)
     where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
     {
-        let state = self.state;
-        let svc = service_fn(move |req| handle(state.clone(), peer, req));
-        let conn = self.builder.serve_connection(io, svc).into_owned();
+        let builder = if h2 {
+            self.builder.http2_only()
+        } else {
+            self.builder.http1_only()
+        };
+        let conn = builder.serve_connection(io, service).into_owned();
         if let Err(err) = self.watcher.watch(conn).await {
             tracing::debug!(%peer, error = %err, "connection ended with an error");
         }
+    }
+}
+
+/// Whether the client opens with the HTTP/2 preface (`Some(true)`), with anything else
+/// (`Some(false)`), or closes first (`None`). Reads nothing: the bytes stay for hyper.
+async fn sniff_h2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            return Ok(Some(false));
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Some(true));
+        }
+        // A partial preface: the rest is on its way (the caller's timeout bounds the wait).
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
