@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Slot {
     /// Unix second the window started.
     pub start: i64,
+    /// Unix second the window ends (`i64::MAX` for a lifetime window).
+    pub end: i64,
     /// Stored window name (`2026-11-23`, `2026-11`, `lifetime`).
     pub label: String,
     committed: AtomicU64,
@@ -21,10 +23,12 @@ fn sat_add(v: u64, n: u64) -> u64 {
 }
 
 impl Slot {
-    /// A slot whose window already holds `used` (loaded from the store, so already flushed).
-    pub fn new(start: i64, label: String, used: u64) -> Self {
+    /// A slot for `[start, end)` whose window already holds `used` (loaded from the store, so
+    /// already flushed).
+    pub fn new(start: i64, end: i64, label: String, used: u64) -> Self {
         Slot {
             start,
+            end,
             label,
             committed: AtomicU64::new(used),
             used: AtomicU64::new(used),
@@ -116,7 +120,7 @@ mod tests {
     use super::*;
 
     fn slot() -> Slot {
-        Slot::new(0, "t".into(), 0)
+        Slot::new(0, i64::MAX, "t".into(), 0)
     }
 
     #[test]
@@ -159,7 +163,7 @@ mod tests {
 
     #[test]
     fn flush_deltas() {
-        let s = Slot::new(0, "t".into(), 500);
+        let s = Slot::new(0, i64::MAX, "t".into(), 500);
         assert_eq!(s.take_unflushed(), 0, "loaded usage is already stored");
         s.record(7, 0);
         assert_eq!(s.take_unflushed(), 7);

@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn dropping_a_hold_returns_what_is_left() {
-        let slot = Arc::new(Slot::new(0, "t".into(), 0));
+        let slot = Arc::new(Slot::new(0, i64::MAX, "t".into(), 0));
         let mut hold = Hold::reserve(slot.clone(), 100, Some(100)).unwrap();
         assert!(Hold::reserve(slot.clone(), 1, Some(100)).is_none());
         hold.record(30);

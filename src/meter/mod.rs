@@ -184,7 +184,7 @@ impl Meter {
         let live = Arc::new(PartnerLive {
             id: p.id,
             credit: AtomicU64::new(p.balance_micros.max(0) as u64),
-            spent: Arc::new(Slot::new(0, "balance".into(), 0)),
+            spent: Arc::new(Slot::new(0, i64::MAX, "balance".into(), 0)),
             tier_ppm: AtomicU64::new(p.tier_multiplier_ppm),
             suspended: AtomicBool::new(p.suspended),
             usage: self.usage(Scope::Partner, p.id, now),

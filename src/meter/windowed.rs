@@ -34,8 +34,7 @@ pub struct WindowedCell {
 impl WindowedCell {
     /// A cell whose current window (at `now`) already holds `used`.
     pub fn new(owner: Owner, now: i64, used: u64) -> Self {
-        let window = owner.window;
-        let slot = Slot::new(window.start(now), window.label(now), used);
+        let slot = new_slot(owner.window, now, used);
         WindowedCell {
             owner,
             slot: ArcSwap::from_pointee(slot),
@@ -49,17 +48,13 @@ impl WindowedCell {
 
     /// The slot of the window containing `now`, rolling over if needed.
     pub fn current(&self, now: i64, retired: &Retired) -> Arc<Slot> {
-        let window = self.owner.window;
         let cur = self.slot.load_full();
-        let start = window.start(now);
-        if cur.start == start || window == Window::Lifetime {
+        // Fast path, no date arithmetic: still inside the current window, or a clock that went
+        // backwards (keep counting in the newer window).
+        if now < cur.end {
             return cur;
         }
-        if cur.start > start {
-            // A clock that went backwards: keep counting in the newer window.
-            return cur;
-        }
-        let fresh = Arc::new(Slot::new(start, window.label(now), 0));
+        let fresh = Arc::new(new_slot(self.owner.window, now, 0));
         let prev = self.slot.compare_and_swap(&cur, fresh.clone());
         if Arc::ptr_eq(&prev, &cur) {
             retired
@@ -76,6 +71,11 @@ impl WindowedCell {
     pub fn peek(&self) -> Arc<Slot> {
         self.slot.load_full()
     }
+}
+
+fn new_slot(window: Window, now: i64, used: u64) -> Slot {
+    let end = window.end(now).unwrap_or(i64::MAX);
+    Slot::new(window.start(now), end, window.label(now), used)
 }
 
 #[cfg(test)]

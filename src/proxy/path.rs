@@ -39,6 +39,10 @@ pub enum PathError {
     /// A `..` segment that would climb above the root.
     #[error("'..' in path climbs above the root")]
     AboveRoot,
+    /// `.;x` or `..;x`: servlet containers strip the `;` parameter and then treat the segment
+    /// as a dot segment, so the upstream would see a different path than the routes did.
+    #[error("dot segment with a ';' parameter in path is not allowed")]
+    DotParameter,
 }
 
 /// Normalises a request path (no query string): returns `Borrowed` when already normal.
@@ -89,6 +93,11 @@ fn rebuild(path: &str) -> Result<String, PathError> {
         segment.clear();
         decode_segment(raw, &mut segment)?;
         ends_as_directory = matches!(segment.as_str(), "" | "." | "..");
+        if let Some((head, _)) = segment.split_once(';')
+            && matches!(head, "." | "..")
+        {
+            return Err(PathError::DotParameter);
+        }
         match segment.as_str() {
             "" | "." => {}
             ".." => {
@@ -283,6 +292,15 @@ mod tests {
         for p in ["/..", "/../x", "/a/../../x", "/%2e%2e/x", "/a/./../.."] {
             assert_eq!(refused(p), PathError::AboveRoot, "{p:?}");
         }
+    }
+
+    #[test]
+    fn refuses_dot_segments_with_parameters() {
+        for p in ["/public/..;/admin", "/a/.;x/b", "/a/%2e%2e;jsessionid=1/b"] {
+            assert_eq!(refused(p), PathError::DotParameter, "{p:?}");
+        }
+        assert_eq!(norm("/a/b;c/d"), "/a/b;c/d");
+        assert_eq!(norm("/a/...;x"), "/a/...;x");
     }
 
     #[test]

@@ -64,10 +64,14 @@ impl Tier {
 
     fn lookup(&self, method: &Method, path: &str) -> Option<Route> {
         let method_ok = |methods: &[Method]| methods.is_empty() || methods.contains(method);
-        if let Some(rules) = self.exact.get(path)
-            && let Some((_, action)) = rules.iter().find(|(m, _)| method_ok(m))
-        {
-            return Some(*action);
+        // An exact rule for `/x` also covers `/x/`, which most upstream routers treat the same.
+        let trimmed = path.strip_suffix('/').filter(|p| !p.is_empty());
+        for candidate in std::iter::once(path).chain(trimmed) {
+            if let Some(rules) = self.exact.get(candidate)
+                && let Some((_, route)) = rules.iter().find(|(m, _)| method_ok(m))
+            {
+                return Some(*route);
+            }
         }
         self.prefixes
             .iter()
@@ -210,6 +214,15 @@ mod tests {
             t.resolve(&Method::POST, "/v1/models"),
             Require(Permission::Write)
         );
+    }
+
+    #[test]
+    fn exact_rules_cover_a_trailing_slash() {
+        let operator = [rule(&[], "/admin", Deny)];
+        let t = RouteTable::new(&operator, &[], Fallback::ByMethod);
+        assert_eq!(t.resolve(&Method::GET, "/admin"), Deny);
+        assert_eq!(t.resolve(&Method::GET, "/admin/"), Deny);
+        assert_eq!(t.resolve(&Method::GET, "/"), Require(Permission::Read));
     }
 
     #[test]
