@@ -619,3 +619,24 @@ async fn silent_and_slow_connections_are_closed_and_capped() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn a_get_with_a_chunked_body_keeps_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestGateway::start().await;
+    let (_, key) = t.rw_key().await;
+    // Raw bytes: HTTP clients themselves tend to drop a GET body of unknown length.
+    let mut conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /search HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{{\"q\":\r\n2\r\n1}}\r\n0\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    conn.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"body_bytes\":7"), "{text}");
+}

@@ -117,6 +117,9 @@ pub fn admit(
     let mut t = Ticket::default();
     t.estimate = facts.cost_estimate;
     t.tier_ppm = links.partner.tier_ppm();
+    // Until every check has passed, dropping the ticket settles at zero: a refused request
+    // gives its reservations back and is never charged.
+    t.actual = Some(0);
     if let Some(limit) = key.limits.concurrency_limit {
         t._slot = Some(
             in_flight
@@ -159,6 +162,7 @@ pub fn admit(
     let plan = links.account.plan_id().and_then(|id| plans.get(&id));
     admit_bytes(&mut t, links, plan, facts.content_length, retired, now)?;
     record_costs_and_requests(&mut t, links, retired, now);
+    t.actual = None;
     Ok(t)
 }
 

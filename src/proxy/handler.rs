@@ -5,11 +5,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{CONTENT_LENGTH, HOST};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use std::collections::HashMap;
 
@@ -255,6 +255,13 @@ async fn forward(
     } = admitted;
     parts.uri = uri;
     parts.version = Version::HTTP_11;
+    // A body of unknown length (chunked, or HTTP/2 without content-length) must stay chunked:
+    // hyper's client would otherwise send `Content-Length: 0` for a GET and drop the body.
+    if !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH) {
+        parts
+            .headers
+            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+    }
     let ingress = std::mem::take(&mut ticket.ingress);
     let (body, upload) = RequestBody::new(
         body,

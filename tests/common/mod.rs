@@ -31,6 +31,8 @@ pub struct TestGateway {
 /// Options of a test gateway.
 #[derive(Default)]
 pub struct Options {
+    /// Top-level TOML placed before every table (e.g. `default_plan = 1`).
+    pub top: String,
     /// Extra TOML appended after `[listen]`, `[store]` and `[upstream]` (other sections).
     pub extra: String,
     /// Extra lines inside `[upstream]`.
@@ -57,9 +59,10 @@ impl TestGateway {
             .clone()
             .unwrap_or_else(|| format!("http://{}", echo.addr));
         let text = format!(
-            "[listen]\nproxy = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
+            "{}\n[listen]\nproxy = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
              [store]\nurl = \"sqlite://{}\"\n\
              [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n",
+            opts.top,
             dir.path().join("t.db").display(),
             opts.profile.unwrap_or("generic"),
             opts.upstream_extra,
@@ -150,6 +153,29 @@ pub async fn denial(resp: reqwest::Response, status: u16) -> String {
     assert!(resp.headers().contains_key("x-request-id"));
     let json: Value = resp.json().await.expect("json error body");
     json["error"]["code"].as_str().expect("code").to_string()
+}
+
+/// The text of `/metrics` on the api listener.
+pub async fn metrics_text(t: &TestGateway) -> String {
+    t.client
+        .get(format!("{}/metrics", t.api))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of one sample of `/metrics` text, by its exact series name and labels.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Polls `cond` until it is true or `deadline` passes.
