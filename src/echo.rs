@@ -1,6 +1,6 @@
 //! The built-in echo upstream used by `tollgate demo` and the tests. It answers every request
-//! with JSON describing what it received: method, path, query, headers and body size. The body
-//! is counted as it streams, never buffered.
+//! with JSON describing what it received: method, HTTP version, path, query, headers and body
+//! size. The body is counted as it streams, never buffered.
 //!
 //! Query parameters change its answer, for tests: `echo_bytes=N` streams N bytes of `x` instead
 //! of JSON, `echo_status=NNN` sets the status, `echo_delay_ms=N` waits before answering.
@@ -32,6 +32,14 @@ pub struct EchoServer {
 
 /// Starts an echo server on `addr` (port 0 for an ephemeral port).
 pub async fn spawn(addr: SocketAddr) -> std::io::Result<EchoServer> {
+    spawn_with_tls(addr, None).await
+}
+
+/// Starts an echo server that speaks TLS (h2 or HTTP/1.1 by ALPN) when `tls` is given.
+pub async fn spawn_with_tls(
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> std::io::Result<EchoServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
@@ -45,10 +53,20 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<EchoServer> {
                 },
                 _ = stopped.changed() => break,
             };
-            let builder = builder.clone();
+            let (builder, tls) = (builder.clone(), tls.clone());
             tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                let _ = builder.serve_connection(io, service_fn(echo)).await;
+                match tls {
+                    None => {
+                        let io = TokioIo::new(stream);
+                        let _ = builder.serve_connection(io, service_fn(echo)).await;
+                    }
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let io = TokioIo::new(stream);
+                            let _ = builder.serve_connection(io, service_fn(echo)).await;
+                        }
+                    }
+                }
             });
         }
     });
@@ -94,6 +112,7 @@ async fn echo(req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible>
                 .collect();
             let json = serde_json::json!({
                 "method": parts.method.as_str(),
+                "version": format!("{:?}", parts.version),
                 "path": parts.uri.path(),
                 "query": query,
                 "headers": headers,

@@ -77,6 +77,8 @@ pub struct UpstreamFile {
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle_per_host: Option<i64>,
     pub tls_roots: Option<String>,
+    /// Extra CA certificate (PEM) trusted for an HTTPS upstream, e.g. a private CA.
+    pub ca_file: Option<String>,
     pub auth_header: Option<String>,
     /// Name of the environment variable holding the header value (never the value itself).
     pub auth_value_env: Option<String>,

@@ -102,6 +102,8 @@ pub struct Upstream {
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_host: usize,
     pub tls_roots: TlsRoots,
+    /// An extra CA certificate file (PEM) trusted in addition to the roots.
+    pub ca_file: Option<PathBuf>,
     /// A header injected into every forwarded request (the upstream's own credential).
     pub auth: Option<(HeaderName, HeaderValue)>,
 }

@@ -209,7 +209,7 @@ fn listen(f: &ListenFile, e: &mut Errors) -> Option<Listen> {
 }
 
 /// A file that exists and can be opened now.
-fn readable_file(path: &str) -> Result<PathBuf, String> {
+pub(super) fn readable_file(path: &str) -> Result<PathBuf, String> {
     let meta = std::fs::File::open(path)
         .and_then(|f| f.metadata())
         .map_err(|err| format!("cannot read `{path}`: {err}"))?;

@@ -20,7 +20,9 @@ use crate::proxy::ProxyBody;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("cannot load the system's root certificates: {0}")]
-    NativeRoots(#[source] std::io::Error),
+    NativeRoots(String),
+    #[error("upstream.ca_file {path}: {reason}")]
+    CaFile { path: String, reason: String },
     #[error("upstream URL has no host")]
     NoHost,
 }
@@ -43,14 +45,11 @@ impl UpstreamClient {
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_nodelay(true);
         http.set_keepalive(Some(std::time::Duration::from_secs(60)));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match cfg.tls_roots {
-            TlsRoots::Webpki => builder.with_webpki_roots(),
-            TlsRoots::System => builder
-                .with_native_roots()
-                .map_err(UpstreamError::NativeRoots)?,
-        };
-        let connector = builder
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(root_store(cfg)?)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -104,6 +103,39 @@ impl UpstreamClient {
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         self.client.request(req).await
     }
+}
+
+/// The configured roots plus the operator's own CA, if any.
+fn root_store(cfg: &Upstream) -> Result<rustls::RootCertStore, UpstreamError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match cfg.tls_roots {
+        TlsRoots::Webpki => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        TlsRoots::System => {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                let errors: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+                return Err(UpstreamError::NativeRoots(errors.join("; ")));
+            }
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    if let Some(path) = &cfg.ca_file {
+        let ca_err = |reason: String| UpstreamError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let certs = rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ca_err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ca_err("no certificate found".into()));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+        }
+    }
+    Ok(roots)
 }
 
 fn bracket(host: &str) -> String {

@@ -60,6 +60,12 @@ pub(super) fn upstream(f: &UpstreamFile, env: Env<'_>, e: &mut Errors) -> Option
         "certificate roots",
     );
     let tls_roots = e.check("upstream.tls_roots", tls_roots);
+    let ca_file = match f.ca_file.as_deref() {
+        None => Some(None),
+        Some(path) => e
+            .check("upstream.ca_file", super::readable_file(path))
+            .map(Some),
+    };
     let auth = upstream_auth(f, env, e);
     Some(Upstream {
         url: url?,
@@ -69,6 +75,7 @@ pub(super) fn upstream(f: &UpstreamFile, env: Env<'_>, e: &mut Errors) -> Option
         pool_idle_timeout: pool_idle_timeout?,
         pool_max_idle_per_host: pool_max_idle_per_host?,
         tls_roots: tls_roots?,
+        ca_file: ca_file?,
         auth: auth?,
     })
 }
