@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::limits::ManagementLimits;
 use crate::api::{self, ApiState};
 use crate::config::model::Config;
 use crate::domain::clock::{Clock, SystemClock};
@@ -148,7 +149,7 @@ impl Gateway {
             max_request_body: config.limits.max_request_body.get(),
             tls: tls.is_some(),
             metrics: metrics.clone(),
-            clock,
+            clock: clock.clone(),
             meter,
             plans: config.plans.iter().map(|p| (p.id, p.clone())).collect(),
         });
@@ -160,6 +161,8 @@ impl Gateway {
         let api_router = api::router(ApiState {
             manager: manager.clone(),
             metrics: metrics.clone(),
+            limits: Arc::new(ManagementLimits::new(config.management, clock.clone())),
+            idempotency_lock: Default::default(),
         });
         let tasks = vec![
             tokio::spawn(server::serve(

@@ -171,6 +171,18 @@ impl KeyIndex {
         self.by_id.insert(entry.key.id, entry);
     }
 
+    /// Every key of a partner (a scan: management calls only, never the data plane).
+    pub fn keys_of_partner(&self, partner: Uuid) -> Vec<Arc<KeyEntry>> {
+        let mut keys: Vec<Arc<KeyEntry>> = self
+            .by_id
+            .iter()
+            .filter(|e| e.key.partner_id == partner)
+            .map(|e| e.clone())
+            .collect();
+        keys.sort_by_key(|e| (e.key.created_at, e.key.id));
+        keys
+    }
+
     /// A key by id.
     pub fn get(&self, id: Uuid) -> Option<Arc<KeyEntry>> {
         self.by_id.get(&id).map(|e| e.clone())

@@ -4,6 +4,7 @@ pub mod error;
 pub mod health;
 pub mod json;
 pub mod key_object;
+pub mod limits;
 pub mod partner_auth;
 pub mod reseller;
 
@@ -23,6 +24,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct ApiState {
     pub manager: Manager,
     pub metrics: Arc<Metrics>,
+    /// Management rate limits per partner token.
+    pub limits: Arc<limits::ManagementLimits>,
+    /// Serialises idempotent key creations (check, create, remember).
+    pub idempotency_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The whole management router.

@@ -33,6 +33,7 @@ impl FromRequestParts<ApiState> for AuthPartner {
                 "partner account is suspended".to_string(),
             ));
         }
+        state.limits.call(partner.id)?;
         Ok(AuthPartner(partner))
     }
 }

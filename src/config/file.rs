@@ -26,10 +26,20 @@ pub struct ConfigFile {
     pub log: LogFile,
     pub default_plan: Option<i64>,
     pub plans: Vec<PlanFile>,
+    pub management: ManagementFile,
+}
+
+/// `[management]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct ManagementFile {
+    pub calls_per_minute: Option<i64>,
+    pub calls_per_day: Option<i64>,
+    pub key_creations_per_hour: Option<i64>,
 }
 
 /// The top-level keys, in the order errors are reported.
-pub const SECTIONS: [&str; 9] = [
+pub const SECTIONS: [&str; 10] = [
     "listen",
     "store",
     "upstream",
@@ -39,6 +49,7 @@ pub const SECTIONS: [&str; 9] = [
     "log",
     "default_plan",
     "plans",
+    "management",
 ];
 
 /// `[listen]`.
@@ -229,6 +240,7 @@ pub fn read(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> (ConfigFil
             "security" => r.one(name, value, &mut file.security),
             "limits" => r.one(name, value, &mut file.limits),
             "log" => r.one(name, value, &mut file.log),
+            "management" => r.one(name, value, &mut file.management),
             "default_plan" => r.one(name, value, &mut file.default_plan),
             "plans" => r.many(name, value, &mut file.plans),
             _ => {}

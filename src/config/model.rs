@@ -25,6 +25,27 @@ pub struct Config {
     pub plans: Vec<Plan>,
     /// Plan id given to new accounts.
     pub default_plan: Option<i64>,
+    pub management: Management,
+}
+
+/// `[management]`: rate limits of the management API per partner token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Management {
+    pub calls_per_minute: NonZeroU32,
+    pub calls_per_day: NonZeroU32,
+    pub key_creations_per_hour: NonZeroU32,
+}
+
+impl Default for Management {
+    /// The QCode reseller API's limits: 60 a minute, 1000 a day, 5 key creations an hour.
+    fn default() -> Self {
+        let n = |v| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
+        Management {
+            calls_per_minute: n(60),
+            calls_per_day: n(1000),
+            key_creations_per_hour: n(5),
+        }
+    }
 }
 
 /// `[listen]`: the two listeners.

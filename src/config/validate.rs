@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
-use super::model::{Config, Limits, Listen, Log, LogFormat, StoreConfig, StoreUrl, TlsFiles};
+use super::model::{
+    Config, Limits, Listen, Log, LogFormat, Management, StoreConfig, StoreUrl, TlsFiles,
+};
 use super::units;
 
 /// Reads an environment variable; injected so that tests never touch the process environment.
@@ -86,6 +88,9 @@ pub fn validate_partial(
         .flatten();
     let limits = ok("limits").then(|| limits(&file.limits, &mut e)).flatten();
     let log = ok("log").then(|| log(&file.log, &mut e)).flatten();
+    let management = ok("management")
+        .then(|| management(&file.management, &mut e))
+        .flatten();
     let plans = tables::plans(&file.plans, failed, &mut e);
     let default_plan = tables::default_plan(file, failed, &mut e);
     errors.extend(e.0);
@@ -102,6 +107,36 @@ pub fn validate_partial(
         log: log?,
         plans: plans?,
         default_plan: default_plan?,
+        management: management?,
+    })
+}
+
+/// `[management]`: each limit a positive count, defaulting to the QCode limits.
+fn management(f: &crate::config::file::ManagementFile, e: &mut Errors) -> Option<Management> {
+    let d = Management::default();
+    let count = |v: Option<i64>, default: std::num::NonZeroU32| match v {
+        None => Ok(default),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .and_then(std::num::NonZeroU32::new)
+            .ok_or_else(|| "must be greater than 0".to_string()),
+    };
+    let per_minute = e.check(
+        "management.calls_per_minute",
+        count(f.calls_per_minute, d.calls_per_minute),
+    );
+    let per_day = e.check(
+        "management.calls_per_day",
+        count(f.calls_per_day, d.calls_per_day),
+    );
+    let creations = e.check(
+        "management.key_creations_per_hour",
+        count(f.key_creations_per_hour, d.key_creations_per_hour),
+    );
+    Some(Management {
+        calls_per_minute: per_minute?,
+        calls_per_day: per_day?,
+        key_creations_per_hour: creations?,
     })
 }
 

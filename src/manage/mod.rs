@@ -217,6 +217,30 @@ impl Manager {
         Ok(Some(key))
     }
 
+    /// Edits a key: `edit` changes the current record, which is then stored and applied.
+    /// `None` if there is no such key.
+    pub async fn edit_key(
+        &self,
+        id: Uuid,
+        edit: impl FnOnce(&mut Key),
+    ) -> Result<Option<Key>, ManageError> {
+        let _write = self.write_lock.lock().await;
+        let Some(entry) = self.index.get(id) else {
+            return Ok(None);
+        };
+        let mut key = entry.key.clone();
+        edit(&mut key);
+        let Some(stored) = self
+            .store
+            .update_key(id, &KeyChange::Edit(Box::new(key)))
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.index.upsert(stored.clone());
+        Ok(Some(stored))
+    }
+
     /// A key with its live `last_used_at`, from the index (no store round-trip).
     pub fn key(&self, id: Uuid) -> Option<Key> {
         self.index.get(id).map(|entry| {

@@ -4,6 +4,7 @@
 
 mod rows;
 pub mod sqlite;
+mod sqlite_edit;
 mod usage_sql;
 
 use std::sync::Arc;
@@ -53,6 +54,9 @@ pub enum KeyChange {
     SetDisabled(bool),
     /// Revoke the key for good.
     Revoke { at: i64, by: String },
+    /// Write the editable fields (label, description, permissions, IP allow-list, expiration
+    /// date, limits) of the given key; identity, credential and history are left alone.
+    Edit(Box<Key>),
 }
 
 /// Durable storage behind the gateway.
@@ -114,6 +118,32 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_usage(&self, token: &str, batch: &Batch, now: i64) -> Result<bool, StoreError>;
     /// Adds `micros` (may be negative) to a partner's balance; the new balance, or `None`.
     async fn add_partner_balance(&self, id: Uuid, micros: i64) -> Result<Option<i64>, StoreError>;
+    /// `(day, metric, value)` daily sums of one scope (`key`, `account`, `partner`) from `from`
+    /// to `to` (`YYYY-MM-DD`, inclusive).
+    async fn usage_daily(
+        &self,
+        scope: &str,
+        id: Uuid,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, String, u64)>, StoreError>;
+    /// An idempotent create response stored at or after `since`: `(body hash, sealed)`.
+    async fn get_idempotent(
+        &self,
+        partner: Uuid,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError>;
+    /// Stores an idempotent create response; forgets those older than `expire_before`.
+    async fn put_idempotent(
+        &self,
+        partner: Uuid,
+        key: &str,
+        body_hash: &[u8],
+        sealed: &[u8],
+        now: i64,
+        expire_before: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`.

@@ -329,6 +329,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?
             }
+            KeyChange::Edit(key) => super::sqlite_edit::edit_key(&mut tx, &id, key).await?,
         };
         let key = sqlx::query_as::<_, KeyRow>(select_keys!(" WHERE id = $1"))
             .bind(&id)
@@ -390,6 +391,47 @@ impl Store for SqliteStore {
 
     async fn add_partner_balance(&self, id: Uuid, micros: i64) -> Result<Option<i64>, StoreError> {
         super::usage_sql::add_partner_balance(&self.pool, id, micros).await
+    }
+
+    async fn usage_daily(
+        &self,
+        scope: &str,
+        id: Uuid,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        super::sqlite_edit::usage_daily(&self.pool, scope, id, from, to).await
+    }
+
+    async fn get_idempotent(
+        &self,
+        partner: Uuid,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+        super::sqlite_edit::get_idempotent(&self.pool, partner, key, since).await
+    }
+
+    async fn put_idempotent(
+        &self,
+        partner: Uuid,
+        key: &str,
+        body_hash: &[u8],
+        sealed: &[u8],
+        now: i64,
+        expire_before: i64,
+    ) -> Result<(), StoreError> {
+        let pool = &self.pool;
+        super::sqlite_edit::put_idempotent(
+            pool,
+            partner,
+            key,
+            body_hash,
+            sealed,
+            now,
+            expire_before,
+        )
+        .await
     }
 }
 

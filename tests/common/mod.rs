@@ -58,10 +58,17 @@ impl TestGateway {
             .upstream_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", echo.addr));
+        // Tests create many keys per partner: lift the management limits unless a test sets them.
+        let management = if opts.extra.contains("[management]") {
+            ""
+        } else {
+            "[management]\ncalls_per_minute = 100000\ncalls_per_day = 1000000\n\
+             key_creations_per_hour = 100000\n"
+        };
         let text = format!(
             "{}\n[listen]\nproxy = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
              [store]\nurl = \"sqlite://{}\"\n\
-             [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n",
+             [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n{management}",
             opts.top,
             dir.path().join("t.db").display(),
             opts.profile.unwrap_or("generic"),

@@ -1,0 +1,138 @@
+//! The reseller's own account: summary, balance, daily usage series and token rotation.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use chrono::{Duration, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+use super::{Ok, ok, usd};
+use crate::api::ApiState;
+use crate::api::error::ApiError;
+use crate::api::partner_auth::AuthPartner;
+
+#[derive(Serialize)]
+pub struct Me {
+    id: String,
+    name: String,
+    status: &'static str,
+    tier_multiplier: f64,
+    currency: &'static str,
+    created_at: Option<String>,
+}
+
+/// `GET /me`.
+pub async fn me(AuthPartner(p): AuthPartner) -> Json<Ok<Me>> {
+    ok(Me {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        status: if p.suspended { "suspended" } else { "active" },
+        tier_multiplier: p.tier_multiplier_ppm as f64 / 1e6,
+        currency: "USD",
+        created_at: crate::api::key_object::timestamp(Some(p.created_at)),
+    })
+}
+
+#[derive(Serialize)]
+pub struct Balance {
+    balance_usd: f64,
+    spent_today_usd: f64,
+    spent_total_usd: f64,
+    currency: &'static str,
+}
+
+/// `GET /balance`: the live balance (charges not yet flushed included).
+pub async fn balance(
+    State(state): State<ApiState>,
+    AuthPartner(p): AuthPartner,
+) -> Result<Json<Ok<Balance>>, ApiError> {
+    let meter = &state.manager.meter;
+    let now = state.manager.clock.now_unix();
+    let live = meter
+        .partner(p.id)
+        .ok_or_else(|| ApiError::NotFound("partner not found".into()))?;
+    let usage = &live.usage;
+    Ok(ok(Balance {
+        balance_usd: usd(live.balance()),
+        spent_today_usd: usd(usage.cost_day.current(now, &meter.retired).used() as i64),
+        spent_total_usd: usd(usage.cost_total.current(now, &meter.retired).used() as i64),
+        currency: "USD",
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct UsageQuery {
+    range: Option<String>,
+}
+
+#[derive(Serialize, Default)]
+pub struct Day {
+    date: String,
+    cost_usd: f64,
+    requests: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+/// `GET /usage?range=7d|30d`: one entry per day, oldest first, zero days included. Reads the
+/// store's daily sums, which trail live usage by at most one flush interval.
+pub async fn usage(
+    State(state): State<ApiState>,
+    AuthPartner(p): AuthPartner,
+    Query(q): Query<UsageQuery>,
+) -> Result<Json<Ok<Vec<Day>>>, ApiError> {
+    let days = match q.range.as_deref().unwrap_or("7d") {
+        "7d" => 7,
+        "30d" => 30,
+        other => {
+            return Err(ApiError::Validation(format!(
+                "range: `{other}` is not one of 7d, 30d"
+            )));
+        }
+    };
+    let today = state.manager.today();
+    let first = today - Duration::days(days - 1);
+    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    let rows = state
+        .manager
+        .store
+        .usage_daily("partner", p.id, &fmt(first), &fmt(today))
+        .await
+        .map_err(crate::manage::ManageError::from)?;
+    let mut series: Vec<Day> = (0..days)
+        .map(|i| Day {
+            date: fmt(first + Duration::days(i)),
+            ..Day::default()
+        })
+        .collect();
+    for (day, metric, value) in rows {
+        let Some(entry) = series.iter_mut().find(|d| d.date == day) else {
+            continue;
+        };
+        match metric.as_str() {
+            "cost_micros" => entry.cost_usd = usd(value as i64),
+            "requests" => entry.requests = value,
+            "bytes_in" => entry.bytes_in = value,
+            "bytes_out" => entry.bytes_out = value,
+            _ => {}
+        }
+    }
+    Ok(ok(series))
+}
+
+#[derive(Serialize)]
+pub struct Rotated {
+    token: String,
+}
+
+/// `POST /token/rotate`: a new token, shown once; the old one stops working at once.
+pub async fn rotate_token(
+    State(state): State<ApiState>,
+    AuthPartner(p): AuthPartner,
+) -> Result<Json<Ok<Rotated>>, ApiError> {
+    let token = state
+        .manager
+        .rotate_partner_token(p.id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("partner not found".into()))?;
+    Ok(ok(Rotated { token }))
+}

@@ -1,0 +1,81 @@
+//! The key fields a reseller may set on create and PATCH, validated into the key record.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::api::error::ApiError;
+use crate::api::key_object;
+use crate::domain::key::Key;
+use crate::domain::permission::Permission;
+
+/// Editable key fields; every one optional. `expiration_date` distinguishes "absent" (keep)
+/// from `null` (clear).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFields {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub label: Option<String>,
+    pub permissions: Option<Vec<Permission>>,
+    pub ip_whitelist: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub expiration_date: Option<Value>,
+    pub daily_cost_limit_usd: Option<f64>,
+    pub total_cost_limit_usd: Option<f64>,
+    pub concurrency_limit: Option<i64>,
+    pub rate_limit_per_minute: Option<i64>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+fn text(field: &str, value: &Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| key_object::text(field, v, max))
+        .transpose()
+}
+
+impl KeyFields {
+    /// Applies every given field to `key` (validating each; the first error wins).
+    pub fn apply(&self, key: &mut Key, today: chrono::NaiveDate) -> Result<(), ApiError> {
+        if let Some(label) = text("label", &self.label, 128)? {
+            key.label = Some(label);
+        }
+        if let Some(description) = text("description", &self.description, 1024)? {
+            key.description = Some(description);
+        }
+        if let Some(list) = &self.permissions {
+            key.permissions = key_object::permissions(list)?;
+        }
+        if let Some(list) = &self.ip_whitelist {
+            key.ip_whitelist = key_object::ip_whitelist(list)?;
+        }
+        if let Some(date) = &self.expiration_date {
+            key.expiration_date = key_object::expiration_date(date, today)?;
+        }
+        let limits = &mut key.limits;
+        if let Some(v) = self.daily_cost_limit_usd {
+            limits.daily_cost_limit_micros =
+                Some(key_object::usd_to_micros("daily_cost_limit_usd", v)?);
+        }
+        if let Some(v) = self.total_cost_limit_usd {
+            limits.total_cost_limit_micros =
+                Some(key_object::usd_to_micros("total_cost_limit_usd", v)?);
+        }
+        if let Some(v) = self.concurrency_limit {
+            limits.concurrency_limit = Some(key_object::positive_u32("concurrency_limit", v)?);
+        }
+        if let Some(v) = self.rate_limit_per_minute {
+            limits.rate_limit_per_minute =
+                Some(key_object::positive_u32("rate_limit_per_minute", v)?);
+        }
+        Ok(())
+    }
+
+    /// The key's name (create only), trimmed; `None` for a generated one.
+    pub fn name(&self) -> Result<Option<String>, ApiError> {
+        Ok(text("name", &self.name, 128)?.filter(|n| !n.is_empty()))
+    }
+}

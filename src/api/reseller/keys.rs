@@ -1,0 +1,245 @@
+//! Reseller sub-keys: create (once, or replayed with `Idempotency-Key`), list with per-key
+//! cost, read, PATCH, enable, disable. Another partner's key is a 404, never a 403.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::fields::KeyFields;
+use super::{Ok, idempotency, ok, usd};
+use crate::api::ApiState;
+use crate::api::error::ApiError;
+use crate::api::json;
+use crate::api::key_object::KeyObject;
+use crate::api::partner_auth::AuthPartner;
+use crate::domain::ip::IpAllowList;
+use crate::domain::key::{Key, KeyLimits, Partner};
+use crate::domain::permission::{Permission, PermissionSet};
+use crate::manage::{KeyKind, NewKey};
+use crate::store::KeyChange;
+
+/// Permissions of a reseller key when the caller names none: everything but `admin`.
+const DEFAULT_PERMISSIONS: [Permission; 4] = [
+    Permission::Read,
+    Permission::Write,
+    Permission::Pin,
+    Permission::Unpin,
+];
+
+#[derive(Serialize)]
+pub struct CreatedKeyData {
+    #[serde(flatten)]
+    key: KeyObject,
+    api_key: String,
+    warnings: Vec<String>,
+}
+
+/// A key with its spend so far.
+#[derive(Serialize)]
+pub struct KeyWithCost {
+    #[serde(flatten)]
+    key: KeyObject,
+    cost_today_usd: f64,
+    cost_total_usd: f64,
+}
+
+/// `POST /keys`.
+pub async fn create(
+    State(state): State<ApiState>,
+    AuthPartner(partner): AuthPartner,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let fields: KeyFields = json::parse(&body)?;
+    let Some(value) = headers.get("idempotency-key") else {
+        state.limits.create(partner.id)?;
+        return Ok(json_response(create_now(&state, &partner, &fields).await?));
+    };
+    let key = idempotency::header_key(value)?;
+    let hash = idempotency::body_hash(&body);
+    // One creation at a time per process, so two retries racing cannot both mint a key.
+    let _once = state.idempotency_lock.lock().await;
+    let manager = &state.manager;
+    if let Some(replayed) = idempotency::replay(manager, partner.id, &key, &hash).await? {
+        return Ok(json_response(replayed));
+    }
+    state.limits.create(partner.id)?;
+    let response = create_now(&state, &partner, &fields).await?;
+    idempotency::remember(manager, partner.id, &key, &hash, &response).await?;
+    Ok(json_response(response))
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Mints the key and returns the serialised success body.
+async fn create_now(
+    state: &ApiState,
+    partner: &Partner,
+    fields: &KeyFields,
+) -> Result<Vec<u8>, ApiError> {
+    let manager = &state.manager;
+    let mut draft = draft_key(partner);
+    fields.apply(&mut draft, manager.today())?;
+    let mut warnings = Vec::new();
+    let limits = &draft.limits;
+    if limits.daily_cost_limit_micros.is_none() && limits.total_cost_limit_micros.is_none() {
+        warnings.push(
+            "no daily or total cost limit: this key can spend the whole partner balance".into(),
+        );
+    }
+    let new = NewKey {
+        account_id: manager.default_account(partner.id).await?.id,
+        partner_id: partner.id,
+        name: fields.name()?,
+        label: draft.label,
+        description: draft.description,
+        permissions: draft.permissions,
+        ip_whitelist: draft.ip_whitelist,
+        expiration_date: draft.expiration_date,
+        limits: draft.limits,
+        kind: KeyKind::Token,
+        created_by: format!("partner:{}", partner.id),
+    };
+    let created = manager.create_key(new).await?;
+    let data = CreatedKeyData {
+        key: KeyObject::from(&created.key),
+        api_key: created.secret,
+        warnings,
+    };
+    serde_json::to_vec(&ok(data).0).map_err(|e| ApiError::Validation(e.to_string()))
+}
+
+/// A key record with the reseller defaults, for the fields to be applied to.
+fn draft_key(partner: &Partner) -> Key {
+    Key {
+        id: Uuid::nil(),
+        account_id: Uuid::nil(),
+        partner_id: partner.id,
+        name: String::new(),
+        label: None,
+        description: None,
+        credential: crate::domain::key::Credential::Token { digest: [0; 32] },
+        permissions: PermissionSet::from_slice(&DEFAULT_PERMISSIONS),
+        ip_whitelist: IpAllowList::default(),
+        expiration_date: None,
+        disabled: false,
+        created_at: 0,
+        created_by: String::new(),
+        revoked_at: None,
+        revoked_by: None,
+        last_used_at: None,
+        limits: KeyLimits::default(),
+    }
+}
+
+/// The partner's own key, or 404 (another partner's key does not "exist").
+fn own_key(state: &ApiState, partner: Uuid, id: &str) -> Result<Key, ApiError> {
+    let not_found = || ApiError::NotFound("key not found".to_string());
+    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    state
+        .manager
+        .key(id)
+        .filter(|k| k.partner_id == partner)
+        .ok_or_else(not_found)
+}
+
+fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
+    let meter = &state.manager.meter;
+    let now = state.manager.clock.now_unix();
+    let usage = meter.key_usage(key.id, now);
+    let today = usage.cost_day.current(now, &meter.retired).used();
+    let total = usage.cost_total.current(now, &meter.retired).used();
+    KeyWithCost {
+        key: KeyObject::from(key),
+        cost_today_usd: usd(today as i64),
+        cost_total_usd: usd(total as i64),
+    }
+}
+
+/// `GET /keys`.
+pub async fn list(
+    State(state): State<ApiState>,
+    AuthPartner(partner): AuthPartner,
+) -> Json<Ok<Vec<KeyWithCost>>> {
+    let keys = state.manager.index.keys_of_partner(partner.id);
+    ok(keys
+        .iter()
+        .filter_map(|e| state.manager.key(e.key.id))
+        .map(|k| with_cost(&state, &k))
+        .collect())
+}
+
+/// `GET /keys/{id}`.
+pub async fn get(
+    State(state): State<ApiState>,
+    AuthPartner(partner): AuthPartner,
+    Path(id): Path<String>,
+) -> Result<Json<Ok<KeyWithCost>>, ApiError> {
+    let key = own_key(&state, partner.id, &id)?;
+    Ok(ok(with_cost(&state, &key)))
+}
+
+/// `PATCH /keys/{id}`: any key field but the name.
+pub async fn patch(
+    State(state): State<ApiState>,
+    AuthPartner(partner): AuthPartner,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Ok<KeyObject>>, ApiError> {
+    let fields: KeyFields = json::parse(&body)?;
+    if fields.name.is_some() {
+        return Err(ApiError::Validation("name: cannot be changed".into()));
+    }
+    let key = own_key(&state, partner.id, &id)?;
+    let manager = &state.manager;
+    // Validate on a copy first, so a bad field changes nothing.
+    let mut check = key.clone();
+    fields.apply(&mut check, manager.today())?;
+    let today = manager.today();
+    let updated = manager
+        .edit_key(key.id, |k| {
+            let _ = fields.apply(k, today);
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound("key not found".to_string()))?;
+    Ok(ok(KeyObject::from(&updated)))
+}
+
+/// `POST /keys/{id}/enable`.
+pub async fn enable(
+    state: State<ApiState>,
+    partner: AuthPartner,
+    id: Path<String>,
+) -> Result<Json<Ok<KeyObject>>, ApiError> {
+    set_disabled(state, partner, id, false).await
+}
+
+/// `POST /keys/{id}/disable`.
+pub async fn disable(
+    state: State<ApiState>,
+    partner: AuthPartner,
+    id: Path<String>,
+) -> Result<Json<Ok<KeyObject>>, ApiError> {
+    set_disabled(state, partner, id, true).await
+}
+
+async fn set_disabled(
+    State(state): State<ApiState>,
+    AuthPartner(partner): AuthPartner,
+    Path(id): Path<String>,
+    disabled: bool,
+) -> Result<Json<Ok<KeyObject>>, ApiError> {
+    let key = own_key(&state, partner.id, &id)?;
+    let updated = state
+        .manager
+        .change_key(key.id, KeyChange::SetDisabled(disabled))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("key not found".to_string()))?;
+    Ok(ok(KeyObject::from(&updated)))
+}
