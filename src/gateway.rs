@@ -163,6 +163,7 @@ impl Gateway {
             metrics: metrics.clone(),
             limits: Arc::new(ManagementLimits::new(config.management, clock.clone())),
             idempotency_lock: Default::default(),
+            operator_tokens: Arc::new(config.security.operator_tokens.clone()),
         });
         let tasks = vec![
             tokio::spawn(server::serve(

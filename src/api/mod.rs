@@ -1,5 +1,6 @@
 //! The control plane on the `api` listener: health, readiness, metrics and the management APIs.
 
+pub mod admin;
 pub mod error;
 pub mod health;
 pub mod json;
@@ -28,6 +29,8 @@ pub struct ApiState {
     pub limits: Arc<limits::ManagementLimits>,
     /// Serialises idempotent key creations (check, create, remember).
     pub idempotency_lock: Arc<tokio::sync::Mutex<()>>,
+    /// argon2id hashes of the operator tokens.
+    pub operator_tokens: Arc<Vec<String>>,
 }
 
 /// The whole management router.
@@ -35,6 +38,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(health::routes())
         .nest("/api/v1/reseller", reseller::routes())
+        .nest("/api/v1/admin", admin::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -29,23 +29,34 @@ impl Default for TokenVerifier {
 impl TokenVerifier {
     /// Whether `token` is `partner`'s current token.
     pub async fn verify(&self, hasher: &KeyHasher, token: &str, partner: &Partner) -> bool {
+        self.verify_phc(hasher, token, partner.id, &partner.token_hash)
+            .await
+    }
+
+    /// Whether `token` matches the argon2 PHC string `phc` owned by `owner`.
+    pub async fn verify_phc(
+        &self,
+        hasher: &KeyHasher,
+        token: &str,
+        owner: Uuid,
+        phc: &str,
+    ) -> bool {
         let digest = hasher.digest(token.as_bytes());
         if let Some(hit) = self.verified.get(&digest)
-            && hit.0 == partner.id
-            && hit.1 == partner.token_hash
+            && hit.0 == owner
+            && hit.1 == phc
         {
             return true;
         }
         let Ok(_permit) = self.permits.acquire().await else {
             return false;
         };
-        let (t, h) = (token.to_string(), partner.token_hash.clone());
+        let (t, h) = (token.to_string(), phc.to_string());
         let ok = tokio::task::spawn_blocking(move || secret::verify_token(&t, &h))
             .await
             .unwrap_or(false);
         if ok {
-            self.verified
-                .insert(digest, (partner.id, partner.token_hash.clone()));
+            self.verified.insert(digest, (owner, phc.to_string()));
         }
         ok
     }

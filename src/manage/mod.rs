@@ -150,6 +150,24 @@ impl Manager {
         Ok(balance)
     }
 
+    /// Changes a partner's tier multiplier and/or suspension (store first, then the data
+    /// plane); the updated partner, or `None` if there is none.
+    pub async fn update_partner(
+        &self,
+        id: Uuid,
+        tier_ppm: Option<u64>,
+        suspended: Option<bool>,
+    ) -> Result<Option<Partner>, ManageError> {
+        if !self.store.update_partner(id, tier_ppm, suspended).await? {
+            return Ok(None);
+        }
+        let Some(partner) = self.store.get_partner(id).await? else {
+            return Ok(None);
+        };
+        self.meter.upsert_partner(&partner, self.clock.now_unix());
+        Ok(Some(partner))
+    }
+
     /// The account reseller keys of `partner` belong to.
     pub async fn default_account(&self, partner: Uuid) -> Result<Account, ManageError> {
         self.store

@@ -144,6 +144,13 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         expire_before: i64,
     ) -> Result<(), StoreError>;
+    /// Sets a partner's tier multiplier (ppm) and/or suspension; `false` if no such partner.
+    async fn update_partner(
+        &self,
+        id: Uuid,
+        tier_ppm: Option<u64>,
+        suspended: Option<bool>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`.

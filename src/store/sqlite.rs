@@ -433,6 +433,15 @@ impl Store for SqliteStore {
         )
         .await
     }
+
+    async fn update_partner(
+        &self,
+        id: Uuid,
+        tier_ppm: Option<u64>,
+        suspended: Option<bool>,
+    ) -> Result<bool, StoreError> {
+        super::sqlite_edit::update_partner(&self.pool, id, tier_ppm, suspended).await
+    }
 }
 
 /// Maps a unique-constraint violation to `Conflict(field)`, anything else to `Query`.

@@ -115,3 +115,22 @@ pub async fn put_idempotent(
     tx.commit().await?;
     Ok(())
 }
+
+/// Sets a partner's tier multiplier and/or suspension; `false` if there is no such partner.
+pub async fn update_partner(
+    pool: &SqlitePool,
+    id: Uuid,
+    tier_ppm: Option<u64>,
+    suspended: Option<bool>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE partners SET tier_multiplier_ppm = COALESCE($1, tier_multiplier_ppm), \
+         suspended = COALESCE($2, suspended) WHERE id = $3",
+    )
+    .bind(tier_ppm.map(rows::int))
+    .bind(suspended)
+    .bind(id.to_string())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}

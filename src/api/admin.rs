@@ -1,0 +1,217 @@
+//! The operator surface under `/api/v1/admin`: create partners, set tier multipliers, top up
+//! balances, suspend and reinstate partners. Authenticated with an operator token whose
+//! argon2id hash is in `security.operator_tokens` (made with `tollgate hash-token`).
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ApiState;
+use super::error::ApiError;
+use super::json::JsonBody;
+use super::reseller::{Ok, ok, usd};
+use crate::domain::key::Partner;
+
+/// The operator routes (relative to `/api/v1/admin`).
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/partners", post(create_partner))
+        .route("/partners/{id}", get(get_partner))
+        .route("/partners/{id}/topup", post(top_up))
+        .route("/partners/{id}/tier", post(set_tier))
+        .route("/partners/{id}/suspend", post(suspend))
+        .route("/partners/{id}/unsuspend", post(unsuspend))
+}
+
+/// A caller holding an operator token.
+pub struct Operator;
+
+impl FromRequestParts<ApiState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(ApiError::Unauthorized)?;
+        let manager = &state.manager;
+        for (i, phc) in state.operator_tokens.iter().enumerate() {
+            let owner = Uuid::from_u128(i as u128);
+            if manager
+                .verifier
+                .verify_phc(&manager.hasher, token, owner, phc)
+                .await
+            {
+                return Ok(Operator);
+            }
+        }
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// A partner as the operator sees it.
+#[derive(Serialize)]
+pub struct PartnerView {
+    id: String,
+    name: String,
+    balance_usd: f64,
+    tier_multiplier: f64,
+    suspended: bool,
+    created_at: Option<String>,
+}
+
+fn view(state: &ApiState, p: &Partner) -> PartnerView {
+    let live = state.manager.meter.partner(p.id);
+    PartnerView {
+        id: p.id.to_string(),
+        name: p.name.clone(),
+        balance_usd: usd(live.map_or(p.balance_micros, |l| l.balance())),
+        tier_multiplier: p.tier_multiplier_ppm as f64 / 1e6,
+        suspended: p.suspended,
+        created_at: super::key_object::timestamp(Some(p.created_at)),
+    }
+}
+
+fn partner_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::NotFound("partner not found".into()))
+}
+
+async fn load(state: &ApiState, id: Uuid) -> Result<Partner, ApiError> {
+    state
+        .manager
+        .store
+        .get_partner(id)
+        .await
+        .map_err(crate::manage::ManageError::from)?
+        .ok_or_else(|| ApiError::NotFound("partner not found".into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePartner {
+    name: String,
+}
+
+#[derive(Serialize)]
+pub struct CreatedPartner {
+    #[serde(flatten)]
+    partner: PartnerView,
+    /// The `rsk_` token, shown once.
+    token: String,
+}
+
+async fn create_partner(
+    State(state): State<ApiState>,
+    _: Operator,
+    JsonBody(body): JsonBody<CreatePartner>,
+) -> Result<Json<Ok<CreatedPartner>>, ApiError> {
+    let name = super::key_object::text("name", &body.name, 128)?;
+    if name.is_empty() {
+        return Err(ApiError::Validation("name: must not be empty".into()));
+    }
+    let (partner, token) = state.manager.create_partner(&name).await?;
+    Ok(ok(CreatedPartner {
+        partner: view(&state, &partner),
+        token,
+    }))
+}
+
+async fn get_partner(
+    State(state): State<ApiState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<Ok<PartnerView>>, ApiError> {
+    let partner = load(&state, partner_id(&id)?).await?;
+    Ok(ok(view(&state, &partner)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopUp {
+    /// USD to add (negative for a correction).
+    amount_usd: f64,
+}
+
+async fn top_up(
+    State(state): State<ApiState>,
+    _: Operator,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<TopUp>,
+) -> Result<Json<Ok<PartnerView>>, ApiError> {
+    let id = partner_id(&id)?;
+    let amount = body.amount_usd;
+    if !amount.is_finite() || amount == 0.0 || amount.abs() > 1e9 {
+        return Err(ApiError::Validation(
+            "amount_usd: must be a non-zero amount of at most 1e9".into(),
+        ));
+    }
+    let micros = (amount * 1e6).round() as i64;
+    state
+        .manager
+        .top_up(id, micros)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("partner not found".into()))?;
+    let partner = load(&state, id).await?;
+    Ok(ok(view(&state, &partner)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    /// Multiplier applied to upstream cost (e.g. 0.8 for a 20 % discount).
+    tier_multiplier: f64,
+}
+
+async fn set_tier(
+    State(state): State<ApiState>,
+    _: Operator,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Tier>,
+) -> Result<Json<Ok<PartnerView>>, ApiError> {
+    let m = body.tier_multiplier;
+    if !m.is_finite() || m <= 0.0 || m > 100.0 {
+        return Err(ApiError::Validation(
+            "tier_multiplier: must be greater than 0 and at most 100".into(),
+        ));
+    }
+    let ppm = (m * 1e6).round() as u64;
+    update(&state, &id, Some(ppm), None).await
+}
+
+async fn suspend(
+    State(state): State<ApiState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<Ok<PartnerView>>, ApiError> {
+    update(&state, &id, None, Some(true)).await
+}
+
+async fn unsuspend(
+    State(state): State<ApiState>,
+    _: Operator,
+    Path(id): Path<String>,
+) -> Result<Json<Ok<PartnerView>>, ApiError> {
+    update(&state, &id, None, Some(false)).await
+}
+
+async fn update(
+    state: &ApiState,
+    id: &str,
+    tier: Option<u64>,
+    suspended: Option<bool>,
+) -> Result<Json<Ok<PartnerView>>, ApiError> {
+    let partner = state
+        .manager
+        .update_partner(partner_id(id)?, tier, suspended)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("partner not found".into()))?;
+    Ok(ok(view(state, &partner)))
+}

@@ -1,0 +1,203 @@
+//! The operator surface: partners created, priced, topped up and suspended through
+//! `/api/v1/admin`, with effects checked on the reseller API and the data plane.
+
+mod common;
+
+use common::{Options, TestGateway, denial};
+use serde_json::{Value, json};
+
+const OPERATOR: &str = "operator-token-for-tests";
+
+async fn gateway() -> TestGateway {
+    let phc = tollgate::domain::secret::hash_token(OPERATOR).unwrap();
+    TestGateway::with(Options {
+        extra: format!(
+            "[security]\noperator_tokens = [\"{phc}\"]\n\
+             [[routes]]\npath = \"/paid\"\npermission = \"read\"\ncost_usd = \"0.01\"\n"
+        ),
+        ..Options::default()
+    })
+    .await
+}
+
+async fn admin(t: &TestGateway, path: &str, body: Option<Value>, token: &str) -> (u16, Value) {
+    let mut req = t
+        .client
+        .post(format!("{}/api/v1/admin{path}", t.api))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn operator_manages_partners_end_to_end() {
+    let t = gateway().await;
+    // Wrong or missing operator token.
+    assert_eq!(
+        admin(&t, "/partners", Some(json!({"name": "x"})), "nope")
+            .await
+            .0,
+        401
+    );
+    let (status, body) = admin(
+        &t,
+        "/partners",
+        Some(json!({"name": "acme"})),
+        t.partner_token.as_str(),
+    )
+    .await;
+    assert_eq!(
+        status, 401,
+        "a partner token is not an operator token: {body}"
+    );
+
+    let (status, body) = admin(&t, "/partners", Some(json!({"name": "beta"})), OPERATOR).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["data"]["id"].as_str().unwrap().to_string();
+    let token = body["data"]["token"].as_str().unwrap().to_string();
+    let me: Value = t
+        .client
+        .get(format!("{}/api/v1/reseller/me", t.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["data"]["name"], "beta");
+
+    // A key of the new partner, priced at 0.01 per call: refused until topped up.
+    let resp = t
+        .client
+        .post(format!("{}/api/v1/reseller/keys", t.api))
+        .bearer_auth(&token)
+        .json(&json!({"description": "k"}))
+        .send()
+        .await
+        .unwrap();
+    let key: Value = resp.json().await.unwrap();
+    let key = key["data"]["api_key"].as_str().unwrap().to_string();
+    let paid = format!("{}/paid", t.proxy);
+    let resp = t.client.get(&paid).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(denial(resp, 402).await, "insufficient_balance");
+    let (status, body) = admin(
+        &t,
+        &format!("/partners/{id}/topup"),
+        Some(json!({"amount_usd": 1.5})),
+        OPERATOR,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["balance_usd"].as_f64()),
+        (200, Some(1.5))
+    );
+    assert_eq!(
+        t.client
+            .get(&paid)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Tier 0.5: the next call costs half.
+    let (status, body) = admin(
+        &t,
+        &format!("/partners/{id}/tier"),
+        Some(json!({"tier_multiplier": 0.5})),
+        OPERATOR,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["tier_multiplier"].as_f64()),
+        (200, Some(0.5))
+    );
+    assert_eq!(
+        t.client
+            .get(&paid)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let view: Value = t
+        .client
+        .get(format!("{}/api/v1/admin/partners/{id}", t.api))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        view["data"]["balance_usd"].as_f64(),
+        Some(1.5 - 0.01 - 0.005)
+    );
+
+    // Suspended: the partner's API calls are 403 and its keys are refused on the next request.
+    assert_eq!(
+        admin(&t, &format!("/partners/{id}/suspend"), None, OPERATOR)
+            .await
+            .0,
+        200
+    );
+    let resp = t
+        .client
+        .get(format!("{}/api/v1/reseller/me", t.api))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = t.client.get(&paid).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(denial(resp, 403).await, "key_disabled");
+    assert_eq!(
+        admin(&t, &format!("/partners/{id}/unsuspend"), None, OPERATOR)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        t.client
+            .get(&paid)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Validation and unknown partners.
+    let bad = admin(
+        &t,
+        &format!("/partners/{id}/tier"),
+        Some(json!({"tier_multiplier": 0})),
+        OPERATOR,
+    )
+    .await;
+    assert_eq!(bad.0, 422);
+    assert!(
+        bad.1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tier_multiplier")
+    );
+    let missing = uuid::Uuid::new_v4();
+    assert_eq!(
+        admin(&t, &format!("/partners/{missing}/suspend"), None, OPERATOR)
+            .await
+            .0,
+        404
+    );
+}
