@@ -6,6 +6,7 @@ pub mod health;
 pub mod json;
 pub mod key_object;
 pub mod limits;
+pub mod openapi;
 pub mod partner_auth;
 pub mod reseller;
 
@@ -33,12 +34,20 @@ pub struct ApiState {
     pub operator_tokens: Arc<Vec<String>>,
 }
 
+/// The reply for a path no route matches.
+async fn no_route() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let body = serde_json::json!({ "detail": "no such route" });
+    (axum::http::StatusCode::NOT_FOUND, axum::Json(body))
+}
+
 /// The whole management router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(health::routes())
         .nest("/api/v1/reseller", reseller::routes())
         .nest("/api/v1/admin", admin::routes())
+        .route("/openapi.json", axum::routing::get(openapi::serve))
+        .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
