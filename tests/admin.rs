@@ -201,3 +201,21 @@ async fn operator_manages_partners_end_to_end() {
         404
     );
 }
+
+#[tokio::test]
+async fn oversize_management_bodies_are_422() {
+    let t = gateway().await;
+    let big = format!("{{\"description\":\"{}\"}}", "a".repeat(100 * 1024));
+    let resp = t
+        .client
+        .post(format!("{}/api/v1/reseller/keys", t.api))
+        .bearer_auth(&t.partner_token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("body"), "{body}");
+}

@@ -24,6 +24,20 @@ where
     }
 }
 
+/// The raw request body (up to the router's limit); an unreadable or oversize body is a 422.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| ApiError::Validation(format!("cannot read body: {}", e.body_text())))
+    }
+}
+
 /// Parses `bytes` as `T`, naming the field on failure.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

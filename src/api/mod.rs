@@ -43,11 +43,11 @@ async fn no_route() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
 /// The whole management router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .fallback(no_route)
         .merge(health::routes())
         .nest("/api/v1/reseller", reseller::routes())
         .nest("/api/v1/admin", admin::routes())
         .route("/openapi.json", axum::routing::get(openapi::serve))
-        .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -2,7 +2,6 @@
 //! cost, read, PATCH, enable, disable. Another partner's key is a 404, never a 403.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +12,7 @@ use super::fields::KeyFields;
 use super::{Ok, idempotency, ok, usd};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
-use crate::api::json;
+use crate::api::json::{self, RawBody};
 use crate::api::key_object::KeyObject;
 use crate::api::partner_auth::AuthPartner;
 use crate::domain::ip::IpAllowList;
@@ -52,7 +51,7 @@ pub async fn create(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let fields: KeyFields = json::parse(&body)?;
     let Some(value) = headers.get("idempotency-key") else {
@@ -190,7 +189,7 @@ pub async fn patch(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Ok<KeyObject>>, ApiError> {
     let fields: KeyFields = json::parse(&body)?;
     if fields.name.is_some() {
