@@ -160,6 +160,8 @@ impl Gateway {
         let api_router = api::router(ApiState {
             manager: manager.clone(),
             metrics: metrics.clone(),
+            plans: Arc::new(config.plans.iter().map(|p| (p.id, p.clone())).collect()),
+            trusted_proxies: Arc::new(config.security.trusted_proxies.clone()),
         });
         let tasks = vec![
             tokio::spawn(server::serve(
@@ -177,7 +179,15 @@ impl Gateway {
                 None,
                 config.limits.clone(),
                 stopped.clone(),
-                move |_peer| TowerToHyperService::new(api_router.clone()),
+                // Each request carries its socket peer as an `api::ClientAddr` extension (the
+                // router is not served with axum's `ConnectInfo`).
+                move |peer| {
+                    let inner = TowerToHyperService::new(api_router.clone());
+                    service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(api::ClientAddr(peer));
+                        hyper::service::Service::call(&inner, req)
+                    })
+                },
             )),
             tokio::spawn(flush_loop(
                 manager.clone(),

@@ -1,17 +1,22 @@
 //! The control plane on the `api` listener: health, readiness, metrics and the management APIs.
 
 pub mod error;
+pub mod gateway3;
 pub mod health;
 pub mod json;
 pub mod key_object;
 pub mod partner_auth;
 pub mod reseller;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
+use crate::config::model::Plan;
+use crate::domain::ip::IpSet;
 use crate::manage::Manager;
 use crate::metrics::Metrics;
 
@@ -23,13 +28,22 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub struct ApiState {
     pub manager: Manager,
     pub metrics: Arc<Metrics>,
+    /// The TOML plans by id.
+    pub plans: Arc<HashMap<i64, Plan>>,
+    /// Peers whose `X-Forwarded-For` is believed (as on the data plane).
+    pub trusted_proxies: Arc<IpSet>,
 }
+
+/// The socket peer of an API connection, put in each request's extensions by the listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// The whole management router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .merge(health::routes())
         .nest("/api/v1/reseller", reseller::routes())
+        .nest("/api/v0", gateway3::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
