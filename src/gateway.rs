@@ -164,6 +164,8 @@ impl Gateway {
             limits: Arc::new(ManagementLimits::new(config.management, clock.clone())),
             idempotency_lock: Default::default(),
             operator_tokens: Arc::new(config.security.operator_tokens.clone()),
+            plans: Arc::new(config.plans.iter().map(|p| (p.id, p.clone())).collect()),
+            trusted_proxies: Arc::new(config.security.trusted_proxies.clone()),
         });
         let tasks = vec![
             tokio::spawn(server::serve(
@@ -181,7 +183,15 @@ impl Gateway {
                 None,
                 config.limits.clone(),
                 stopped.clone(),
-                move |_peer| TowerToHyperService::new(api_router.clone()),
+                // Each request carries its socket peer as an `api::ClientAddr` extension (the
+                // router is not served with axum's `ConnectInfo`).
+                move |peer| {
+                    let inner = TowerToHyperService::new(api_router.clone());
+                    service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(api::ClientAddr(peer));
+                        hyper::service::Service::call(&inner, req)
+                    })
+                },
             )),
             tokio::spawn(flush_loop(
                 manager.clone(),

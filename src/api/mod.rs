@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod gateway3;
 pub mod health;
 pub mod json;
 pub mod key_object;
@@ -10,11 +11,15 @@ pub mod openapi;
 pub mod partner_auth;
 pub mod reseller;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
+use crate::config::model::Plan;
+use crate::domain::ip::IpSet;
 use crate::manage::Manager;
 use crate::metrics::Metrics;
 
@@ -32,6 +37,10 @@ pub struct ApiState {
     pub idempotency_lock: Arc<tokio::sync::Mutex<()>>,
     /// argon2id hashes of the operator tokens.
     pub operator_tokens: Arc<Vec<String>>,
+    /// The TOML plans by id.
+    pub plans: Arc<HashMap<i64, Plan>>,
+    /// Peers whose `X-Forwarded-For` is believed (as on the data plane).
+    pub trusted_proxies: Arc<IpSet>,
 }
 
 /// The reply for a path no route matches.
@@ -39,6 +48,10 @@ async fn no_route() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
     let body = serde_json::json!({ "detail": "no such route" });
     (axum::http::StatusCode::NOT_FOUND, axum::Json(body))
 }
+
+/// The socket peer of an API connection, put in each request's extensions by the listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
 
 /// The whole management router.
 pub fn router(state: ApiState) -> Router {
@@ -48,6 +61,7 @@ pub fn router(state: ApiState) -> Router {
         .nest("/api/v1/reseller", reseller::routes())
         .nest("/api/v1/admin", admin::routes())
         .route("/openapi.json", axum::routing::get(openapi::serve))
+        .nest("/api/v0", gateway3::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -3,6 +3,7 @@
 //! as disabled is refused on the very next request, and a crash never loses an acknowledged write.
 //! Writes to keys are serialised so the index can never end up older than the store.
 
+pub mod accounts;
 pub mod auth;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 
 mod rows;
 pub mod sqlite;
+mod sqlite_accounts;
 mod sqlite_edit;
 mod usage_sql;
 
@@ -96,7 +97,8 @@ pub trait Store: Send + Sync + 'static {
     /// The partner's default account (the one reseller keys belong to).
     async fn default_account(&self, partner_id: Uuid) -> Result<Option<Account>, StoreError>;
 
-    /// Inserts a key (digest only). Duplicate name within the account is `Conflict("name")`.
+    /// Inserts a key (digest only). A name already used by a live (not revoked) key of the
+    /// account is `Conflict("name")`.
     async fn create_key(&self, key: &Key) -> Result<(), StoreError>;
     /// A key by id.
     async fn get_key(&self, id: Uuid) -> Result<Option<Key>, StoreError>;
@@ -151,6 +153,26 @@ pub trait Store: Send + Sync + 'static {
         tier_ppm: Option<u64>,
         suspended: Option<bool>,
     ) -> Result<bool, StoreError>;
+
+    /// A partner's account by the partner's own identifier for it (Gateway3 `uuid`). The
+    /// partner's default account is never returned.
+    async fn account_by_external_id(
+        &self,
+        partner_id: Uuid,
+        external_id: &str,
+    ) -> Result<Option<Account>, StoreError>;
+    /// An account by id.
+    async fn get_account(&self, id: Uuid) -> Result<Option<Account>, StoreError>;
+    /// Moves an account to `plan_id` and debits `charge_micros` from its partner's balance in
+    /// the same transaction; if the balance does not cover the charge, nothing changes.
+    async fn set_account_plan(
+        &self,
+        account_id: Uuid,
+        plan_id: i64,
+        charge_micros: u64,
+    ) -> Result<PlanChange, StoreError>;
+    /// The account's keys that are not revoked, oldest first.
+    async fn live_keys_of_account(&self, account_id: Uuid) -> Result<Vec<Key>, StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`.
@@ -180,4 +202,15 @@ pub(crate) fn digest_from(bytes: &[u8]) -> Result<Digest, StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("digest of {} bytes", bytes.len())))
+}
+
+/// The outcome of [`Store::set_account_plan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanChange {
+    /// Done: the account as now stored.
+    Changed(Account),
+    /// The partner's stored balance (given) does not cover the charge; nothing changed.
+    InsufficientBalance(i64),
+    /// There is no such account.
+    NoAccount,
 }

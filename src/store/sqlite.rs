@@ -442,6 +442,31 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         super::sqlite_edit::update_partner(&self.pool, id, tier_ppm, suspended).await
     }
+
+    async fn account_by_external_id(
+        &self,
+        partner: Uuid,
+        ext: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        super::sqlite_accounts::account_by_external_id(&self.pool, partner, ext).await
+    }
+
+    async fn get_account(&self, id: Uuid) -> Result<Option<Account>, StoreError> {
+        super::sqlite_accounts::get_account(&self.pool, id).await
+    }
+
+    async fn set_account_plan(
+        &self,
+        id: Uuid,
+        plan: i64,
+        charge: u64,
+    ) -> Result<super::PlanChange, StoreError> {
+        super::sqlite_accounts::set_account_plan(&self.pool, id, plan, charge).await
+    }
+
+    async fn live_keys_of_account(&self, id: Uuid) -> Result<Vec<Key>, StoreError> {
+        super::sqlite_accounts::live_keys_of_account(&self.pool, id).await
+    }
 }
 
 /// Maps a unique-constraint violation to `Conflict(field)`, anything else to `Query`.

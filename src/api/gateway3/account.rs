@@ -1,0 +1,190 @@
+//! The account API (`/api/v0/stats`, `/plans`, `/key`, `/keys`), called with one of the
+//! account's own keys holding `admin` (`Authorization: Basic base64(access_key:access_secret)`
+//! or `Bearer cr_...`): the account's usage, the plan list and the account's own keys.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{AdminKey, V0Json};
+use super::keys::{self, CreatedPair, KeyItem};
+use super::{V0Error, V0Result, done, ok, usage};
+use crate::api::ApiState;
+use crate::config::model::Plan;
+use crate::domain::key::{Account, Key};
+use crate::domain::permission::Permission;
+
+/// The `provider` the stats report.
+const PROVIDER: &str = "tollgate";
+/// Micro-USD per cent.
+const CENT: u64 = 10_000;
+
+/// Body of `POST /key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    name: String,
+    permissions: Vec<Permission>,
+}
+
+/// Body of `DELETE /key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteKey {
+    name: String,
+}
+
+/// `data` of `GET /stats`, in the seed's field order.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    name: Option<String>,
+    provider: &'static str,
+    email: Option<String>,
+    email_verified: bool,
+    plan: Option<String>,
+    pinned_count: u64,
+    pinned_count_limit: u64,
+    pinned_bytes: u64,
+    pinned_bytes_limit: u64,
+    ingress: u64,
+    ingress_limit: u64,
+    egress: u64,
+    egress_limit: u64,
+    ipns: u64,
+    ipns_limit: u64,
+}
+
+/// One entry of `GET /plans` (limits: 0 = unlimited).
+#[derive(Debug, Serialize)]
+pub struct PlanItem {
+    id: i64,
+    name: String,
+    price: String,
+    pinned_count_limit: u64,
+    pinned_bytes_limit: u64,
+    ingress_limit: u64,
+    egress_limit: u64,
+    ipns_limit: u64,
+}
+
+impl From<&Plan> for PlanItem {
+    fn from(p: &Plan) -> Self {
+        let limit = |v: Option<std::num::NonZeroU64>| v.map_or(0, |n| n.get());
+        PlanItem {
+            id: p.id,
+            name: p.name.clone(),
+            price: price(p.price_micros),
+            pinned_count_limit: limit(p.pinned_count_limit),
+            pinned_bytes_limit: limit(p.pinned_bytes_limit),
+            ingress_limit: limit(p.ingress_limit),
+            egress_limit: limit(p.egress_limit),
+            ipns_limit: p.ipns_limit.map_or(0, |n| u64::from(n.get())),
+        }
+    }
+}
+
+/// `GET /stats`: the key's account, its plan and live usage.
+pub async fn stats(State(state): State<ApiState>, AdminKey(key): AdminKey) -> V0Result<Stats> {
+    let account = account_of(&state, &key).await?;
+    let s = usage(&state, &account);
+    ok(Stats {
+        name: account.name,
+        provider: PROVIDER,
+        email: account.email,
+        // Tollgate does not verify addresses; the partner vouches for them.
+        email_verified: false,
+        plan: s.plan,
+        pinned_count: s.pinned_count,
+        pinned_count_limit: s.pinned_count_limit,
+        pinned_bytes: s.pinned_bytes,
+        pinned_bytes_limit: s.pinned_bytes_limit,
+        ingress: s.ingress,
+        ingress_limit: s.ingress_limit,
+        egress: s.egress,
+        egress_limit: s.egress_limit,
+        ipns: s.ipns,
+        ipns_limit: s.ipns_limit,
+    })
+}
+
+/// `GET /plans`: every configured plan, by id.
+pub async fn plans(
+    State(state): State<ApiState>,
+    AdminKey(_): AdminKey,
+) -> V0Result<Vec<PlanItem>> {
+    let mut plans: Vec<&Plan> = state.plans.values().collect();
+    plans.sort_unstable_by_key(|p| p.id);
+    ok(plans.into_iter().map(PlanItem::from).collect())
+}
+
+/// `POST /key`: a new key of the caller's account.
+pub async fn create_key(
+    State(state): State<ApiState>,
+    AdminKey(key): AdminKey,
+    V0Json(body): V0Json<CreateKey>,
+) -> V0Result<CreatedPair> {
+    let account = account_of(&state, &key).await?;
+    let by = format!("key:{}", key.id);
+    ok(keys::create(&state, &account, &body.name, &body.permissions, by).await?)
+}
+
+/// `GET /keys`: the account's live keys.
+pub async fn list_keys(
+    State(state): State<ApiState>,
+    AdminKey(key): AdminKey,
+) -> V0Result<Vec<KeyItem>> {
+    let account = account_of(&state, &key).await?;
+    ok(keys::list(&state, &account).await?)
+}
+
+/// `DELETE /key`: revokes one of the account's keys for good (the caller's own included).
+pub async fn delete_key(
+    State(state): State<ApiState>,
+    AdminKey(key): AdminKey,
+    V0Json(body): V0Json<DeleteKey>,
+) -> V0Result<()> {
+    let account = account_of(&state, &key).await?;
+    keys::delete(&state, &account, &body.name, format!("key:{}", key.id)).await?;
+    done()
+}
+
+async fn account_of(state: &ApiState, key: &Key) -> Result<Account, V0Error> {
+    state
+        .manager
+        .account(key.account_id)
+        .await?
+        .ok_or_else(|| V0Error::NotFound("the key's account does not exist".into()))
+}
+
+/// A plan price as the seed writes it: `0.00` when free, otherwise `$ 9.99`.
+pub fn price(micros: u64) -> String {
+    if micros == 0 {
+        "0.00".to_string()
+    } else {
+        format!("$ {}", price_digits(micros))
+    }
+}
+
+/// `9.99`, `10.00`, `0.001`: dollars with at least two decimals and no rounding.
+pub fn price_digits(micros: u64) -> String {
+    let (dollars, rest) = (micros / 1_000_000, micros % 1_000_000);
+    if rest % CENT == 0 {
+        format!("{dollars}.{:02}", rest / CENT)
+    } else {
+        let frac = format!("{rest:06}");
+        format!("{dollars}.{}", frac.trim_end_matches('0'))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_read_like_the_seed() {
+        assert_eq!(price(0), "0.00");
+        assert_eq!(price(9_990_000), "$ 9.99");
+        assert_eq!(price(10_000_000), "$ 10.00");
+        assert_eq!(price(1_000), "$ 0.001");
+        assert_eq!(price(123_456_789), "$ 123.456789");
+    }
+}

@@ -1,0 +1,148 @@
+//! Extractors of the v0 APIs, each failing with a [`V0Error`]: JSON bodies and query strings
+//! whose errors name the field, the partner behind a `rsk_` token, and the account key behind
+//! an `admin` credential.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::V0Error;
+use crate::api::partner_auth::AuthPartner;
+use crate::api::{ApiState, ClientAddr, json};
+use crate::domain::decision::{Decision, Denial, DenyCode};
+use crate::domain::ip::canonical;
+use crate::domain::key::{Key, Partner};
+use crate::domain::permission::Permission;
+use crate::domain::policy::check_key;
+use crate::proxy::client_ip::client_ip;
+use crate::proxy::credential::{self, CredentialSource, Extracted};
+
+/// Where the account API looks for a key: `Authorization: Bearer` and `Basic`.
+const ACCOUNT_SOURCES: [CredentialSource; 2] = [CredentialSource::Bearer, CredentialSource::Basic];
+
+/// A JSON body; invalid JSON, wrong types, missing and unknown fields are 400s naming the field.
+pub struct V0Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for V0Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = V0Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, V0Error> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        Ok(V0Json(json::parse(&bytes)?))
+    }
+}
+
+fn body_error(err: BytesRejection) -> V0Error {
+    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        V0Error::PayloadTooLarge
+    } else {
+        V0Error::BadRequest(format!("cannot read body: {}", err.body_text()))
+    }
+}
+
+/// A query string; a missing or mistyped parameter is a 400 naming it.
+pub struct V0Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for V0Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = V0Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, V0Error> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| V0Query(q))
+            .map_err(|e| {
+                let text = e.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                V0Error::BadRequest(format!("query: {detail}"))
+            })
+    }
+}
+
+/// The active partner behind `Authorization: Bearer rsk_...`.
+pub struct V0Partner(pub Partner);
+
+impl FromRequestParts<ApiState> for V0Partner {
+    type Rejection = V0Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, V0Error> {
+        let AuthPartner(partner) = AuthPartner::from_request_parts(parts, state).await?;
+        Ok(V0Partner(partner))
+    }
+}
+
+/// The key behind the account API call: usable now, from this client IP, with `admin`.
+pub struct AdminKey(pub Key);
+
+impl FromRequestParts<ApiState> for AdminKey {
+    type Rejection = V0Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, V0Error> {
+        let manager = &state.manager;
+        let presented = match credential::extract(&parts.headers, &ACCOUNT_SOURCES) {
+            Extracted::Found(presented) => presented,
+            Extracted::Missing => {
+                return Err(denied(
+                    DenyCode::MissingCredentials,
+                    "send Authorization: Basic base64(access_key:access_secret) of a key with \
+                     the admin permission",
+                ));
+            }
+            Extracted::Malformed => return Err(V0Error::Denied(Denial::new(DenyCode::InvalidKey))),
+        };
+        let entry = manager
+            .index
+            .lookup(&presented, &manager.hasher)
+            .ok_or_else(|| V0Error::Denied(Denial::new(DenyCode::InvalidKey)))?;
+        let now = manager.clock.now_unix();
+        match check_key(&entry.key, now, client(parts, state), Permission::Admin) {
+            Decision::Allow => {}
+            Decision::Deny(d) if d.code == DenyCode::PermissionDenied => {
+                return Err(denied(
+                    DenyCode::PermissionDenied,
+                    "the account API needs a key with the admin permission",
+                ));
+            }
+            Decision::Deny(d) => return Err(V0Error::Denied(d)),
+        }
+        let partner = manager.meter.partner(entry.key.partner_id);
+        if partner.is_some_and(|p| p.suspended()) {
+            return Err(denied(
+                DenyCode::KeyDisabled,
+                "the partner account of this key is suspended",
+            ));
+        }
+        manager.index.mark_used(&entry, now);
+        Ok(AdminKey(entry.key.clone()))
+    }
+}
+
+fn denied(code: DenyCode, message: &'static str) -> V0Error {
+    V0Error::Denied(Denial::with_message(code, message))
+}
+
+/// The client's address as the data plane would see it (the socket peer, or `X-Forwarded-For`
+/// behind a trusted proxy). Without a known peer (a router used outside the listener) it is
+/// `0.0.0.0`, which only a key without an IP allow-list accepts.
+fn client(parts: &Parts, state: &ApiState) -> IpAddr {
+    match parts.extensions.get::<ClientAddr>() {
+        Some(ClientAddr(peer)) => {
+            client_ip(canonical(peer.ip()), &parts.headers, &state.trusted_proxies)
+        }
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}

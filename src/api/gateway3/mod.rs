@@ -1,0 +1,95 @@
+//! The Gateway3-compatible v0 APIs under `/api/v0` (see `seeds/000` and `seeds/001`): the
+//! partner API (`/partner/user/...`, authenticated with the partner's `rsk_` token) and the
+//! account API (`/stats`, `/plans`, `/key`, `/keys`, authenticated with one of the account's
+//! own keys holding `admin`). Every answer, success or error, is the envelope
+//! `{"code":<status>,"msg":"...","data":...}` with the HTTP status line equal to `code`.
+
+mod account;
+pub mod error;
+mod extract;
+mod keys;
+mod partner;
+
+use axum::Json;
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use super::ApiState;
+use crate::domain::key::Account;
+use crate::meter::stats::{AccountStats, account_stats};
+pub use error::V0Error;
+
+/// The envelope of every v0 answer.
+#[derive(Debug, Serialize)]
+pub struct Envelope<T> {
+    /// The HTTP status.
+    pub code: u16,
+    pub msg: String,
+    /// Absent when the call returns nothing (as in the seed documents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<T>,
+}
+
+/// What a v0 handler returns.
+pub type V0Result<T> = Result<Json<Envelope<T>>, V0Error>;
+
+/// `{"code":200,"msg":"ok","data":...}`.
+pub fn ok<T: Serialize>(data: T) -> V0Result<T> {
+    Ok(Json(Envelope {
+        code: 200,
+        msg: "ok".into(),
+        data: Some(data),
+    }))
+}
+
+/// `{"code":200,"msg":"ok"}`.
+pub fn done() -> V0Result<()> {
+    Ok(Json(Envelope {
+        code: 200,
+        msg: "ok".into(),
+        data: None,
+    }))
+}
+
+/// The v0 routes (relative to `/api/v0`). Unknown paths and methods get the envelope too.
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/partner/user/create", post(partner::create_user))
+        .route("/partner/user/stats", get(partner::user_stats))
+        .route("/partner/user/update-plan", post(partner::update_plan))
+        .route(
+            "/partner/user/key",
+            post(partner::create_key).delete(partner::delete_key),
+        )
+        .route("/partner/user/keys", get(partner::list_keys))
+        .route("/stats", get(account::stats))
+        .route("/plans", get(account::plans))
+        .route(
+            "/key",
+            post(account::create_key).delete(account::delete_key),
+        )
+        .route("/keys", get(account::list_keys))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found(uri: Uri) -> V0Error {
+    V0Error::NotFound(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> V0Error {
+    V0Error::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// Live usage of `account` with its plan's limits (counters include what is not flushed yet).
+fn usage(state: &ApiState, account: &Account) -> AccountStats {
+    let manager = &state.manager;
+    let now = manager.clock.now_unix();
+    let live = manager
+        .meter
+        .account(account.id)
+        .unwrap_or_else(|| manager.meter.upsert_account(account, now));
+    account_stats(&live, &state.plans, now)
+}

@@ -1,0 +1,278 @@
+//! The partner API (`/api/v0/partner/user/...`): a partner creates accounts for its users
+//! (addressed by the partner's own `uuid`), reads their usage, changes their plan (paying the
+//! price difference from its balance) and manages their access keys. A partner only ever sees
+//! its own accounts: another partner's `uuid` is a 404, never a 403.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{V0Json, V0Partner, V0Query};
+use super::keys::{self, CreatedPair, KeyItem};
+use super::{V0Error, V0Result, done, ok, usage};
+use crate::api::{ApiState, key_object};
+use crate::config::model::Plan;
+use crate::domain::key::Account;
+use crate::domain::permission::Permission;
+use crate::manage::accounts::{NewAccount, PlanOutcome};
+
+/// Longest `uuid`, `name` and `email` accepted.
+const MAX_UUID: usize = 128;
+const MAX_NAME: usize = 128;
+const MAX_EMAIL: usize = 254;
+
+/// Body of `POST /partner/user/create`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    uuid: String,
+    email: String,
+    name: Option<String>,
+}
+
+/// `?uuid=` of the GET calls.
+#[derive(Debug, Deserialize)]
+pub struct UserQuery {
+    uuid: String,
+}
+
+/// Body of `POST /partner/user/update-plan`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePlan {
+    uuid: String,
+    plan_id: i64,
+}
+
+/// Body of `POST /partner/user/key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    uuid: String,
+    name: String,
+    permissions: Vec<Permission>,
+}
+
+/// Body of `DELETE /partner/user/key`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteKey {
+    uuid: String,
+    name: String,
+}
+
+/// `data` of `GET /partner/user/stats`, in the seed's field order.
+#[derive(Debug, Serialize)]
+pub struct UserStats {
+    name: Option<String>,
+    email: Option<String>,
+    plan: Option<String>,
+    pinned_count: u64,
+    pinned_count_limit: u64,
+    pinned_bytes: u64,
+    pinned_bytes_limit: u64,
+    ingress: u64,
+    ingress_limit: u64,
+    egress: u64,
+    egress_limit: u64,
+}
+
+/// `POST /partner/user/create`: a new account on the default plan.
+pub async fn create_user(
+    State(state): State<ApiState>,
+    V0Partner(partner): V0Partner,
+    V0Json(body): V0Json<CreateUser>,
+) -> V0Result<()> {
+    let name = body
+        .name
+        .map(|n| key_object::text("name", &n, MAX_NAME))
+        .transpose()?
+        .filter(|n| !n.is_empty());
+    let new = NewAccount {
+        partner_id: partner.id,
+        external_id: user_uuid(&body.uuid)?.to_string(),
+        email: Some(email(&body.email)?),
+        name,
+    };
+    state.manager.create_account(new).await?;
+    done()
+}
+
+/// `GET /partner/user/stats?uuid=`.
+pub async fn user_stats(
+    State(state): State<ApiState>,
+    V0Partner(partner): V0Partner,
+    V0Query(query): V0Query<UserQuery>,
+) -> V0Result<UserStats> {
+    let account = user(&state, partner.id, &query.uuid).await?;
+    let s = usage(&state, &account);
+    ok(UserStats {
+        name: account.name,
+        email: account.email,
+        plan: s.plan,
+        pinned_count: s.pinned_count,
+        pinned_count_limit: s.pinned_count_limit,
+        pinned_bytes: s.pinned_bytes,
+        pinned_bytes_limit: s.pinned_bytes_limit,
+        ingress: s.ingress,
+        ingress_limit: s.ingress_limit,
+        egress: s.egress,
+        egress_limit: s.egress_limit,
+    })
+}
+
+/// `POST /partner/user/update-plan`: the price difference is charged to the partner (402 and
+/// no change if its balance does not cover it); the new limits apply from the next request.
+pub async fn update_plan(
+    State(state): State<ApiState>,
+    V0Partner(partner): V0Partner,
+    V0Json(body): V0Json<UpdatePlan>,
+) -> V0Result<()> {
+    let plan = plan(&state, body.plan_id)?;
+    let account = user(&state, partner.id, &body.uuid).await?;
+    match state
+        .manager
+        .change_plan(account.id, plan, &state.plans)
+        .await?
+    {
+        PlanOutcome::Changed { .. } => done(),
+        PlanOutcome::InsufficientBalance { needed, balance } => {
+            Err(V0Error::PaymentRequired(format!(
+                "insufficient balance: moving to plan `{}` costs {} and the partner balance is {}",
+                plan.name,
+                usd(i64::try_from(needed).unwrap_or(i64::MAX)),
+                usd(balance),
+            )))
+        }
+        PlanOutcome::NoAccount => Err(no_user()),
+    }
+}
+
+/// `POST /partner/user/key`.
+pub async fn create_key(
+    State(state): State<ApiState>,
+    V0Partner(partner): V0Partner,
+    V0Json(body): V0Json<CreateKey>,
+) -> V0Result<CreatedPair> {
+    let account = user(&state, partner.id, &body.uuid).await?;
+    let by = format!("partner:{}", partner.id);
+    ok(keys::create(&state, &account, &body.name, &body.permissions, by).await?)
+}
+
+/// `GET /partner/user/keys?uuid=`.
+pub async fn list_keys(
+    State(state): State<ApiState>,
+    V0Partner(partner): V0Partner,
+    V0Query(query): V0Query<UserQuery>,
+) -> V0Result<Vec<KeyItem>> {
+    let account = user(&state, partner.id, &query.uuid).await?;
+    ok(keys::list(&state, &account).await?)
+}
+
+/// `DELETE /partner/user/key`: revokes the key for good.
+pub async fn delete_key(
+    State(state): State<ApiState>,
+    V0Partner(partner): V0Partner,
+    V0Json(body): V0Json<DeleteKey>,
+) -> V0Result<()> {
+    let account = user(&state, partner.id, &body.uuid).await?;
+    let by = format!("partner:{}", partner.id);
+    keys::delete(&state, &account, &body.name, by).await?;
+    done()
+}
+
+/// The partner's account with this `uuid`, or 404 (whoever else may own that uuid).
+async fn user(state: &ApiState, partner: Uuid, uuid: &str) -> Result<Account, V0Error> {
+    state
+        .manager
+        .account_by_external_id(partner, user_uuid(uuid)?)
+        .await?
+        .ok_or_else(no_user)
+}
+
+fn no_user() -> V0Error {
+    V0Error::NotFound("uuid: no user with this uuid".into())
+}
+
+/// A `uuid` as given: the partner's own identifier, 1 to 128 characters, no control characters.
+fn user_uuid(value: &str) -> Result<&str, V0Error> {
+    if value.is_empty() || value.chars().count() > MAX_UUID {
+        return Err(V0Error::BadRequest(format!(
+            "uuid: must be 1 to {MAX_UUID} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(V0Error::BadRequest(
+            "uuid: must not contain control characters".into(),
+        ));
+    }
+    Ok(value)
+}
+
+/// A plausible email address (`local@domain`, no spaces), trimmed.
+fn email(value: &str) -> Result<String, V0Error> {
+    let value = value.trim();
+    let plausible = value.len() <= MAX_EMAIL
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+        && value
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+    if !plausible {
+        return Err(V0Error::BadRequest(format!(
+            "email: `{}` is not an email address",
+            value.chars().take(MAX_EMAIL).collect::<String>()
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// The TOML plan with this id, or 400 naming the known ids.
+fn plan(state: &ApiState, id: i64) -> Result<&Plan, V0Error> {
+    state.plans.get(&id).ok_or_else(|| {
+        let mut ids: Vec<i64> = state.plans.keys().copied().collect();
+        ids.sort_unstable();
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        V0Error::BadRequest(format!(
+            "plan_id: no plan with id {id} (plans: {})",
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        ))
+    })
+}
+
+/// Micro-USD as `$ 1.234567` (shortest exact form, at least cents).
+fn usd(micros: i64) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    format!(
+        "{sign}$ {}",
+        super::account::price_digits(micros.unsigned_abs())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_fields_are_checked() {
+        assert!(user_uuid("123e4567-e89b-12d3-a456-426614174000").is_ok());
+        assert!(user_uuid("").is_err());
+        assert!(user_uuid(&"x".repeat(129)).is_err());
+        assert!(user_uuid("a\nb").is_err());
+        assert_eq!(email(" a@b.c ").unwrap(), "a@b.c");
+        for bad in ["", "ab", "@b", "a@", "a b@c", "a\u{7}@b"] {
+            let err = email(bad).unwrap_err().to_string();
+            assert!(err.starts_with("email:"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn money_in_messages() {
+        assert_eq!(usd(9_990_000), "$ 9.99");
+        assert_eq!(usd(-1_500_000), "-$ 1.50");
+        assert_eq!(usd(1), "$ 0.000001");
+    }
+}

@@ -1,0 +1,186 @@
+//! Account management for the Gateway3 APIs: accounts a partner creates for its users, plan
+//! changes paid from the partner's prepaid balance, and an account's keys by name. As
+//! everywhere in `manage`, the store is written first and the live meter/index after.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::{ManageError, Manager};
+use crate::config::model::Plan;
+use crate::domain::key::{Account, Key};
+use crate::meter::hold::Hold;
+use crate::store::{KeyChange, PlanChange};
+
+/// What a partner gives to create an account.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub partner_id: Uuid,
+    /// The partner's own identifier for the user (Gateway3 `uuid`).
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The outcome of [`Manager::change_plan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanOutcome {
+    /// The account is on the plan now; `charged` micro-USD were taken from the partner.
+    Changed { account: Account, charged: u64 },
+    /// The partner's balance does not cover `needed`; nothing changed.
+    InsufficientBalance { needed: u64, balance: i64 },
+    /// There is no such account.
+    NoAccount,
+}
+
+/// What moving from `old` to `new` costs the partner: the price difference when positive
+/// (moving to a cheaper plan refunds nothing).
+pub fn plan_charge(old: Option<&Plan>, new: &Plan) -> u64 {
+    new.price_micros
+        .saturating_sub(old.map_or(0, |p| p.price_micros))
+}
+
+impl Manager {
+    /// Creates an account on the default plan; a duplicate external id is
+    /// `Store(Conflict("uuid"))`.
+    pub async fn create_account(&self, new: NewAccount) -> Result<Account, ManageError> {
+        let now = self.clock.now_unix();
+        let account = Account {
+            id: Uuid::new_v4(),
+            partner_id: new.partner_id,
+            external_id: new.external_id,
+            email: new.email,
+            name: new.name,
+            plan_id: self.default_plan,
+            created_at: now,
+        };
+        self.store.create_account(&account).await?;
+        self.meter.upsert_account(&account, now);
+        Ok(account)
+    }
+
+    /// A partner's account by its external id (never the partner's default account).
+    pub async fn account_by_external_id(
+        &self,
+        partner: Uuid,
+        external_id: &str,
+    ) -> Result<Option<Account>, ManageError> {
+        Ok(self
+            .store
+            .account_by_external_id(partner, external_id)
+            .await?)
+    }
+
+    /// An account by id.
+    pub async fn account(&self, id: Uuid) -> Result<Option<Account>, ManageError> {
+        Ok(self.store.get_account(id).await?)
+    }
+
+    /// Moves an account to `plan`, charging the partner the price difference (see
+    /// [`plan_charge`]) against its live balance. The charge is reserved on the live balance
+    /// first (so concurrent usage cannot spend it meanwhile), then the plan and the debit are
+    /// stored in one transaction, and only then does the meter see the new plan and balance.
+    /// Plan changes are serialised, so the charge is always computed from the stored plan.
+    pub async fn change_plan(
+        &self,
+        account_id: Uuid,
+        plan: &Plan,
+        plans: &HashMap<i64, Plan>,
+    ) -> Result<PlanOutcome, ManageError> {
+        let _write = self.write_lock.lock().await;
+        let Some(account) = self.store.get_account(account_id).await? else {
+            return Ok(PlanOutcome::NoAccount);
+        };
+        if account.plan_id == Some(plan.id) {
+            return Ok(PlanOutcome::Changed {
+                account,
+                charged: 0,
+            });
+        }
+        let needed = plan_charge(account.plan_id.and_then(|id| plans.get(&id)), plan);
+        let partner = self.meter.partner(account.partner_id);
+        let hold = match (&partner, needed) {
+            (Some(live), 1..) => {
+                match Hold::reserve(live.spent.clone(), needed, Some(live.credit())) {
+                    Some(hold) => Some(hold),
+                    None => {
+                        let balance = live.balance();
+                        return Ok(PlanOutcome::InsufficientBalance { needed, balance });
+                    }
+                }
+            }
+            _ => None,
+        };
+        let account = match self
+            .store
+            .set_account_plan(account.id, plan.id, needed)
+            .await?
+        {
+            PlanChange::Changed(account) => account,
+            PlanChange::InsufficientBalance(balance) => {
+                return Ok(PlanOutcome::InsufficientBalance { needed, balance });
+            }
+            PlanChange::NoAccount => return Ok(PlanOutcome::NoAccount),
+        };
+        if let Some(live) = &partner {
+            // Lower the credit before giving the reservation back, so the live balance never
+            // reads higher than the stored one.
+            live.credit_add_signed(-i64::try_from(needed).unwrap_or(i64::MAX));
+        }
+        drop(hold);
+        self.meter.upsert_account(&account, self.clock.now_unix());
+        Ok(PlanOutcome::Changed {
+            account,
+            charged: needed,
+        })
+    }
+
+    /// The account's keys that are not revoked, oldest first.
+    pub async fn live_keys(&self, account_id: Uuid) -> Result<Vec<Key>, ManageError> {
+        Ok(self.store.live_keys_of_account(account_id).await?)
+    }
+
+    /// Revokes the account's live key called `name` for good (the data plane refuses it from
+    /// the next request on); `None` if the account has no such key.
+    pub async fn revoke_key_by_name(
+        &self,
+        account_id: Uuid,
+        name: &str,
+        by: String,
+    ) -> Result<Option<Key>, ManageError> {
+        let keys = self.live_keys(account_id).await?;
+        let Some(key) = keys.into_iter().find(|k| k.name == name) else {
+            return Ok(None);
+        };
+        let at = self.clock.now_unix();
+        self.change_key(key.id, KeyChange::Revoke { at, by }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(id: i64, price_micros: u64) -> Plan {
+        Plan {
+            id,
+            name: format!("p{id}"),
+            price_micros,
+            pinned_count_limit: None,
+            pinned_bytes_limit: None,
+            ingress_limit: None,
+            egress_limit: None,
+            ipns_limit: None,
+        }
+    }
+
+    #[test]
+    fn only_an_upgrade_costs_the_difference() {
+        let (free, small, big) = (plan(1, 0), plan(2, 9_990_000), plan(3, 29_990_000));
+        assert_eq!(plan_charge(None, &small), 9_990_000);
+        assert_eq!(plan_charge(Some(&free), &small), 9_990_000);
+        assert_eq!(plan_charge(Some(&small), &big), 20_000_000);
+        assert_eq!(plan_charge(Some(&big), &small), 0, "no refund");
+        assert_eq!(plan_charge(Some(&big), &free), 0);
+    }
+}
