@@ -55,7 +55,6 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let fields: KeyFields = json::parse(&body)?;
     let Some(value) = headers.get("idempotency-key") else {
-        state.limits.create(partner.id)?;
         return Ok(json_response(create_now(&state, &partner, &fields).await?));
     };
     let key = idempotency::header_key(value)?;
@@ -66,7 +65,6 @@ pub async fn create(
     if let Some(replayed) = idempotency::replay(manager, partner.id, &key, &hash).await? {
         return Ok(json_response(replayed));
     }
-    state.limits.create(partner.id)?;
     let response = create_now(&state, &partner, &fields).await?;
     idempotency::remember(manager, partner.id, &key, &hash, &response).await?;
     Ok(json_response(response))
@@ -76,7 +74,8 @@ fn json_response(body: Vec<u8>) -> Response {
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Mints the key and returns the serialised success body.
+/// Validates the fields, counts the creation against the hourly limit (only valid requests
+/// count), mints the key and returns the serialised success body.
 async fn create_now(
     state: &ApiState,
     partner: &Partner,
@@ -92,10 +91,12 @@ async fn create_now(
             "no daily or total cost limit: this key can spend the whole partner balance".into(),
         );
     }
+    let name = fields.name()?;
+    state.limits.create(partner.id)?;
     let new = NewKey {
         account_id: manager.default_account(partner.id).await?.id,
         partner_id: partner.id,
-        name: fields.name()?,
+        name,
         label: draft.label,
         description: draft.description,
         permissions: draft.permissions,
