@@ -3,7 +3,6 @@
 //! argon2id hash is in `security.operator_tokens` (made with `tollgate hash-token`).
 
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +12,7 @@ use uuid::Uuid;
 use super::ApiState;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::partner_auth::bearer_token;
 use super::reseller::{Ok, ok, usd};
 use crate::domain::key::Partner;
 
@@ -34,14 +34,7 @@ impl FromRequestParts<ApiState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(ApiError::Unauthorized)?;
+        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let manager = &state.manager;
         for (i, phc) in state.operator_tokens.iter().enumerate() {
             let owner = Uuid::from_u128(i as u128);

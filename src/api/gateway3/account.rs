@@ -2,6 +2,7 @@
 //! account's own keys holding `admin` (`Authorization: Basic base64(access_key:access_secret)`
 //! or `Bearer cr_...`): the account's usage, the plan list and the account's own keys.
 
+use crate::meter::stats::AccountStats;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
@@ -40,17 +41,9 @@ pub struct Stats {
     provider: &'static str,
     email: Option<String>,
     email_verified: bool,
-    plan: Option<String>,
-    pinned_count: u64,
-    pinned_count_limit: u64,
-    pinned_bytes: u64,
-    pinned_bytes_limit: u64,
-    ingress: u64,
-    ingress_limit: u64,
-    egress: u64,
-    egress_limit: u64,
-    ipns: u64,
-    ipns_limit: u64,
+    /// plan, pinned count/bytes, ingress, egress, ipns, each with its limit.
+    #[serde(flatten)]
+    usage: AccountStats,
 }
 
 /// One entry of `GET /plans` (limits: 0 = unlimited).
@@ -85,24 +78,14 @@ impl From<&Plan> for PlanItem {
 /// `GET /stats`: the key's account, its plan and live usage.
 pub async fn stats(State(state): State<ApiState>, AdminKey(key): AdminKey) -> V0Result<Stats> {
     let account = account_of(&state, &key).await?;
-    let s = usage(&state, &account);
+    let usage = usage(&state, &account);
     ok(Stats {
         name: account.name,
         provider: PROVIDER,
         email: account.email,
         // Tollgate does not verify addresses; the partner vouches for them.
         email_verified: false,
-        plan: s.plan,
-        pinned_count: s.pinned_count,
-        pinned_count_limit: s.pinned_count_limit,
-        pinned_bytes: s.pinned_bytes,
-        pinned_bytes_limit: s.pinned_bytes_limit,
-        ingress: s.ingress,
-        ingress_limit: s.ingress_limit,
-        egress: s.egress,
-        egress_limit: s.egress_limit,
-        ipns: s.ipns,
-        ipns_limit: s.ipns_limit,
+        usage,
     })
 }
 
