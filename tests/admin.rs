@@ -219,3 +219,96 @@ async fn oversize_management_bodies_are_422() {
     let body: Value = resp.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("body"), "{body}");
 }
+
+#[tokio::test]
+async fn a_debit_below_zero_is_owed_not_forgiven() {
+    let t = gateway().await;
+    let id = t.partner_id;
+    let path = |what: &str| format!("/partners/{id}/{what}");
+    assert_eq!(
+        admin(
+            &t,
+            &path("topup"),
+            Some(json!({"amount_usd": 0.03})),
+            OPERATOR
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, body) = admin(
+        &t,
+        &path("topup"),
+        Some(json!({"amount_usd": -0.05})),
+        OPERATOR,
+    )
+    .await;
+    assert_eq!(body["data"]["balance_usd"].as_f64(), Some(-0.02));
+    let (_, key) = t.rw_key().await;
+    let paid = format!("{}/paid", t.proxy);
+    let resp = t.client.get(&paid).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(denial(resp, 402).await, "insufficient_balance");
+    // Topping up 0.03 pays the debt and leaves exactly one call's worth.
+    assert_eq!(
+        admin(
+            &t,
+            &path("topup"),
+            Some(json!({"amount_usd": 0.03})),
+            OPERATOR
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        t.client
+            .get(&paid)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let resp = t.client.get(&paid).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(denial(resp, 402).await, "insufficient_balance");
+}
+
+#[tokio::test]
+async fn a_partner_created_by_another_process_works_without_a_restart() {
+    let t = gateway().await;
+    // What `tollgate partner create` does while the gateway runs: same store, its own manager.
+    let gw = t.gw();
+    let other = tollgate::manage::Manager {
+        store: gw.manager.store.clone(),
+        index: Default::default(),
+        hasher: gw.manager.hasher.clone(),
+        clock: gw.manager.clock.clone(),
+        default_plan: None,
+        meter: Default::default(),
+        verifier: Default::default(),
+        write_lock: Default::default(),
+    };
+    let (_, token) = other.create_partner("cli-made").await.unwrap();
+    let resp = t
+        .client
+        .post(format!("{}/api/v1/reseller/keys", t.api))
+        .bearer_auth(&token)
+        .json(&json!({"description": "k"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let key = body["data"]["api_key"]
+        .as_str()
+        .expect("created")
+        .to_string();
+    let resp = t
+        .client
+        .get(format!("{}/free", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}

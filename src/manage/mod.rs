@@ -133,10 +133,25 @@ impl Manager {
         };
         for partner in self.store.partners_by_token_prefix(prefix).await? {
             if self.verifier.verify(&self.hasher, token, &partner).await {
+                self.ensure_registered(&partner).await?;
                 return Ok(Some(partner));
             }
         }
         Ok(None)
+    }
+
+    /// Makes a partner created by another process (e.g. `tollgate partner create` while the
+    /// gateway runs) known to the data plane, with its default account.
+    async fn ensure_registered(&self, partner: &Partner) -> Result<(), ManageError> {
+        if self.meter.partner(partner.id).is_some() {
+            return Ok(());
+        }
+        let now = self.clock.now_unix();
+        self.meter.upsert_partner(partner, now);
+        if let Some(account) = self.store.default_account(partner.id).await? {
+            self.meter.upsert_account(&account, now);
+        }
+        Ok(())
     }
 
     /// Adds `micros` (may be negative) to a partner's prepaid balance; the new stored balance,
@@ -159,6 +174,9 @@ impl Manager {
         tier_ppm: Option<u64>,
         suspended: Option<bool>,
     ) -> Result<Option<Partner>, ManageError> {
+        // Serialised with every other write, so racing updates cannot leave the data plane
+        // with an older snapshot than the store.
+        let _write = self.write_lock.lock().await;
         if !self.store.update_partner(id, tier_ppm, suspended).await? {
             return Ok(None);
         }

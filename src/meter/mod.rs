@@ -52,8 +52,8 @@ impl AccountLive {
 #[derive(Debug)]
 pub struct PartnerLive {
     pub id: Uuid,
-    /// Balance in micro-USD as loaded, plus top-ups since (the limit of `spent`).
-    credit: AtomicU64,
+    /// Balance in micro-USD as loaded, plus top-ups since (may be negative after a debit).
+    credit: AtomicI64,
     /// Charged since start: committed = charged + reserved. Flushed into the stored balance.
     pub spent: Arc<Slot>,
     tier_ppm: AtomicU64,
@@ -68,9 +68,9 @@ impl PartnerLive {
         (credit - self.spent.committed() as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
-    /// The limit charges are reserved against.
+    /// The limit charges are reserved against (a negative balance allows nothing).
     pub fn credit(&self) -> u64 {
-        self.credit.load(Ordering::Acquire)
+        self.credit.load(Ordering::Acquire).max(0) as u64
     }
 
     /// Adds a top-up (already stored; negative for a debit) to the balance.
@@ -78,7 +78,7 @@ impl PartnerLive {
         let _ = self
             .credit
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                Some(c.saturating_add_signed(micros))
+                Some(c.saturating_add(micros))
             });
     }
 
@@ -183,7 +183,7 @@ impl Meter {
         }
         let live = Arc::new(PartnerLive {
             id: p.id,
-            credit: AtomicU64::new(p.balance_micros.max(0) as u64),
+            credit: AtomicI64::new(p.balance_micros),
             spent: Arc::new(Slot::new(0, i64::MAX, "balance".into(), 0)),
             tier_ppm: AtomicU64::new(p.tier_multiplier_ppm),
             suspended: AtomicBool::new(p.suspended),

@@ -100,11 +100,25 @@ async fn account_api_checks_the_client_ip_and_accepts_bearer_tokens() {
         .await;
         assert_eq!(got, status, "{json}");
     }
-    // A reseller `cr_` token with admin speaks for the partner's default account.
+    // Bearer tokens are accepted, but a reseller `cr_` key (the partner's default account) may
+    // not use the account API even with admin: its customer could otherwise mint unlimited
+    // keys and revoke the reseller's other keys.
     let (_, token) = t.create_key(json!({"permissions": ["admin"]})).await;
     let (status, json) = call(&t, Method::GET, "/stats", Auth::Bearer(&token), None).await;
-    assert_eq!(status, 200, "{json}");
-    assert_eq!(json["data"]["name"], "acme");
+    assert_eq!(status, 403, "{json}");
+    assert!(
+        json["msg"].as_str().unwrap().contains("reseller keys"),
+        "{json}"
+    );
+    let (status, _) = call(
+        &t,
+        Method::POST,
+        "/key",
+        Auth::Bearer(&token),
+        Some(json!({"name": "x", "permissions": ["read"]})),
+    )
+    .await;
+    assert_eq!(status, 403);
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ pub enum V0Error {
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("rate limit exceeded")]
-    RateLimited,
+    RateLimited { retry_after: u64 },
     /// The caller's key was refused (its status and code come from the data plane's table).
     #[error("{}: {}", .0.code.as_str(), .0.message)]
     Denied(Denial),
@@ -53,7 +53,7 @@ impl V0Error {
             V0Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             V0Error::Conflict(_) => StatusCode::CONFLICT,
             V0Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            V0Error::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            V0Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             V0Error::Denied(d) => {
                 StatusCode::from_u16(d.code.status()).unwrap_or(StatusCode::FORBIDDEN)
             }
@@ -89,7 +89,7 @@ impl From<ApiError> for V0Error {
             ApiError::Forbidden(msg) => V0Error::Forbidden(msg),
             ApiError::NotFound(msg) => V0Error::NotFound(msg),
             ApiError::Validation(msg) => V0Error::BadRequest(msg),
-            ApiError::RateLimited { .. } => V0Error::RateLimited,
+            ApiError::RateLimited { retry_after } => V0Error::RateLimited { retry_after },
             ApiError::Internal(err) => V0Error::Internal(err),
         }
     }
@@ -102,12 +102,21 @@ impl IntoResponse for V0Error {
             tracing::error!(error = %err, "gateway3 call failed");
         }
         let status = self.status();
+        let retry_after = match &self {
+            V0Error::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        };
         let body = Envelope::<()> {
             code: status.as_u16(),
             msg: self.to_string(),
             data: None,
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -134,7 +143,7 @@ mod tests {
             (V0Error::MethodNotAllowed("x".into()), 405),
             (V0Error::Conflict("x".into()), 409),
             (V0Error::PayloadTooLarge, 413),
-            (V0Error::RateLimited, 429),
+            (V0Error::RateLimited { retry_after: 3 }, 429),
             (V0Error::Denied(Denial::new(DenyCode::KeyRevoked)), 403),
             (V0Error::Denied(Denial::new(DenyCode::InvalidKey)), 401),
             (

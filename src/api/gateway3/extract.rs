@@ -126,6 +126,16 @@ impl FromRequestParts<ApiState> for AdminKey {
                 "the partner account of this key is suspended",
             ));
         }
+        // Reseller keys live in the partner's default account, which is the partner's own
+        // book: letting them use the account API would let a customer mint unlimited keys and
+        // revoke the reseller's other keys.
+        let default = manager.default_account(entry.key.partner_id).await?;
+        if default.id == entry.key.account_id {
+            return Err(denied(
+                DenyCode::PermissionDenied,
+                "reseller keys cannot use the account API; use a key of a Gateway3 account",
+            ));
+        }
         manager.index.mark_used(&entry, now);
         Ok(AdminKey(entry.key.clone()))
     }

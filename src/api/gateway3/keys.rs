@@ -56,10 +56,13 @@ pub async fn create(
     permissions: &[Permission],
     created_by: String,
 ) -> Result<CreatedPair, V0Error> {
+    let name = self::name(name)?;
+    // Every surface that mints keys draws on the partner's hourly creation budget.
+    state.limits.create(account.partner_id)?;
     let new = NewKey {
         account_id: account.id,
         partner_id: account.partner_id,
-        name: Some(self::name(name)?),
+        name: Some(name),
         label: None,
         description: None,
         permissions: key_object::permissions(permissions)?,

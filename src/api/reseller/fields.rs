@@ -17,6 +17,10 @@ pub struct KeyFields {
     pub description: Option<String>,
     pub label: Option<String>,
     pub permissions: Option<Vec<Permission>>,
+    /// Partoo sends it with `permissions`; accepted and ignored (a given `permissions` list is
+    /// always the key's permissions).
+    #[allow(dead_code)]
+    pub has_restricted_permissions: Option<bool>,
     pub ip_whitelist: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     pub expiration_date: Option<Value>,

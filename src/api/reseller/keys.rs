@@ -198,13 +198,16 @@ pub async fn patch(
     }
     let key = own_key(&state, partner.id, &id)?;
     let manager = &state.manager;
-    // Validate on a copy first, so a bad field changes nothing.
-    let mut check = key.clone();
-    fields.apply(&mut check, manager.today())?;
+    // Validate on a copy first, so a bad field changes nothing; the same `today` is used for
+    // the write, so the second application cannot fail where the first passed.
     let today = manager.today();
+    let mut check = key.clone();
+    fields.apply(&mut check, today)?;
     let updated = manager
         .edit_key(key.id, |k| {
-            let _ = fields.apply(k, today);
+            if let Err(err) = fields.apply(k, today) {
+                tracing::error!(error = %err, "PATCH failed after validation");
+            }
         })
         .await?
         .ok_or_else(|| ApiError::NotFound("key not found".to_string()))?;
