@@ -20,7 +20,8 @@
 #
 # Environment knobs: KEYS (100000), KEYS_BIG (1000000; 0 = skip), DURATION (8 s per run),
 # ROUNDS (3), CONNECTIONS (64), THREADS (2), SAMPLE (10000 keys rotated by wrk),
-# WORK (/dev/shm/tollgate-load), RESULTS (benches/load/results.md), SKIP_BUILD=1.
+# WORK (/dev/shm/tollgate-load, removed at the end unless KEEP_WORK=1), RESULTS
+# (benches/load/results.md), SKIP_BUILD=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -449,4 +450,6 @@ fmt_ms() { awk -v v="$1" 'BEGIN {if (v == "-") print "-"; else printf "%.2f", v 
 } >"$RESULTS.new"
 mv "$RESULTS.new" "$RESULTS"
 log "wrote $RESULTS"
+# The stores (a million keys) live in $WORK, in memory when it is on /dev/shm.
+[[ "${KEEP_WORK:-0}" == 1 ]] || rm -rf "$WORK"
 cat "$RESULTS"
