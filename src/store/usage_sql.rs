@@ -1,13 +1,16 @@
 //! Usage persistence in SQL shared by the stores: counter totals per window, daily sums and
 //! partner balance charges, applied as one idempotent transaction per flush batch.
 
-use sqlx::{Row, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::rows::int;
 use super::{CounterRow, StoreError};
-use crate::meter::Batch;
 use crate::meter::window::Window;
+use crate::meter::{Batch, Delta};
+
+/// Rows per multi-row upsert (5 bound values each, far under SQLite's variable limit).
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// How long applied batch tokens are remembered (a retried flush is far younger).
 const TOKEN_TTL_SECS: i64 = 86_400;
@@ -64,34 +67,16 @@ pub async fn apply_usage(
         tx.rollback().await?;
         return Ok(false);
     }
-    for d in &batch.deltas {
-        let (scope, id, metric) = (d.scope.as_str(), d.id.to_string(), d.metric.as_str());
-        sqlx::query(
-            "INSERT INTO counters (scope, scope_id, metric, time_window, value) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope, scope_id, metric, time_window) \
-             DO UPDATE SET value = counters.value + excluded.value",
-        )
-        .bind(scope)
-        .bind(&id)
-        .bind(metric)
-        .bind(&d.label)
-        .bind(int(d.amount))
-        .execute(&mut *tx)
-        .await?;
-        // Lifetime totals duplicate the daily cost; daily sums take each amount once.
-        if d.window != Window::Lifetime {
-            sqlx::query(
-                "INSERT INTO usage_daily (day, scope, scope_id, metric, value) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (day, scope, scope_id, metric) \
-                 DO UPDATE SET value = usage_daily.value + excluded.value",
-            )
-            .bind(&d.day)
-            .bind(scope)
-            .bind(&id)
-            .bind(metric)
-            .bind(int(d.amount))
-            .execute(&mut *tx)
-            .await?;
+    // Multi-row upserts: one statement per chunk instead of two per delta, which keeps the
+    // flush cheap when thousands of keys were used in the interval.
+    for chunk in batch.deltas.chunks(ROWS_PER_STATEMENT) {
+        upsert_counters(&mut tx, chunk).await?;
+        let daily: Vec<&Delta> = chunk
+            .iter()
+            .filter(|d| d.window != Window::Lifetime)
+            .collect();
+        if !daily.is_empty() {
+            upsert_daily(&mut tx, &daily).await?;
         }
     }
     for (partner, amount) in &batch.charges {
@@ -107,6 +92,51 @@ pub async fn apply_usage(
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Adds the deltas to their window totals.
+async fn upsert_counters(
+    tx: &mut Transaction<'_, Sqlite>,
+    deltas: &[Delta],
+) -> Result<(), sqlx::Error> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO counters (scope, scope_id, metric, time_window, value) ",
+    );
+    q.push_values(deltas, |mut row, d| {
+        row.push_bind(d.scope.as_str())
+            .push_bind(d.id.to_string())
+            .push_bind(d.metric.as_str())
+            .push_bind(d.label.clone())
+            .push_bind(int(d.amount));
+    });
+    q.push(
+        " ON CONFLICT (scope, scope_id, metric, time_window) \
+         DO UPDATE SET value = counters.value + excluded.value",
+    );
+    q.build().execute(&mut **tx).await.map(|_| ())
+}
+
+/// Adds the deltas to their daily sums (lifetime totals duplicate the daily cost, so they are
+/// left out by the caller).
+async fn upsert_daily(
+    tx: &mut Transaction<'_, Sqlite>,
+    deltas: &[&Delta],
+) -> Result<(), sqlx::Error> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO usage_daily (day, scope, scope_id, metric, value) ",
+    );
+    q.push_values(deltas, |mut row, d| {
+        row.push_bind(d.day.clone())
+            .push_bind(d.scope.as_str())
+            .push_bind(d.id.to_string())
+            .push_bind(d.metric.as_str())
+            .push_bind(int(d.amount));
+    });
+    q.push(
+        " ON CONFLICT (day, scope, scope_id, metric) \
+         DO UPDATE SET value = usage_daily.value + excluded.value",
+    );
+    q.build().execute(&mut **tx).await.map(|_| ())
 }
 
 /// Adds `micros` to a partner's balance; the new balance, or `None` if there is no partner.
