@@ -73,9 +73,9 @@ pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, KeyHasher), 
 
 /// The meter seeded with the store's counters for the current windows, and every partner and
 /// account registered.
-pub async fn load_meter(store: &dyn Store, now: i64) -> Result<Meter, StartError> {
-    let rows = store.load_counters(&Meter::windows(now)).await?;
-    let meter = Meter::new(Meter::initial_from(rows));
+pub async fn load_meter(store: &dyn Store, now: i64, offset: i64) -> Result<Meter, StartError> {
+    let rows = store.load_counters(&Meter::windows_in(offset, now)).await?;
+    let meter = Meter::with_offset(Meter::initial_from(rows), offset);
     for partner in store.load_partners().await? {
         meter.upsert_partner(&partner, now);
     }
@@ -116,7 +116,8 @@ impl Gateway {
         clock: Arc<dyn Clock>,
     ) -> Result<Gateway, StartError> {
         let (store, hasher) = open_store(config).await?;
-        let meter = Arc::new(load_meter(store.as_ref(), clock.now_unix()).await?);
+        let offset = config.metering.utc_offset_secs;
+        let meter = Arc::new(load_meter(store.as_ref(), clock.now_unix(), offset).await?);
         let index = Arc::new(KeyIndex::from_keys(store.load_keys().await?));
         let metrics = Arc::new(Metrics::new());
         metrics.keys_loaded.set(index.len() as i64);

@@ -850,3 +850,47 @@ async fn a_plan_quota_refusal_does_not_debit_the_partner() {
     assert_eq!(key_cost_day(&t, id).used(), 0);
     assert_eq!(stored_balance(&t).await, 1_000_000);
 }
+
+#[tokio::test]
+async fn quota_days_follow_the_configured_utc_offset() {
+    // 12:00 UTC is 21:00 in UTC+9: the local day ends three hours later, not twelve.
+    let t = TestGateway::with(Options {
+        fake_clock: true,
+        extra: "[metering]\nutc_offset = \"+09:00\"\n\
+                [[routes]]\npath = \"/paid\"\npermission = \"read\"\ncost_usd = \"0.01\"\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    t.gw()
+        .manager
+        .top_up(t.partner_id, 1_000_000)
+        .await
+        .unwrap();
+    let (_, key) = t.create_key(json!({"daily_cost_limit_usd": 0.01})).await;
+    let paid = format!("{}/paid", t.proxy);
+    assert_eq!(
+        t.client
+            .get(&paid)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let resp = t.client.get(&paid).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(resp.headers()["retry-after"], "10800");
+    assert_eq!(common::denial(resp, 429).await, "quota_exceeded");
+    t.clock.as_ref().unwrap().advance(3 * 3600);
+    assert_eq!(
+        t.client
+            .get(&paid)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

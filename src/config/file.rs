@@ -27,6 +27,15 @@ pub struct ConfigFile {
     pub default_plan: Option<i64>,
     pub plans: Vec<PlanFile>,
     pub management: ManagementFile,
+    pub metering: MeteringFile,
+}
+
+/// `[metering]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct MeteringFile {
+    /// Offset from UTC of the quota calendar, `+HH:MM` / `-HH:MM` (default `+00:00`).
+    pub utc_offset: Option<String>,
 }
 
 /// `[management]`.
@@ -39,7 +48,7 @@ pub struct ManagementFile {
 }
 
 /// The top-level keys, in the order errors are reported.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "listen",
     "store",
     "upstream",
@@ -50,6 +59,7 @@ pub const SECTIONS: [&str; 10] = [
     "default_plan",
     "plans",
     "management",
+    "metering",
 ];
 
 /// `[listen]`.
@@ -241,6 +251,7 @@ pub fn read(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> (ConfigFil
             "limits" => r.one(name, value, &mut file.limits),
             "log" => r.one(name, value, &mut file.log),
             "management" => r.one(name, value, &mut file.management),
+            "metering" => r.one(name, value, &mut file.metering),
             "default_plan" => r.one(name, value, &mut file.default_plan),
             "plans" => r.many(name, value, &mut file.plans),
             _ => {}

@@ -26,6 +26,14 @@ pub struct Config {
     /// Plan id given to new accounts.
     pub default_plan: Option<i64>,
     pub management: Management,
+    pub metering: Metering,
+}
+
+/// `[metering]`: the calendar quota windows follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Metering {
+    /// Days and billing months start at midnight in this offset from UTC (seconds east).
+    pub utc_offset_secs: i64,
 }
 
 /// `[management]`: rate limits of the management API per partner token.

@@ -393,3 +393,18 @@ fn listen_tls_files_must_be_readable() {
     let tls = parse(&text, &no_env).unwrap().listen.proxy_tls.unwrap();
     assert_eq!((tls.cert, tls.key), (cert, key));
 }
+
+#[test]
+fn metering_utc_offset() {
+    let c = parse(&with("[metering]\nutc_offset = \"-05:30\""), &no_env).unwrap();
+    assert_eq!(c.metering.utc_offset_secs, -(5 * 3600 + 30 * 60));
+    assert_eq!(parse(MINIMAL, &no_env).unwrap().metering.utc_offset_secs, 0);
+    for bad in ["8", "+8", "+08:60", "+15:00", "UTC+1", "+08:00:00"] {
+        let text = with(&format!("[metering]\nutc_offset = \"{bad}\""));
+        let errs = parse(&text, &no_env).unwrap_err();
+        assert!(
+            errs.to_string().contains("metering.utc_offset"),
+            "{bad}: {errs}"
+        );
+    }
+}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
 use super::model::{
-    Config, Limits, Listen, Log, LogFormat, Management, StoreConfig, StoreUrl, TlsFiles,
+    Config, Limits, Listen, Log, LogFormat, Management, Metering, StoreConfig, StoreUrl, TlsFiles,
 };
 use super::units;
 
@@ -91,6 +91,12 @@ pub fn validate_partial(
     let management = ok("management")
         .then(|| management(&file.management, &mut e))
         .flatten();
+    let utc_offset = ok("metering")
+        .then(|| {
+            let offset = utc_offset(file.metering.utc_offset.as_deref());
+            e.check("metering.utc_offset", offset)
+        })
+        .flatten();
     let plans = tables::plans(&file.plans, failed, &mut e);
     let default_plan = tables::default_plan(file, failed, &mut e);
     errors.extend(e.0);
@@ -108,7 +114,36 @@ pub fn validate_partial(
         plans: plans?,
         default_plan: default_plan?,
         management: management?,
+        metering: Metering {
+            utc_offset_secs: utc_offset?,
+        },
     })
+}
+
+/// `+HH:MM` or `-HH:MM` (or `Z`) → seconds east of UTC, within −12:00..+14:00.
+fn utc_offset(value: Option<&str>) -> Result<i64, String> {
+    let Some(text) = value.map(str::trim) else {
+        return Ok(0);
+    };
+    if text == "Z" || text == "UTC" {
+        return Ok(0);
+    }
+    let bad = || format!("`{text}` is not an offset like \"+08:00\" or \"-05:00\"");
+    let (sign, rest) = match text.as_bytes().first() {
+        Some(b'+') => (1, &text[1..]),
+        Some(b'-') => (-1, &text[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').ok_or_else(bad)?;
+    let (h, m): (i64, i64) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h.to_string().len() > 2 || !(0..60).contains(&m) || h < 0 {
+        return Err(bad());
+    }
+    let secs = sign * (h * 3600 + m * 60);
+    if !(-12 * 3600..=14 * 3600).contains(&secs) {
+        return Err(format!("`{text}` is outside -12:00..+14:00"));
+    }
+    Ok(secs)
 }
 
 /// `[management]`: each limit a positive count, defaulting to the QCode limits.

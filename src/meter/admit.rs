@@ -14,7 +14,6 @@ use super::AccountLive;
 use super::PartnerLive;
 use super::hold::{Hold, InFlight, InFlightGuard};
 use super::usage::ScopeUsage;
-use super::window::Window;
 use super::windowed::Retired;
 
 /// The live counters a key's request touches.
@@ -89,10 +88,11 @@ pub fn charge(raw: u64, tier_ppm: u64) -> u64 {
     v.min(u64::MAX as u128) as u64
 }
 
-fn quota(name: &'static str, what: &str, window: Window, now: i64) -> Denial {
+/// A `quota_exceeded` denial; `Retry-After` runs to the end of the refusing slot's window.
+fn quota(name: &'static str, what: &str, slot_end: i64, now: i64) -> Denial {
     let mut d = Denial::with_message(DenyCode::QuotaExceeded, format!("{what} ({name}) reached"));
     d.quota = Some(name);
-    if let Some(secs) = window.retry_after(now) {
+    if let Some(secs) = (slot_end != i64::MAX).then(|| (slot_end - now).max(1) as u64) {
         d = d.retry_after(secs);
     }
     d
@@ -130,23 +130,25 @@ pub fn admit(
     let est = facts.cost_estimate;
     let limits = &key.limits;
     let day = links.key.cost_day.current(now, retired);
+    let end = day.end;
     t.cost_raw.push(
         Hold::reserve(day, est, limits.daily_cost_limit_micros).ok_or_else(|| {
             quota(
                 "daily_cost_limit_usd",
                 "the key's daily cost limit",
-                Window::Day,
+                end,
                 now,
             )
         })?,
     );
     let total = links.key.cost_total.current(now, retired);
+    let end = total.end;
     t.cost_raw.push(
         Hold::reserve(total, est, limits.total_cost_limit_micros).ok_or_else(|| {
             quota(
                 "total_cost_limit_usd",
                 "the key's total cost limit",
-                Window::Lifetime,
+                end,
                 now,
             )
         })?,
@@ -177,25 +179,16 @@ fn admit_bytes(
     let ingress_limit = plan.and_then(|p| p.ingress_limit).map(|n| n.get());
     let egress_limit = plan.and_then(|p| p.egress_limit).map(|n| n.get());
     let (acct_in, acct_out) = links.account.usage.bytes(now, retired);
+    let (in_end, out_end) = (acct_in.end, acct_out.end);
     let ingress = match content_length {
         Some(len) => Hold::reserve(acct_in, len, ingress_limit),
         None => acct_in.has_room(ingress_limit).then(|| Hold::open(acct_in)),
     };
-    let ingress = ingress.ok_or_else(|| {
-        quota(
-            "ingress_limit",
-            "the plan's ingress limit",
-            Window::Month,
-            now,
-        )
-    })?;
+    let ingress =
+        ingress.ok_or_else(|| quota("ingress_limit", "the plan's ingress limit", in_end, now))?;
     if !acct_out.has_room(egress_limit) {
-        return Err(quota(
-            "egress_limit",
-            "the plan's egress limit",
-            Window::Month,
-            now,
-        ));
+        let what = "the plan's egress limit";
+        return Err(quota("egress_limit", what, out_end, now));
     }
     let (key_in, key_out) = links.key.bytes(now, retired);
     let (p_in, p_out) = links.partner.usage.bytes(now, retired);

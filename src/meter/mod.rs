@@ -136,6 +136,8 @@ pub struct Meter {
     accounts: DashMap<Uuid, Arc<AccountLive>>,
     partners: DashMap<Uuid, Arc<PartnerLive>>,
     initial: Initial,
+    /// Calendar offset from UTC in seconds (`[metering] utc_offset`).
+    offset: i64,
     /// Slots replaced by a window rollover, flushed one last time.
     pub retired: Retired,
     /// A batch whose write failed, retried before any new one with the same idempotency
@@ -155,17 +157,29 @@ impl Meter {
             .collect()
     }
 
-    /// The window labels whose totals `new` needs at `now`.
+    /// The window labels whose totals `new` needs at `now` (UTC calendar).
     pub fn windows(now: i64) -> Vec<String> {
+        Meter::windows_in(0, now)
+    }
+
+    /// The window labels whose totals are needed at `now`, in the calendar `offset` seconds
+    /// east of UTC.
+    pub fn windows_in(offset: i64, now: i64) -> Vec<String> {
         [Window::Day, Window::Month, Window::Lifetime]
             .iter()
-            .map(|w| w.label(now))
+            .map(|w| w.label_in(offset, now))
             .collect()
     }
 
     /// A meter seeded with the counters the store holds for the current windows.
     pub fn new(initial: Initial) -> Self {
+        Meter::with_offset(initial, 0)
+    }
+
+    /// A meter whose days and months follow the calendar `offset` seconds east of UTC.
+    pub fn with_offset(initial: Initial, offset: i64) -> Self {
         Meter {
+            offset,
             keys: DashMap::new(),
             accounts: DashMap::new(),
             partners: DashMap::new(),
@@ -227,13 +241,13 @@ impl Meter {
     }
 
     fn usage(&self, scope: Scope, id: Uuid, now: i64) -> Arc<ScopeUsage> {
-        Arc::new(ScopeUsage::new(scope, id, now, &self.initial))
+        Arc::new(ScopeUsage::new(scope, id, now, self.offset, &self.initial))
     }
 
     /// Takes every unflushed amount, marking it flushed (a failed batch is kept in `pending`).
     pub fn take_batch(&self, now: i64) -> Batch {
         let mut batch = Batch::default();
-        let today = window::day_label(now);
+        let today = Window::Day.label_in(self.offset, now);
         let all = self
             .keys
             .iter()
@@ -276,6 +290,7 @@ fn take(batch: &mut Batch, owner: Owner, slot: Arc<Slot>, today: &str) {
         id,
         metric,
         window,
+        ..
     } = owner;
     let day = if window == Window::Day {
         slot.label.clone()

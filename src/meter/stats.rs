@@ -32,7 +32,8 @@ pub fn account_stats(account: &AccountLive, plans: &HashMap<i64, Plan>, now: i64
     // Peek at the slot only if it is the current window; an old window reads as zero.
     let current = |cell: &super::windowed::WindowedCell| {
         let slot = cell.peek();
-        if slot.start == cell.owner().window.start(now) {
+        let owner = cell.owner();
+        if slot.start == owner.window.start_in(owner.offset, now) {
             slot.used()
         } else {
             0

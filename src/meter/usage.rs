@@ -86,11 +86,12 @@ pub struct ScopeUsage {
 }
 
 impl ScopeUsage {
-    /// Counters for `scope`/`id`, starting from what the store holds for the windows of `now`.
-    pub fn new(scope: Scope, id: Uuid, now: i64, initial: &Initial) -> Self {
+    /// Counters for `scope`/`id`, starting from what the store holds for the windows of `now`
+    /// in the calendar `offset` seconds east of UTC.
+    pub fn new(scope: Scope, id: Uuid, now: i64, offset: i64, initial: &Initial) -> Self {
         let cell = |metric: Metric, window: Window| {
             let used = initial
-                .get(&(scope, id, metric, window.label(now)))
+                .get(&(scope, id, metric, window.label_in(offset, now)))
                 .copied()
                 .unwrap_or(0);
             let owner = Owner {
@@ -98,6 +99,7 @@ impl ScopeUsage {
                 id,
                 metric,
                 window,
+                offset,
             };
             WindowedCell::new(owner, now, used)
         };

@@ -69,9 +69,32 @@ impl Window {
     }
 }
 
-/// The `YYYY-MM-DD` UTC day containing `now`.
-pub fn day_label(now: i64) -> String {
-    Window::Day.label(now)
+/// The same windows in a fixed offset from UTC (`offset` seconds east), so a "day" or "month"
+/// can follow the operator's business calendar instead of UTC.
+impl Window {
+    /// `start` in the calendar `offset` seconds east of UTC.
+    pub fn start_in(self, offset: i64, now: i64) -> i64 {
+        match self {
+            Window::Lifetime => 0,
+            _ => self.start(now + offset) - offset,
+        }
+    }
+
+    /// `end` in the calendar `offset` seconds east of UTC.
+    pub fn end_in(self, offset: i64, now: i64) -> Option<i64> {
+        self.end(now + offset).map(|end| end - offset)
+    }
+
+    /// `retry_after` in the calendar `offset` seconds east of UTC.
+    pub fn retry_after_in(self, offset: i64, now: i64) -> Option<u64> {
+        self.end_in(offset, now)
+            .map(|end| (end - now).max(1) as u64)
+    }
+
+    /// `label` in the calendar `offset` seconds east of UTC.
+    pub fn label_in(self, offset: i64, now: i64) -> String {
+        self.label(now + offset)
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +122,23 @@ mod tests {
         assert_eq!(Window::Month.end(NOW), Some(1_796_083_200)); // 2026-12-01
         let dec = 1_797_811_200; // 2026-12-21
         assert_eq!(Window::Month.end(dec), Some(1_798_761_600)); // 2027-01-01
+    }
+
+    #[test]
+    fn windows_follow_a_configured_offset() {
+        let tokyo = 9 * 3600;
+        // 2026-11-23 12:00 UTC is 21:00 in UTC+9: the local day ends at 15:00 UTC.
+        assert_eq!(Window::Day.label_in(tokyo, NOW), "2026-11-23");
+        assert_eq!(Window::Day.end_in(tokyo, NOW), Some(1_795_478_400 - tokyo));
+        assert_eq!(Window::Day.retry_after_in(tokyo, NOW), Some(3 * 3600));
+        assert_eq!(Window::Day.label_in(tokyo, NOW + 3 * 3600), "2026-11-24");
+        assert_eq!(Window::Day.start_in(tokyo, NOW + 3 * 3600), NOW + 3 * 3600);
+        assert_eq!(
+            Window::Month.start_in(-5 * 3600, NOW),
+            1_793_491_200 + 5 * 3600
+        );
+        assert_eq!(Window::Lifetime.start_in(tokyo, NOW), 0);
+        assert_eq!(Window::Day.start_in(0, NOW), Window::Day.start(NOW));
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Owner {
     pub id: Uuid,
     pub metric: Metric,
     pub window: Window,
+    /// The calendar's offset from UTC in seconds (`[metering] utc_offset`).
+    pub offset: i64,
 }
 
 /// Slots retired by a rollover, waiting for their final flush.
@@ -34,7 +36,7 @@ pub struct WindowedCell {
 impl WindowedCell {
     /// A cell whose current window (at `now`) already holds `used`.
     pub fn new(owner: Owner, now: i64, used: u64) -> Self {
-        let slot = new_slot(owner.window, now, used);
+        let slot = new_slot(owner, now, used);
         WindowedCell {
             owner,
             slot: ArcSwap::from_pointee(slot),
@@ -54,7 +56,7 @@ impl WindowedCell {
         if now < cur.end {
             return cur;
         }
-        let fresh = Arc::new(new_slot(self.owner.window, now, 0));
+        let fresh = Arc::new(new_slot(self.owner, now, 0));
         let prev = self.slot.compare_and_swap(&cur, fresh.clone());
         if Arc::ptr_eq(&prev, &cur) {
             retired
@@ -73,9 +75,15 @@ impl WindowedCell {
     }
 }
 
-fn new_slot(window: Window, now: i64, used: u64) -> Slot {
-    let end = window.end(now).unwrap_or(i64::MAX);
-    Slot::new(window.start(now), end, window.label(now), used)
+fn new_slot(owner: Owner, now: i64, used: u64) -> Slot {
+    let (window, offset) = (owner.window, owner.offset);
+    let end = window.end_in(offset, now).unwrap_or(i64::MAX);
+    Slot::new(
+        window.start_in(offset, now),
+        end,
+        window.label_in(offset, now),
+        used,
+    )
 }
 
 #[cfg(test)]
@@ -88,6 +96,7 @@ mod tests {
             id: Uuid::nil(),
             metric: Metric::Cost,
             window,
+            offset: 0,
         }
     }
 
