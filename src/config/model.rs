@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use crate::domain::ip::IpSet;
 use crate::domain::permission::Permission;
+use crate::domain::price::Prices;
 
 /// The whole gateway configuration.
 #[derive(Clone, Debug)]
@@ -26,6 +27,8 @@ pub struct Config {
     /// Plan id given to new accounts.
     pub default_plan: Option<i64>,
     pub management: Management,
+    /// `[prices]`: per-model LLM prices (openai / anthropic profiles).
+    pub prices: Prices,
 }
 
 /// `[management]`: rate limits of the management API per partner token.

@@ -3,6 +3,7 @@
 //! nothing stops at the first error. `upstream` and the per-entry tables (`tables`: routes,
 //! security, plans) have their own files.
 
+mod prices;
 mod tables;
 mod upstream;
 
@@ -93,6 +94,7 @@ pub fn validate_partial(
         .flatten();
     let plans = tables::plans(&file.plans, failed, &mut e);
     let default_plan = tables::default_plan(file, failed, &mut e);
+    let prices = prices::prices(&file.prices, failed, &mut e);
     errors.extend(e.0);
     if !errors.is_empty() || !failed.is_empty() {
         return None;
@@ -108,6 +110,7 @@ pub fn validate_partial(
         plans: plans?,
         default_plan: default_plan?,
         management: management?,
+        prices: prices?,
     })
 }
 
