@@ -61,6 +61,8 @@ pub struct UsageObserver {
     text_chars: u64,
     /// Body bytes seen (fallback of the fallback: an unparseable answer).
     body_bytes: u64,
+    /// `end` has run (the buffered answer or last event is read).
+    ended: bool,
 }
 
 impl UsageObserver {
@@ -74,6 +76,7 @@ impl UsageObserver {
             reported: Reported::default(),
             text_chars: 0,
             body_bytes: 0,
+            ended: false,
         }
     }
 
@@ -198,7 +201,7 @@ impl Observe for UsageObserver {
     }
 
     fn end(&mut self) -> Bytes {
-        if !self.setup.billable {
+        if std::mem::replace(&mut self.ended, true) || !self.setup.billable {
             return Bytes::new();
         }
         if !self.setup.sse {
@@ -227,6 +230,9 @@ impl Observe for UsageObserver {
             ticket.set_actual_cost(self.setup.fixed);
             return;
         }
+        // The client's side may stop polling once a declared length is sent, before the
+        // body's end is seen: read what is buffered now.
+        self.end();
         let (usage, reported) = self.usage();
         if !reported {
             self.setup.missing.inc();
