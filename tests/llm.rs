@@ -526,3 +526,52 @@ async fn anthropic_json_and_stream_are_charged_the_reported_usage() {
     settles_to(&t, id, 625 + 685).await;
     assert_eq!(usage_missing(&t).await, 0.0);
 }
+
+#[tokio::test]
+async fn a_keys_model_allow_list_narrows_the_price_table() {
+    let (t, up) = gateway("openai").await;
+    let (id, key) = key(&t, json!({"models": ["claude-test"]})).await;
+    let resp = post(&t, "/v1/chat/completions", &key, "json", &chat(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(common::denial(resp, 403).await, "model_not_allowed");
+    assert_eq!(up.count(), 0);
+    // The key object shows the list; PATCH to null allows every priced model.
+    let patch = |body: Value| {
+        t.client
+            .patch(format!("{}/api/v1/reseller/keys/{id}", t.api))
+            .bearer_auth(&t.partner_token)
+            .json(&body)
+            .send()
+    };
+    let obj: Value = patch(json!({"models": ["gpt-test"]}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(obj["data"]["models"], json!(["gpt-test"]), "{obj}");
+    let resp = post(&t, "/v1/chat/completions", &key, "json", &chat(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let obj: Value = patch(json!({"models": null}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(obj["data"]["models"].is_null(), "{obj}");
+    let bad = patch(json!({"models": [3]})).await.unwrap();
+    assert_eq!(bad.status(), 422);
+    let resp = post(&t, "/v1/chat/completions", &key, "json", &chat(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    assert_eq!(up.count(), 2);
+}

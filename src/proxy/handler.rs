@@ -147,7 +147,9 @@ async fn serve(
                 .await
                 .map_err(|d| (d, None))?;
             let len = received.len() as u64;
-            let call = llm.prepare(route, received).map_err(|d| (d, None))?;
+            let call = llm
+                .prepare(route, received, checked.entry.key.limits.models.as_deref())
+                .map_err(|d| (d, None))?;
             let forward = call.body.clone();
             (
                 Payload::Buffered {

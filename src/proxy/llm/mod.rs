@@ -76,8 +76,14 @@ impl Llm {
     }
 
     /// Parses and prices a generation request body sent to `route` (from
-    /// [`Llm::generation_route`]).
-    pub fn prepare(&self, route: &str, body: Bytes) -> Result<Call, Denial> {
+    /// [`Llm::generation_route`]); `allowed` is the key's model allow-list (`None` = any
+    /// priced model).
+    pub fn prepare(
+        &self,
+        route: &str,
+        body: Bytes,
+        allowed: Option<&[String]>,
+    ) -> Result<Call, Denial> {
         let bad = |msg: &'static str| Denial::with_message(DenyCode::BadRequest, msg);
         let mut json: Value =
             serde_json::from_slice(&body).map_err(|_| bad("the request body is not valid JSON"))?;
@@ -88,6 +94,12 @@ impl Llm {
             .get("model")
             .and_then(Value::as_str)
             .ok_or_else(|| bad("the request body has no `model` string"))?;
+        if allowed.is_some_and(|list| !list.iter().any(|m| m == model)) {
+            return Err(Denial::with_message(
+                DenyCode::ModelNotAllowed,
+                "this API key may not use this model",
+            ));
+        }
         let price = *self.prices.get(model).ok_or_else(|| {
             Denial::with_message(
                 DenyCode::ModelNotAllowed,
@@ -223,7 +235,7 @@ mod tests {
     }
 
     fn prepare(flavor: ProfileKind, path: &str, body: &str) -> Result<Call, Denial> {
-        llm(flavor).prepare(path, Bytes::from(body.to_string()))
+        llm(flavor).prepare(path, Bytes::from(body.to_string()), None)
     }
 
     #[test]
@@ -277,6 +289,15 @@ mod tests {
             DenyCode::BadRequest
         );
         assert_eq!(code(r#"{"model":"gpt-5"}"#), DenyCode::ModelNotAllowed);
+        // A key's allow-list narrows the price table.
+        let l = llm(ProfileKind::OpenAi);
+        let body = || Bytes::from_static(br#"{"model":"m"}"#);
+        let route = "/v1/chat/completions";
+        let only = |m: &str| vec![m.to_string()];
+        assert!(l.prepare(route, body(), Some(&only("m"))).is_ok());
+        let err = l.prepare(route, body(), Some(&only("x"))).unwrap_err();
+        assert_eq!(err.code, DenyCode::ModelNotAllowed);
+        assert!(l.prepare(route, body(), Some(&[])).is_err());
     }
 
     #[test]
