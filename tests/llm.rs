@@ -31,6 +31,8 @@ cached_input_usd_per_mtok = 5\n";
 #[derive(Clone, Default)]
 struct Upstream {
     seen: Arc<Mutex<Vec<(String, Value)>>>,
+    /// The `Accept-Encoding` of each request.
+    encodings: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 impl Upstream {
@@ -181,6 +183,11 @@ async fn spawn_upstream(up: Upstream, flavor: &'static str) -> String {
                             .unwrap_or("json")
                             .to_string();
                         let path = req.uri().path().to_string();
+                        let encoding = req
+                            .headers()
+                            .get("accept-encoding")
+                            .map(|v| v.to_str().unwrap().to_string());
+                        up.encodings.lock().unwrap().push(encoding);
                         let bytes = req.into_body().collect().await.unwrap().to_bytes();
                         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                         up.seen.lock().unwrap().push((path, body.clone()));
@@ -277,10 +284,16 @@ async fn openai_json_is_charged_the_reported_usage() {
     let (t, up) = gateway("openai").await;
     let (id, key) = key(&t, json!({})).await;
     let resp = post(&t, "/v1/chat/completions", &key, "json", &chat(json!({})))
+        .header("accept-encoding", "gzip, deflate")
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+    assert_eq!(
+        up.encodings.lock().unwrap()[0],
+        None,
+        "usage must be readable: the answer is asked for uncompressed"
+    );
     let answer: Value = resp.json().await.unwrap();
     assert_eq!(answer["usage"]["prompt_tokens"], 100, "forwarded unchanged");
     // (100 − 40) × 10 + 40 × 5 + 50 × 30 = 2300 micro-USD.

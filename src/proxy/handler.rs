@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Full};
@@ -178,6 +178,9 @@ async fn serve(
     if let Some(call) = &call {
         let len = HeaderValue::from(call.body.len());
         parts.headers.insert(CONTENT_LENGTH, len);
+        // The usage is read from the answer as it passes: ask for it uncompressed (SDKs send
+        // `Accept-Encoding: gzip` by default).
+        parts.headers.remove(ACCEPT_ENCODING);
     }
     let admitted = Admitted {
         entry,
