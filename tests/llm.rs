@@ -118,6 +118,16 @@ fn openai(scenario: &str, body: &Value) -> Response<Body> {
             sse(events, false)
         }
         "cut" => sse(vec![chunk("Hello"), chunk(" world")], true),
+        "error" => Response::builder()
+            .status(429)
+            .header("content-type", "application/json")
+            .body(
+                http_body_util::Full::new(Bytes::from_static(
+                    br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
+                ))
+                .boxed(),
+            )
+            .unwrap(),
         _ => full("{}".into(), "application/json"),
     }
 }
@@ -587,4 +597,20 @@ async fn a_keys_model_allow_list_narrows_the_price_table() {
     assert_eq!(resp.status(), 200);
     resp.bytes().await.unwrap();
     assert_eq!(up.count(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_answer_costs_nothing() {
+    let (t, up) = gateway("openai").await;
+    let (id, key) = key(&t, json!({})).await;
+    let resp = post(&t, "/v1/chat/completions", &key, "error", &chat(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429, "the upstream's answer is passed on");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "requests");
+    settles_to(&t, id, 0).await;
+    assert_eq!(up.count(), 1);
+    assert_eq!(usage_missing(&t).await, 0.0);
 }

@@ -404,6 +404,22 @@ mod tests {
     }
 
     #[test]
+    fn openai_responses_api_stream() {
+        let stream = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi!\"}\n\n\
+            event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":\
+            {\"input_tokens\":9,\"input_tokens_details\":{\"cached_tokens\":3},\"output_tokens\":4}}}\n\n";
+        let (out, got, reported) = run(&mut observer(Flavor::OpenAi, true, false), stream, 3);
+        assert_eq!(out, stream);
+        assert!(reported);
+        let want = TokenUsage {
+            input: 6,
+            cached_input: 3,
+            output: 4,
+        };
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn json_answers() {
         let openai = r#"{"choices":[{"message":{"content":"abc"}}],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#;
         let (out, got, reported) = run(&mut observer(Flavor::OpenAi, false, false), openai, 10);
