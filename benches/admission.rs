@@ -82,6 +82,7 @@ fn world(n: usize) -> World {
                 total_cost_limit_micros: Some(u64::MAX / 4),
                 concurrency_limit: std::num::NonZeroU32::new(1_000_000),
                 rate_limit_per_minute: None,
+                models: None,
             },
         })
         .collect();

@@ -108,6 +108,7 @@ async fn seed(args: Args) -> Result<()> {
                 total_cost_limit_micros: Some(1_000_000_000_000),
                 concurrency_limit: NonZeroU32::new(100_000),
                 rate_limit_per_minute: NonZeroU32::new(100_000_000),
+                models: None,
             },
         };
         store.create_key(&key).await?;

@@ -20,6 +20,7 @@ use crate::manage::Manager;
 use crate::meter::Meter;
 use crate::metrics::Metrics;
 use crate::proxy::handler::{self, ProxyState};
+use crate::proxy::llm::Llm;
 use crate::proxy::upstream::{UpstreamClient, UpstreamError};
 use crate::proxy::{credential::CredentialSource, profile, server, tls};
 use crate::store::{self, Store, StoreError};
@@ -153,6 +154,7 @@ impl Gateway {
             clock: clock.clone(),
             meter,
             plans: config.plans.iter().map(|p| (p.id, p.clone())).collect(),
+            llm: Llm::new(config.upstream.profile, config.prices.clone()),
         });
         let proxy_listener = bind(config.listen.proxy).await?;
         let api_listener = bind(config.listen.api).await?;

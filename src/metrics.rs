@@ -50,6 +50,8 @@ pub struct Metrics {
     pub bytes_out: IntCounter,
     /// Cost charged, micro-USD at upstream price.
     pub cost_micros: IntCounter,
+    /// LLM answers that reported no usage (charged by the documented fallback).
+    pub usage_missing: IntCounter,
     quota_denials: IntCounterVec,
 }
 
@@ -104,6 +106,11 @@ impl Metrics {
             "Cost charged to keys, in micro-USD at upstream price.",
         )
         .expect("valid metric");
+        let usage_missing = IntCounter::new(
+            "tollgate_usage_missing_total",
+            "LLM answers without a usage report, charged from the request and streamed text.",
+        )
+        .expect("valid metric");
         let quota_denials = IntCounterVec::new(
             Opts::new(
                 "tollgate_quota_denials_total",
@@ -115,6 +122,7 @@ impl Metrics {
         for c in [
             Box::new(bytes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cost_micros.clone()),
+            Box::new(usage_missing.clone()),
             Box::new(quota_denials.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
@@ -143,6 +151,7 @@ impl Metrics {
             bytes_in: bytes.with_label_values(&["in"]),
             bytes_out: bytes.with_label_values(&["out"]),
             cost_micros,
+            usage_missing,
             quota_denials,
         }
     }

@@ -35,6 +35,8 @@ pub struct KeyObject {
     pub total_cost_limit_usd: Option<f64>,
     pub concurrency_limit: Option<u32>,
     pub rate_limit_per_minute: Option<u32>,
+    /// LLM models the key may call; `null` = any priced model.
+    pub models: Option<Vec<String>>,
 }
 
 impl From<&Key> for KeyObject {
@@ -58,6 +60,7 @@ impl From<&Key> for KeyObject {
             daily_cost_limit_usd: k.limits.daily_cost_limit_micros.map(usd),
             total_cost_limit_usd: k.limits.total_cost_limit_micros.map(usd),
             concurrency_limit: k.limits.concurrency_limit.map(|n| n.get()),
+            models: k.limits.models.clone(),
             rate_limit_per_minute: k.limits.rate_limit_per_minute.map(|n| n.get()),
         }
     }
@@ -125,6 +128,28 @@ pub fn expiration_date(value: &Value, today: NaiveDate) -> Result<Option<NaiveDa
         ));
     }
     Ok(Some(date))
+}
+
+/// The `models` field: `null` (any priced model) or an array of up to 100 model names.
+pub fn models(value: &serde_json::Value) -> Result<Option<Vec<String>>, ApiError> {
+    let bad = || {
+        ApiError::Validation("models: expected null or an array of up to 100 model names".into())
+    };
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::Array(items) if items.len() <= 100 => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && s.len() <= 128)
+                    .map(str::to_string)
+                    .ok_or_else(bad)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        _ => Err(bad()),
+    }
 }
 
 /// Parses an allow-list, naming the first invalid entry.

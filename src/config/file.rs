@@ -5,7 +5,7 @@
 //! [`read`] deserializes each top-level section (and each `[[routes]]` / `[[plans]]` entry) on its
 //! own, so one broken section does not hide the errors of the others.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserialize;
@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub plans: Vec<PlanFile>,
     pub management: ManagementFile,
     pub metering: MeteringFile,
+    /// `[prices."MODEL"]`, by model name.
+    pub prices: BTreeMap<String, PriceFile>,
 }
 
 /// `[metering]`.
@@ -36,6 +38,17 @@ pub struct ConfigFile {
 pub struct MeteringFile {
     /// Offset from UTC of the quota calendar, `+HH:MM` / `-HH:MM` (default `+00:00`).
     pub utc_offset: Option<String>,
+}
+
+/// One `[prices."MODEL"]` table: USD per million tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a table")]
+pub struct PriceFile {
+    pub input_usd_per_mtok: Option<NumOrString>,
+    pub output_usd_per_mtok: Option<NumOrString>,
+    pub cached_input_usd_per_mtok: Option<NumOrString>,
+    /// Output tokens reserved when the request names no maximum.
+    pub max_output_tokens: Option<i64>,
 }
 
 /// `[management]`.
@@ -48,7 +61,7 @@ pub struct ManagementFile {
 }
 
 /// The top-level keys, in the order errors are reported.
-pub const SECTIONS: [&str; 11] = [
+pub const SECTIONS: [&str; 12] = [
     "listen",
     "store",
     "upstream",
@@ -60,6 +73,7 @@ pub const SECTIONS: [&str; 11] = [
     "plans",
     "management",
     "metering",
+    "prices",
 ];
 
 /// `[listen]`.
@@ -254,6 +268,7 @@ pub fn read(mut table: toml::Table, errors: &mut Vec<ConfigError>) -> (ConfigFil
             "metering" => r.one(name, value, &mut file.metering),
             "default_plan" => r.one(name, value, &mut file.default_plan),
             "plans" => r.many(name, value, &mut file.plans),
+            "prices" => r.map(name, value, &mut file.prices),
             _ => {}
         }
     }
@@ -301,6 +316,31 @@ impl Reader<'_> {
             slot.push(entry);
         }
     }
+}
+
+impl Reader<'_> {
+    /// Deserializes a table of tables entry by entry (`prices."gpt-4o"`), keeping the entry's
+    /// quoted name in the error paths.
+    fn map<T: DeserializeOwned + Default>(
+        &mut self,
+        name: &str,
+        value: toml::Value,
+        slot: &mut BTreeMap<String, T>,
+    ) {
+        let toml::Value::Table(items) = value else {
+            return self.one(name, value, slot);
+        };
+        for (key, item) in items {
+            let mut entry = T::default();
+            self.one(&entry_path(name, &key), item, &mut entry);
+            slot.insert(key, entry);
+        }
+    }
+}
+
+/// The path of a named entry of a table section: `prices."gpt-4o"`.
+pub fn entry_path(section: &str, key: &str) -> String {
+    format!("{section}.{key:?}")
 }
 
 /// The path inside a section (an unknown field is named itself: `prxy` in `listen.prxy`) and

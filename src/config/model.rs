@@ -10,6 +10,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use crate::domain::ip::IpSet;
 use crate::domain::permission::Permission;
+use crate::domain::price::Prices;
 
 /// The whole gateway configuration.
 #[derive(Clone, Debug)]
@@ -27,6 +28,8 @@ pub struct Config {
     pub default_plan: Option<i64>,
     pub management: Management,
     pub metering: Metering,
+    /// `[prices]`: per-model LLM prices (openai / anthropic profiles).
+    pub prices: Prices,
 }
 
 /// `[metering]`: the calendar quota windows follow.

@@ -408,3 +408,23 @@ fn metering_utc_offset() {
         );
     }
 }
+
+#[test]
+fn example_prices_parse_when_uncommented() {
+    let start = EXAMPLE
+        .find("# [prices.")
+        .expect("commented prices example");
+    let uncommented: String = EXAMPLE[start..]
+        .lines()
+        .take_while(|l| l.starts_with("# "))
+        .map(|l| format!("{}\n", &l[2..]))
+        .collect();
+    let config = parse(&format!("{EXAMPLE}\n{uncommented}"), &no_env).unwrap();
+    let mini = config.prices.get("gpt-4o-mini").expect("priced");
+    assert_eq!(
+        (mini.input, mini.output, mini.cached_input),
+        (150_000, 600_000, 75_000)
+    );
+    assert_eq!(mini.max_output_tokens, 16_384);
+    assert!(parse(EXAMPLE, &no_env).unwrap().prices.0.is_empty());
+}

@@ -3,6 +3,7 @@
 //! nothing stops at the first error. `upstream` and the per-entry tables (`tables`: routes,
 //! security, plans) have their own files.
 
+mod prices;
 mod tables;
 mod upstream;
 
@@ -99,6 +100,7 @@ pub fn validate_partial(
         .flatten();
     let plans = tables::plans(&file.plans, failed, &mut e);
     let default_plan = tables::default_plan(file, failed, &mut e);
+    let prices = prices::prices(&file.prices, failed, &mut e);
     errors.extend(e.0);
     if !errors.is_empty() || !failed.is_empty() {
         return None;
@@ -117,6 +119,7 @@ pub fn validate_partial(
         metering: Metering {
             utc_offset_secs: utc_offset?,
         },
+        prices: prices?,
     })
 }
 

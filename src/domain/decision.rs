@@ -15,6 +15,7 @@ pub enum DenyCode {
     KeyExpired,
     IpNotAllowed,
     PermissionDenied,
+    ModelNotAllowed,
     QuotaExceeded,
     RateLimited,
     ConcurrencyLimit,
@@ -27,7 +28,7 @@ pub enum DenyCode {
 
 impl DenyCode {
     /// Every code, for metrics pre-registration and tests.
-    pub const ALL: [DenyCode; 15] = [
+    pub const ALL: [DenyCode; 16] = [
         DenyCode::MissingCredentials,
         DenyCode::InvalidKey,
         DenyCode::KeyDisabled,
@@ -35,6 +36,7 @@ impl DenyCode {
         DenyCode::KeyExpired,
         DenyCode::IpNotAllowed,
         DenyCode::PermissionDenied,
+        DenyCode::ModelNotAllowed,
         DenyCode::QuotaExceeded,
         DenyCode::RateLimited,
         DenyCode::ConcurrencyLimit,
@@ -55,6 +57,7 @@ impl DenyCode {
             DenyCode::KeyExpired => "key_expired",
             DenyCode::IpNotAllowed => "ip_not_allowed",
             DenyCode::PermissionDenied => "permission_denied",
+            DenyCode::ModelNotAllowed => "model_not_allowed",
             DenyCode::QuotaExceeded => "quota_exceeded",
             DenyCode::RateLimited => "rate_limited",
             DenyCode::ConcurrencyLimit => "concurrency_limit",
@@ -74,7 +77,8 @@ impl DenyCode {
             | DenyCode::KeyRevoked
             | DenyCode::KeyExpired
             | DenyCode::IpNotAllowed
-            | DenyCode::PermissionDenied => 403,
+            | DenyCode::PermissionDenied
+            | DenyCode::ModelNotAllowed => 403,
             DenyCode::QuotaExceeded | DenyCode::RateLimited | DenyCode::ConcurrencyLimit => 429,
             DenyCode::InsufficientBalance => 402,
             DenyCode::BadRequest => 400,
@@ -94,6 +98,7 @@ impl DenyCode {
             DenyCode::KeyExpired => "the API key has expired",
             DenyCode::IpNotAllowed => "the client IP address is not on the key's allow-list",
             DenyCode::PermissionDenied => "the API key lacks the permission this route needs",
+            DenyCode::ModelNotAllowed => "the model is not available to this API key",
             DenyCode::QuotaExceeded => "a usage quota is exhausted",
             DenyCode::RateLimited => "too many requests",
             DenyCode::ConcurrencyLimit => "too many concurrent requests for this key",
@@ -173,6 +178,7 @@ mod tests {
             ("key_expired", 403),
             ("ip_not_allowed", 403),
             ("permission_denied", 403),
+            ("model_not_allowed", 403),
             ("quota_exceeded", 429),
             ("rate_limited", 429),
             ("concurrency_limit", 429),
@@ -182,6 +188,7 @@ mod tests {
             ("upstream_unavailable", 502),
             ("upstream_unavailable", 504),
         ];
+        assert_eq!(DenyCode::ALL.len(), table.len());
         for (code, (name, status)) in DenyCode::ALL.into_iter().zip(table) {
             assert_eq!(code.as_str(), name);
             assert_eq!(code.status(), status, "{name}");

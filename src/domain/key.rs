@@ -44,6 +44,8 @@ pub struct KeyLimits {
     pub total_cost_limit_micros: Option<u64>,
     pub concurrency_limit: Option<NonZeroU32>,
     pub rate_limit_per_minute: Option<NonZeroU32>,
+    /// LLM models this key may call; `None` = every model of the price table.
+    pub models: Option<Vec<String>>,
 }
 
 /// A sub-key with everything the data plane checks and the management APIs return.

@@ -7,4 +7,5 @@ pub mod ip;
 pub mod key;
 pub mod permission;
 pub mod policy;
+pub mod price;
 pub mod secret;

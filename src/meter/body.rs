@@ -1,6 +1,10 @@
 //! Metering bodies: wrap a request or response body, count every data byte that passes into
 //! the request's holds (and the Prometheus byte counter), and own whatever the request holds
 //! so it is settled when the body ends or is dropped midway.
+//!
+//! A response body may also carry an [`Observe`]r (the LLM profiles' usage reader): it sees
+//! every data chunk, may rewrite it (hide a chunk the client did not ask for), and sets the
+//! request's real cost on the ticket just before the ticket is dropped.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,13 +16,27 @@ use prometheus::IntCounter;
 use super::admit::Ticket;
 use super::hold::Hold;
 
+/// Reads a response body as it streams, to settle its cost.
+pub trait Observe: Send + Sync {
+    /// Sees one data chunk on its way to the client; returns what the client gets instead
+    /// (the same bytes, or fewer when part is held back or hidden).
+    fn chunk(&mut self, data: Bytes) -> Bytes;
+    /// The body ended: returns the bytes still held back.
+    fn end(&mut self) -> Bytes;
+    /// Sets the request's real cost on `ticket`; called once, when the body is dropped
+    /// (finished or not).
+    fn settle(&mut self, ticket: &mut Ticket);
+}
+
 /// A body whose data bytes are recorded on `holds` as they stream.
 pub struct MeteredBody<B> {
     inner: B,
     holds: Vec<Hold>,
     counter: IntCounter,
     /// Kept alive until the body is done (concurrency slot, cost settlement).
-    _ticket: Option<Ticket>,
+    ticket: Option<Ticket>,
+    observer: Option<Box<dyn Observe>>,
+    ended: bool,
 }
 
 impl<B> MeteredBody<B> {
@@ -28,7 +46,24 @@ impl<B> MeteredBody<B> {
             inner,
             holds,
             counter,
-            _ticket: ticket,
+            ticket,
+            observer: None,
+            ended: false,
+        }
+    }
+
+    /// Adds an observer that sees (and may rewrite) the data and settles the cost.
+    pub fn observed(mut self, observer: Box<dyn Observe>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn count(&mut self, n: u64) {
+        if n > 0 {
+            for hold in &mut self.holds {
+                hold.record(n);
+            }
+            self.counter.inc_by(n);
         }
     }
 }
@@ -45,26 +80,61 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            let n = data.len() as u64;
-            if n > 0 {
-                for hold in &mut this.holds {
-                    hold.record(n);
-                }
-                this.counter.inc_by(n);
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
             }
+            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    let rest = this.observer.as_mut().map(|o| o.end()).unwrap_or_default();
+                    if rest.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    this.count(rest.len() as u64);
+                    return Poll::Ready(Some(Ok(Frame::data(rest))));
+                }
+                other => return other,
+            };
+            let frame = match (&mut this.observer, frame.into_data()) {
+                (Some(observer), Ok(data)) => {
+                    let out = observer.chunk(data);
+                    if out.is_empty() {
+                        // Everything held back: wait for more.
+                        continue;
+                    }
+                    Frame::data(out)
+                }
+                (None, Ok(data)) => Frame::data(data),
+                (_, Err(frame)) => frame,
+            };
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            this.count(n);
+            return Poll::Ready(Some(Ok(frame)));
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match self.observer {
+            // Held-back bytes may still be due after the inner body's end.
+            Some(_) => self.ended,
+            None => self.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.observer {
+            Some(_) => SizeHint::default(),
+            None => self.inner.size_hint(),
+        }
+    }
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        if let (Some(observer), Some(ticket)) = (&mut self.observer, &mut self.ticket) {
+            observer.settle(ticket);
+        }
     }
 }

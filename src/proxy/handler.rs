@@ -5,11 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
+use uuid::Uuid;
 
 use std::collections::HashMap;
 
@@ -28,7 +30,8 @@ use crate::proxy::credential::{self, CredentialSource, Extracted};
 use crate::proxy::headers::{
     REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
 };
-use crate::proxy::request_body::{RequestBody, Upload};
+use crate::proxy::llm::{Call, Llm};
+use crate::proxy::request_body::{RequestBody, Upload, UploadState};
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::{UpstreamClient, classify};
 use crate::proxy::{ProxyBody, client_ip, path, respond};
@@ -52,6 +55,8 @@ pub struct ProxyState {
     pub meter: Arc<Meter>,
     /// Plans by id (account plan limits).
     pub plans: HashMap<i64, Plan>,
+    /// LLM pricing and usage metering (openai and anthropic profiles).
+    pub llm: Option<Llm>,
 }
 
 /// A request that passed admission.
@@ -59,6 +64,30 @@ struct Admitted {
     entry: Arc<KeyEntry>,
     uri: Uri,
     ticket: Ticket,
+    /// The priced LLM call, on the LLM profiles' generation routes.
+    call: Option<Call>,
+    /// Fixed route cost (part of the estimate, kept when usage settles the rest).
+    route_cost: u64,
+}
+
+/// The request body as it goes upstream.
+enum Payload {
+    /// Streamed through as the client sends it.
+    Stream(Incoming),
+    /// Read in full before admission (LLM generation routes): `received` bytes came from the
+    /// client, `forward` goes upstream.
+    Buffered { received: u64, forward: Bytes },
+}
+
+/// A request whose key passed the policy check, before quotas.
+struct Checked {
+    entry: Arc<KeyEntry>,
+    uri: Uri,
+    /// The LLM generation route called, if any.
+    generation: Option<&'static str>,
+    route_cost: u64,
+    content_length: Option<u64>,
+    now: i64,
 }
 
 /// Serves one request. Never fails: every problem becomes a JSON denial.
@@ -75,19 +104,13 @@ pub async fn handle(
 
     // Cheap copies (shared bytes) for the access log, since the head moves upstream.
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
-    let (mut resp, denied, key) = match admit(&state, &parts, client) {
-        Ok(admitted) => {
-            let key = Some(admitted.entry.key.id);
-            match forward(&state, parts, body, admitted, peer_ip, &rid).await {
-                Ok(resp) => (resp, None, key),
-                Err(denial) => (respond::denial_response(&denial), Some(denial.code), key),
-            }
-        }
-        Err(denial) => {
+    let (mut resp, denied, key) = match serve(&state, parts, body, client, peer_ip, &rid).await {
+        Ok((resp, key)) => (resp, None, Some(key)),
+        Err((denial, key)) => {
             if let Some(q) = denial.quota {
                 state.metrics.record_quota_denial(q);
             }
-            (respond::denial_response(&denial), Some(denial.code), None)
+            (respond::denial_response(&denial), Some(denial.code), key)
         }
     };
     resp.headers_mut().insert(&REQUEST_ID, rid.clone());
@@ -107,8 +130,88 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Admission in the documented order; a denial is an outcome, not an error.
-fn admit(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Admitted, Denial> {
+/// Checks, admits and forwards; a denial says which key it concerned once the request is
+/// admitted (for the access log).
+async fn serve(
+    state: &ProxyState,
+    mut parts: Parts,
+    body: Incoming,
+    client: IpAddr,
+    peer: IpAddr,
+    rid: &HeaderValue,
+) -> Result<(Response<ProxyBody>, Uuid), (Denial, Option<Uuid>)> {
+    let checked = check(state, &parts, client).map_err(|d| (d, None))?;
+    let (payload, call) = match (&state.llm, checked.generation) {
+        (Some(llm), Some(route)) => {
+            let received = read_body(body, state.max_request_body)
+                .await
+                .map_err(|d| (d, None))?;
+            let len = received.len() as u64;
+            let call = llm
+                .prepare(route, received, checked.entry.key.limits.models.as_deref())
+                .map_err(|d| (d, None))?;
+            let forward = call.body.clone();
+            (
+                Payload::Buffered {
+                    received: len,
+                    forward,
+                },
+                Some(call),
+            )
+        }
+        _ => (Payload::Stream(body), None),
+    };
+    let content_length = match &payload {
+        Payload::Buffered { received, .. } => Some(*received),
+        Payload::Stream(_) => checked.content_length,
+    };
+    let estimate = checked
+        .route_cost
+        .saturating_add(call.as_ref().map_or(0, |c| c.estimate));
+    let Checked {
+        entry, uri, now, ..
+    } = checked;
+    let ticket =
+        admit_quotas(state, &entry, content_length, estimate, now).map_err(|d| (d, None))?;
+    state.index.mark_used(&entry, now);
+    let key = entry.key.id;
+    if let Some(call) = &call {
+        let len = HeaderValue::from(call.body.len());
+        parts.headers.insert(CONTENT_LENGTH, len);
+        // The usage is read from the answer as it passes: ask for it uncompressed (SDKs send
+        // `Accept-Encoding: gzip` by default).
+        parts.headers.remove(ACCEPT_ENCODING);
+    }
+    let admitted = Admitted {
+        entry,
+        uri,
+        ticket,
+        call,
+        route_cost: checked.route_cost,
+    };
+    match forward(state, parts, payload, admitted, peer, rid).await {
+        Ok(resp) => Ok((resp, key)),
+        Err(denial) => Err((denial, Some(key))),
+    }
+}
+
+/// Reads a (small) request body in full, within `limit` bytes.
+async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Denial> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(Denial::new(DenyCode::PayloadTooLarge))
+        }
+        Err(_) => Err(Denial::with_message(
+            DenyCode::BadRequest,
+            "the request body ended with an error",
+        )),
+    }
+}
+
+/// Key policy in the documented order; a denial is an outcome, not an error.
+fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, Denial> {
     let path = path::normalize(parts.uri.path())
         .map_err(|e| Denial::with_message(DenyCode::BadRequest, e.to_string()))?;
     let presented = match credential::extract(&parts.headers, &state.sources) {
@@ -142,9 +245,18 @@ fn admit(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Admitted, 
         .upstream
         .uri_for(&path, parts.uri.query())
         .ok_or_else(|| Denial::new(DenyCode::BadRequest))?;
-    let ticket = admit_quotas(state, &entry, content_length, route.cost_micros, now)?;
-    state.index.mark_used(&entry, now);
-    Ok(Admitted { entry, uri, ticket })
+    let generation = state
+        .llm
+        .as_ref()
+        .and_then(|llm| llm.generation_route(&parts.method, &path));
+    Ok(Checked {
+        entry,
+        uri,
+        generation,
+        route_cost: route.cost_micros,
+        content_length,
+        now,
+    })
 }
 
 /// Rate, concurrency, cost, balance and byte quotas of key, account and partner.
@@ -225,7 +337,7 @@ fn failed(
 async fn forward(
     state: &ProxyState,
     mut parts: Parts,
-    body: Incoming,
+    payload: Payload,
     admitted: Admitted,
     peer: IpAddr,
     rid: &HeaderValue,
@@ -252,24 +364,40 @@ async fn forward(
         entry,
         uri,
         mut ticket,
+        call,
+        route_cost,
     } = admitted;
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    // A body of unknown length (chunked, or HTTP/2 without content-length) must stay chunked:
-    // hyper's client would otherwise send `Content-Length: 0` for a GET and drop the body.
-    if !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH) {
-        parts
-            .headers
-            .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-    }
-    let ingress = std::mem::take(&mut ticket.ingress);
-    let (body, upload) = RequestBody::new(
-        body,
-        ingress,
-        state.metrics.bytes_in.clone(),
-        state.max_request_body,
-    );
-    let req = Request::from_parts(parts, body.boxed());
+    let mut ingress = std::mem::take(&mut ticket.ingress);
+    let (body, upload) = match payload {
+        Payload::Buffered { received, forward } => {
+            for hold in &mut ingress {
+                hold.record(received);
+            }
+            state.metrics.bytes_in.inc_by(received);
+            let body = Full::new(forward).map_err(|never| match never {});
+            (body.boxed(), UploadState::completed())
+        }
+        Payload::Stream(body) => {
+            // A body of unknown length (chunked, or HTTP/2 without content-length) must stay
+            // chunked: hyper's client would otherwise send `Content-Length: 0` for a GET and
+            // drop the body.
+            if !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH) {
+                parts
+                    .headers
+                    .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            }
+            let (body, upload) = RequestBody::new(
+                body,
+                ingress,
+                state.metrics.bytes_in.clone(),
+                state.max_request_body,
+            );
+            (body.boxed(), upload)
+        }
+    };
+    let req = Request::from_parts(parts, body);
 
     // The response deadline starts once the upload is complete, not when it starts.
     let deadline = async {
@@ -294,7 +422,15 @@ async fn forward(
     let (mut head, body) = resp.into_parts();
     remove_hop_by_hop(&mut head.headers);
     let egress = std::mem::take(&mut ticket.egress);
-    let body = MeteredBody::new(body, egress, state.metrics.bytes_out.clone(), Some(ticket));
+    let mut body = MeteredBody::new(body, egress, state.metrics.bytes_out.clone(), Some(ticket));
+    if let Some(call) = call {
+        if call.rewrites_response() {
+            head.headers.remove(CONTENT_LENGTH);
+        }
+        let missing = state.metrics.usage_missing.clone();
+        let observer = call.observer(head.status, &head.headers, route_cost, missing);
+        body = body.observed(Box::new(observer));
+    }
     let body = body
         .map_err(|e| Box::new(e) as crate::proxy::BoxError)
         .boxed();

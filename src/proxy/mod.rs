@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod credential;
 pub mod handler;
 pub mod headers;
+pub mod llm;
 pub mod path;
 pub mod profile;
 pub mod request_body;

@@ -35,6 +35,13 @@ pub struct UploadState {
 }
 
 impl UploadState {
+    /// A state for a body already read in full.
+    pub fn completed() -> Arc<Self> {
+        let state = Arc::new(UploadState::default());
+        state.set(Upload::Complete);
+        state
+    }
+
     /// The current state.
     pub fn get(&self) -> Upload {
         match self.state.load(Ordering::Acquire) {

@@ -29,6 +29,13 @@ pub(crate) fn kind(credential: &Credential) -> &'static str {
     }
 }
 
+/// The `models` column: a JSON array of model names, or NULL for any.
+pub(crate) fn models_json(models: &Option<Vec<String>>) -> Option<String> {
+    models
+        .as_ref()
+        .map(|m| serde_json::to_string(m).unwrap_or_else(|_| "[]".into()))
+}
+
 /// The `ip_whitelist` column: a JSON array of the entries as given.
 pub(crate) fn ip_whitelist_json(list: &IpAllowList) -> String {
     serde_json::Value::from(list.entries().to_vec()).to_string()
@@ -125,6 +132,7 @@ pub(crate) struct KeyRow {
     total_cost_limit_micros: Option<i64>,
     concurrency_limit: Option<i64>,
     rate_limit_per_minute: Option<i64>,
+    models: Option<String>,
 }
 
 impl TryFrom<KeyRow> for Key {
@@ -169,6 +177,12 @@ impl TryFrom<KeyRow> for Key {
                 .map_err(|e| bad("concurrency_limit", &e))?,
             rate_limit_per_minute: non_zero(row.rate_limit_per_minute)
                 .map_err(|e| bad("rate_limit_per_minute", &e))?,
+            models: row
+                .models
+                .as_deref()
+                .map(serde_json::from_str::<Vec<String>>)
+                .transpose()
+                .map_err(|e| bad("models", &e))?,
         };
         Ok(Key {
             id: parse_uuid("key", id, "id", id)?,

@@ -34,7 +34,7 @@ macro_rules! select_keys {
             "SELECT id, account_id, partner_id, name, label, description, kind, access_key, \
              digest, permissions, ip_whitelist, expiration_date, disabled, created_at, \
              created_by, revoked_at, revoked_by, last_used_at, daily_cost_limit_micros, \
-             total_cost_limit_micros, concurrency_limit, rate_limit_per_minute FROM keys",
+             total_cost_limit_micros, concurrency_limit, rate_limit_per_minute, models FROM keys",
             $tail
         )
     };
@@ -257,8 +257,8 @@ impl Store for SqliteStore {
              access_key, digest, permissions, ip_whitelist, expiration_date, disabled, \
              created_at, created_by, revoked_at, revoked_by, last_used_at, \
              daily_cost_limit_micros, total_cost_limit_micros, concurrency_limit, \
-             rate_limit_per_minute) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-             $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+             rate_limit_per_minute, models) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
         )
         .bind(key.id.to_string())
         .bind(key.account_id.to_string())
@@ -282,6 +282,7 @@ impl Store for SqliteStore {
         .bind(limits.total_cost_limit_micros.map(rows::int))
         .bind(limits.concurrency_limit.map(|v| i64::from(v.get())))
         .bind(limits.rate_limit_per_minute.map(|v| i64::from(v.get())))
+        .bind(rows::models_json(&limits.models))
         .execute(&self.pool)
         .await
         .map_err(write_error)?;

@@ -15,7 +15,7 @@ const ACCOUNT_COLUMNS: &str = "id, partner_id, external_id, email, name, plan_id
 const KEY_COLUMNS: &str = "id, account_id, partner_id, name, label, description, kind, \
      access_key, digest, permissions, ip_whitelist, expiration_date, disabled, created_at, \
      created_by, revoked_at, revoked_by, last_used_at, daily_cost_limit_micros, \
-     total_cost_limit_micros, concurrency_limit, rate_limit_per_minute";
+     total_cost_limit_micros, concurrency_limit, rate_limit_per_minute, models";
 
 /// A partner's account by its external id; the default account is never returned.
 pub async fn account_by_external_id(

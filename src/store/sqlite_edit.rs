@@ -19,7 +19,7 @@ pub async fn edit_key(
     sqlx::query(
         "UPDATE keys SET label = $1, description = $2, permissions = $3, ip_whitelist = $4, \
          expiration_date = $5, daily_cost_limit_micros = $6, total_cost_limit_micros = $7, \
-         concurrency_limit = $8, rate_limit_per_minute = $9 WHERE id = $10",
+         concurrency_limit = $8, rate_limit_per_minute = $9, models = $10 WHERE id = $11",
     )
     .bind(&key.label)
     .bind(&key.description)
@@ -30,6 +30,7 @@ pub async fn edit_key(
     .bind(limits.total_cost_limit_micros.map(rows::int))
     .bind(limits.concurrency_limit.map(|v| i64::from(v.get())))
     .bind(limits.rate_limit_per_minute.map(|v| i64::from(v.get())))
+    .bind(rows::models_json(&limits.models))
     .bind(id)
     .execute(&mut **tx)
     .await

@@ -75,6 +75,7 @@ fn key(account: &Account, name: &str, credential: Credential) -> Key {
             total_cost_limit_micros: Some(u64::MAX / 4),
             concurrency_limit: NonZeroU32::new(8),
             rate_limit_per_minute: NonZeroU32::new(600),
+            models: Some(vec!["gpt-4o-mini".into(), "claude-3-5-haiku".into()]),
         },
     }
 }

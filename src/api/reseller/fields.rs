@@ -28,6 +28,9 @@ pub struct KeyFields {
     pub total_cost_limit_usd: Option<f64>,
     pub concurrency_limit: Option<i64>,
     pub rate_limit_per_minute: Option<i64>,
+    /// LLM models the key may call; `null` = any priced model. Absent = keep.
+    #[serde(default, deserialize_with = "present")]
+    pub models: Option<Value>,
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -74,6 +77,9 @@ impl KeyFields {
         if let Some(v) = self.rate_limit_per_minute {
             limits.rate_limit_per_minute =
                 Some(key_object::positive_u32("rate_limit_per_minute", v)?);
+        }
+        if let Some(v) = &self.models {
+            limits.models = key_object::models(v)?;
         }
         Ok(())
     }

@@ -205,3 +205,74 @@ fn default_plan_is_not_checked_against_unreadable_plans() {
         )]
     );
 }
+
+#[test]
+fn prices_parse_exactly_into_micros_per_million_tokens() {
+    use crate::domain::price::{DEFAULT_MAX_OUTPUT_TOKENS, ModelPrice};
+    let text = with(
+        "[prices.\"gpt-4o-mini\"]\ninput_usd_per_mtok = \"0.15\"\noutput_usd_per_mtok = 0.6\n\
+         cached_input_usd_per_mtok = \"0.075\"\nmax_output_tokens = 16384\n\
+         [prices.\"claude-3-5-haiku\"]\ninput_usd_per_mtok = 1\noutput_usd_per_mtok = \"4\"\n",
+    );
+    let config = super::parse(&text, &super::no_env).expect("valid prices");
+    let mini = config.prices.get("gpt-4o-mini").expect("gpt-4o-mini");
+    assert_eq!(
+        *mini,
+        ModelPrice {
+            input: 150_000,
+            output: 600_000,
+            cached_input: 75_000,
+            max_output_tokens: 16_384,
+        }
+    );
+    let haiku = config.prices.get("claude-3-5-haiku").expect("haiku");
+    assert_eq!(haiku.cached_input, 1_000_000, "defaults to the input price");
+    assert_eq!(haiku.max_output_tokens, DEFAULT_MAX_OUTPUT_TOKENS);
+    assert!(config.prices.get("gpt-4o").is_none());
+}
+
+#[test]
+fn price_errors() {
+    let entry = |body: &str| with(&format!("[prices.\"m-1\"]\n{body}"));
+    let ok = "input_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"2\"\n";
+    let cases = [
+        (
+            "output_usd_per_mtok = \"2\"".to_string(),
+            "prices.\"m-1\".input_usd_per_mtok",
+            "is required",
+        ),
+        (
+            "input_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"-2\"".to_string(),
+            "prices.\"m-1\".output_usd_per_mtok",
+            "must not be negative",
+        ),
+        (
+            format!("{ok}cached_input_usd_per_mtok = \"0.0000001\""),
+            "prices.\"m-1\".cached_input_usd_per_mtok",
+            "6 decimal",
+        ),
+        (
+            format!("{ok}max_output_tokens = 0"),
+            "prices.\"m-1\".max_output_tokens",
+            "must be greater than 0",
+        ),
+        (
+            format!("{ok}input_usd = 1"),
+            "prices.\"m-1\".input_usd",
+            "unknown field",
+        ),
+        (
+            "input_usd_per_mtok = \"one\"\noutput_usd_per_mtok = 1".to_string(),
+            "prices.\"m-1\".input_usd_per_mtok",
+            "not a decimal USD amount",
+        ),
+    ];
+    for (body, path, message) in cases {
+        assert_one(&entry(&body), path, message);
+    }
+    assert_one(
+        &format!("prices = 3\n{}", with("")),
+        "prices",
+        "invalid type",
+    );
+}
