@@ -149,6 +149,7 @@ impl Gateway {
             upstream_auth: config.upstream.auth.clone(),
             response_timeout: config.upstream.response_timeout,
             max_request_body: config.limits.max_request_body.get(),
+            body_idle_timeout: config.limits.body_idle_timeout,
             tls: tls.is_some(),
             metrics: metrics.clone(),
             clock: clock.clone(),

@@ -640,3 +640,36 @@ async fn a_get_with_a_chunked_body_keeps_its_body() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("\"body_bytes\":7"), "{text}");
 }
+
+#[tokio::test]
+async fn a_stalled_upload_is_cut_and_never_completes_upstream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestGateway::with(Options {
+        extra: "[limits]\nbody_idle_timeout = \"300ms\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (id, key) = t
+        .create_key(json!({"permissions": ["read", "write"], "concurrency_limit": 5}))
+        .await;
+    // Declares 1000 bytes, sends 10, then goes silent (but keeps the connection open).
+    let mut conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
+         Content-Length: 1000\r\n\r\n0123456789"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+        .await
+        .expect("the gateway answers instead of waiting forever")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("stalled"), "{text}");
+    // The key's concurrency slot and reservations are released.
+    let entry = t.gw().manager.index.get(id.parse().unwrap()).unwrap();
+    assert_eq!(entry.live.in_flight.current(), 0);
+}

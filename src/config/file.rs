@@ -159,6 +159,7 @@ pub struct LimitsFile {
     pub max_request_body: Option<NumOrString>,
     pub max_header_bytes: Option<NumOrString>,
     pub header_read_timeout: Option<String>,
+    pub body_idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_connections: Option<i64>,
 }

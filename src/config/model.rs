@@ -197,6 +197,8 @@ pub struct Limits {
     pub max_request_body: NonZeroU64,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    /// Longest pause allowed between two pieces of a request body.
+    pub body_idle_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Most connections served at once, per listener.

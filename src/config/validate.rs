@@ -49,6 +49,8 @@ pub mod defaults {
     pub const MAX_HEADER_BYTES: u64 = 64 << 10;
     /// The smallest `max_header_bytes` accepted.
     pub const MIN_HEADER_BYTES: u64 = 8 << 10;
+    /// `limits.body_idle_timeout`.
+    pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
     /// `limits.header_read_timeout`.
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     /// `limits.shutdown_grace`.
@@ -358,6 +360,12 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
         true,
     );
     let header_read_timeout = e.check("limits.header_read_timeout", read);
+    let idle = duration(
+        f.body_idle_timeout.as_deref(),
+        defaults::BODY_IDLE_TIMEOUT,
+        true,
+    );
+    let body_idle_timeout = e.check("limits.body_idle_timeout", idle);
     let grace = duration(f.shutdown_grace.as_deref(), defaults::SHUTDOWN_GRACE, false);
     let shutdown_grace = e.check("limits.shutdown_grace", grace);
     let conns = match f.max_connections {
@@ -370,6 +378,7 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
         max_request_body: max_request_body?,
         max_header_bytes: max_header_bytes?,
         header_read_timeout: header_read_timeout?,
+        body_idle_timeout: body_idle_timeout?,
         shutdown_grace: shutdown_grace?,
         max_connections: max_connections?,
     })

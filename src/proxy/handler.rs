@@ -48,6 +48,8 @@ pub struct ProxyState {
     pub upstream_auth: Option<(HeaderName, HeaderValue)>,
     pub response_timeout: Duration,
     pub max_request_body: u64,
+    /// Longest pause between two pieces of a request body.
+    pub body_idle_timeout: Duration,
     /// Whether the proxy listener terminates TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     pub metrics: Arc<Metrics>,
@@ -143,7 +145,7 @@ async fn serve(
     let checked = check(state, &parts, client).map_err(|d| (d, None))?;
     let (payload, call) = match (&state.llm, checked.generation) {
         (Some(llm), Some(route)) => {
-            let received = read_body(body, state.max_request_body)
+            let received = read_body(body, state.max_request_body, state.body_idle_timeout)
                 .await
                 .map_err(|d| (d, None))?;
             let len = received.len() as u64;
@@ -195,10 +197,17 @@ async fn serve(
     }
 }
 
-/// Reads a (small) request body in full, within `limit` bytes.
-async fn read_body(body: Incoming, limit: u64) -> Result<Bytes, Denial> {
+/// Reads a (small) request body in full, within `limit` bytes and `within` time.
+async fn read_body(body: Incoming, limit: u64, within: Duration) -> Result<Bytes, Denial> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match http_body_util::Limited::new(body, limit).collect().await {
+    let collected = http_body_util::Limited::new(body, limit).collect();
+    let Ok(collected) = tokio::time::timeout(within, collected).await else {
+        return Err(Denial::with_message(
+            DenyCode::BadRequest,
+            "the request body was not received in time",
+        ));
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             Err(Denial::new(DenyCode::PayloadTooLarge))
@@ -317,6 +326,10 @@ fn failed(
         (Upload::ClientFailed, _) | (_, Err(Upload::ClientFailed)) => {
             Denial::with_message(DenyCode::BadRequest, "the request body ended with an error")
         }
+        (Upload::Stalled, _) | (_, Err(Upload::Stalled)) => Denial::with_message(
+            DenyCode::BadRequest,
+            "the request body stalled longer than limits.body_idle_timeout",
+        ),
         (_, Err(_)) => {
             state
                 .metrics
@@ -393,6 +406,7 @@ async fn forward(
                 ingress,
                 state.metrics.bytes_in.clone(),
                 state.max_request_body,
+                state.body_idle_timeout,
             );
             (body.boxed(), upload)
         }

@@ -12,7 +12,11 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus::IntCounter;
+use std::future::Future;
+use std::time::Duration;
+
 use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
 
 use crate::meter::hold::Hold;
 use crate::proxy::BoxError;
@@ -25,6 +29,8 @@ pub enum Upload {
     Complete = 1,
     TooLarge = 2,
     ClientFailed = 3,
+    /// The client paused longer than `limits.body_idle_timeout`.
+    Stalled = 4,
 }
 
 /// Shared view of the upload's state.
@@ -48,6 +54,7 @@ impl UploadState {
             1 => Upload::Complete,
             2 => Upload::TooLarge,
             3 => Upload::ClientFailed,
+            4 => Upload::Stalled,
             _ => Upload::Streaming,
         }
     }
@@ -80,7 +87,12 @@ impl UploadState {
 #[error("request body is larger than the configured limit")]
 pub struct TooLarge;
 
-/// The client's request body, metered and capped.
+/// The body "request body stalled" error.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body stalled longer than the configured idle timeout")]
+pub struct Stalled;
+
+/// The client's request body, metered, capped in size and in idle time.
 pub struct RequestBody {
     inner: Incoming,
     holds: Vec<Hold>,
@@ -88,15 +100,22 @@ pub struct RequestBody {
     limit: u64,
     seen: u64,
     state: Arc<UploadState>,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    /// Whether the last poll found the client had nothing to send: only that time counts as
+    /// idle (a pause because the upstream is slow to read must not trip the timer).
+    waiting: bool,
 }
 
 impl RequestBody {
-    /// Wraps `inner`; `state` reports how it ends.
+    /// Wraps `inner`; `state` reports how it ends. The body fails once no data arrives for
+    /// `idle`.
     pub fn new(
         inner: Incoming,
         holds: Vec<Hold>,
         counter: IntCounter,
         limit: u64,
+        idle: Duration,
     ) -> (Self, Arc<UploadState>) {
         let state = Arc::new(UploadState::default());
         if inner.is_end_stream() {
@@ -109,6 +128,9 @@ impl RequestBody {
             limit,
             seen: 0,
             state: state.clone(),
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
         };
         (body, state)
     }
@@ -123,7 +145,12 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        if !this.waiting {
+            this.timer.as_mut().reset(Instant::now() + this.idle);
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        this.waiting = polled.is_pending();
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let n = frame.data_ref().map_or(0, |d| d.len() as u64);
                 this.seen = this.seen.saturating_add(n);
@@ -148,7 +175,13 @@ impl Body for RequestBody {
                 this.state.set(Upload::Complete);
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.state.set(Upload::Stalled);
+                    return Poll::Ready(Some(Err(Box::new(Stalled))));
+                }
+                Poll::Pending
+            }
         }
     }
 
