@@ -1,8 +1,6 @@
 //! The pooled upstream client (HTTP/1.1, and HTTP/2 when an HTTPS upstream offers it via ALPN)
 //! and the translation of transport failures into denials.
 
-use std::error::Error as StdError;
-
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -148,12 +146,6 @@ fn bracket(host: &str) -> String {
 
 /// Maps a failed exchange to the denial sent to the client and the metric kind.
 pub fn classify(err: &hyper_util::client::legacy::Error) -> (Denial, UpstreamErrorKind) {
-    if has_source::<http_body_util::LengthLimitError>(err) {
-        return (
-            Denial::new(DenyCode::PayloadTooLarge),
-            UpstreamErrorKind::Other,
-        );
-    }
     if err.is_connect() {
         return (
             Denial::new(DenyCode::UpstreamUnavailable),
@@ -164,16 +156,4 @@ pub fn classify(err: &hyper_util::client::legacy::Error) -> (Denial, UpstreamErr
         Denial::new(DenyCode::UpstreamUnavailable),
         UpstreamErrorKind::Other,
     )
-}
-
-/// Whether any error in the source chain is a `T`.
-fn has_source<T: StdError + 'static>(err: &(dyn StdError + 'static)) -> bool {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if e.is::<T>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
