@@ -216,10 +216,7 @@ impl KeyIndex {
             return;
         }
         live.last_used.fetch_max(now, Ordering::Relaxed);
-        if !live.dirty.swap(true, Ordering::AcqRel) {
-            let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-            used.push(entry.key.id);
-        }
+        self.mark_dirty(entry);
     }
 
     /// Takes the `(key id, last_used_at)` pairs changed since the last call.
@@ -243,6 +240,7 @@ impl KeyIndex {
         }
     }
 
+    /// Queues the key for the next flush, once until that flush takes it.
     fn mark_dirty(&self, entry: &KeyEntry) {
         if !entry.live.dirty.swap(true, Ordering::AcqRel) {
             self.used
