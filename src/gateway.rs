@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::limits::ManagementLimits;
 use crate::api::{self, ApiState};
-use crate::config::model::Config;
+use crate::config::model::{Config, ProfileKind};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::secret::{self, KeyHasher};
 use crate::index::KeyIndex;
@@ -20,6 +20,7 @@ use crate::manage::Manager;
 use crate::meter::Meter;
 use crate::metrics::Metrics;
 use crate::proxy::handler::{self, ProxyState};
+use crate::proxy::kubo::Kubo;
 use crate::proxy::llm::Llm;
 use crate::proxy::upstream::{UpstreamClient, UpstreamError};
 use crate::proxy::{credential::CredentialSource, profile, server, tls};
@@ -123,6 +124,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         metrics.keys_loaded.set(index.len() as i64);
         tracing::info!(keys = index.len(), "key index loaded");
+        let kubo = match config.upstream.profile {
+            ProfileKind::Kubo => Some(Arc::new(Kubo::load(store.clone()).await?)),
+            _ => None,
+        };
         let manager = Manager {
             store,
             index: index.clone(),
@@ -156,6 +161,7 @@ impl Gateway {
             meter,
             plans: config.plans.iter().map(|p| (p.id, p.clone())).collect(),
             llm: Llm::new(config.upstream.profile, config.prices.clone()),
+            kubo: kubo.clone(),
         });
         let proxy_listener = bind(config.listen.proxy).await?;
         let api_listener = bind(config.listen.api).await?;
@@ -170,6 +176,7 @@ impl Gateway {
             operator_tokens: Arc::new(config.security.operator_tokens.clone()),
             plans: Arc::new(config.plans.iter().map(|p| (p.id, p.clone())).collect()),
             trusted_proxies: Arc::new(config.security.trusted_proxies.clone()),
+            pins: kubo.map(|k| k.ledger.clone()),
         });
         let tasks = vec![
             tokio::spawn(server::serve(

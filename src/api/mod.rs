@@ -41,6 +41,8 @@ pub struct ApiState {
     pub plans: Arc<HashMap<i64, Plan>>,
     /// Peers whose `X-Forwarded-For` is believed (as on the data plane).
     pub trusted_proxies: Arc<IpSet>,
+    /// The kubo pin and IPNS-name ledger, on the kubo profile.
+    pub pins: Option<Arc<crate::meter::pins::PinLedger>>,
 }
 
 /// The reply for a path no route matches.

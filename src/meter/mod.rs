@@ -9,6 +9,7 @@ pub mod admit;
 pub mod body;
 pub mod cell;
 pub mod hold;
+pub mod pins;
 pub mod stats;
 pub mod usage;
 pub mod window;

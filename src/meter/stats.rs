@@ -24,7 +24,8 @@ pub struct AccountStats {
     pub ipns_limit: u64,
 }
 
-/// The stats of `account` at `now`. Pins and IPNS names come with the kubo pin ledger.
+/// The stats of `account` at `now`. Pins and IPNS names are left at 0 for the caller to fill
+/// in from the kubo ledger (`meter::pins`), which only the kubo profile keeps.
 pub fn account_stats(account: &AccountLive, plans: &HashMap<i64, Plan>, now: i64) -> AccountStats {
     let plan = account.plan_id().and_then(|id| plans.get(&id));
     let limit = |v: Option<std::num::NonZeroU64>| v.map_or(0, |n| n.get());

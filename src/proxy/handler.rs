@@ -30,6 +30,9 @@ use crate::proxy::credential::{self, CredentialSource, Extracted};
 use crate::proxy::headers::{
     REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
 };
+use crate::proxy::kubo::args::Query;
+use crate::proxy::kubo::command::{self as kubo_command, Command};
+use crate::proxy::kubo::{Caller, Ctx, Kubo};
 use crate::proxy::llm::{Call, Llm};
 use crate::proxy::request_body::{RequestBody, Upload, UploadState};
 use crate::proxy::routes::RouteTable;
@@ -59,6 +62,8 @@ pub struct ProxyState {
     pub plans: HashMap<i64, Plan>,
     /// LLM pricing and usage metering (openai and anthropic profiles).
     pub llm: Option<Llm>,
+    /// The pin and IPNS-name ledger (kubo profile).
+    pub kubo: Option<Arc<Kubo>>,
 }
 
 /// A request that passed admission.
@@ -70,6 +75,8 @@ struct Admitted {
     call: Option<Call>,
     /// Fixed route cost (part of the estimate, kept when usage settles the rest).
     route_cost: u64,
+    /// The most request body bytes read from the client.
+    body_limit: u64,
 }
 
 /// The request body as it goes upstream.
@@ -90,6 +97,8 @@ struct Checked {
     route_cost: u64,
     content_length: Option<u64>,
     now: i64,
+    /// The kubo ledger command called, if any, with its parsed query.
+    kubo: Option<(Command, Query)>,
 }
 
 /// Serves one request. Never fails: every problem becomes a JSON denial.
@@ -171,12 +180,31 @@ async fn serve(
         .route_cost
         .saturating_add(call.as_ref().map_or(0, |c| c.estimate));
     let Checked {
-        entry, uri, now, ..
+        entry,
+        uri,
+        now,
+        kubo: kubo_call,
+        ..
     } = checked;
     let ticket =
         admit_quotas(state, &entry, content_length, estimate, now).map_err(|d| (d, None))?;
     state.index.mark_used(&entry, now);
     let key = entry.key.id;
+    let mut add_pin = None;
+    if let (Some(kubo), Some((command, query))) = (&state.kubo, kubo_call) {
+        let caller = caller(state, &entry, now);
+        if command != Command::Add {
+            let ctx = Ctx { state, rid, caller };
+            let resp = kubo.serve(&ctx, command, &query).await;
+            return resp
+                .map(|resp| (buffered_response(state, resp, ticket), key))
+                .map_err(|d| (d, Some(key)));
+        }
+        add_pin = kubo
+            .reserve_add(&caller, &query, content_length)
+            .map_err(|d| (d, Some(key)))?
+            .map(|add| (kubo, caller, add));
+    }
     if let Some(call) = &call {
         let len = HeaderValue::from(call.body.len());
         parts.headers.insert(CONTENT_LENGTH, len);
@@ -184,17 +212,58 @@ async fn serve(
         // `Accept-Encoding: gzip` by default).
         parts.headers.remove(ACCEPT_ENCODING);
     }
+    let body_limit = add_pin
+        .as_ref()
+        .and_then(|(_, _, add)| add.body_limit)
+        .map_or(state.max_request_body, |room| {
+            room.min(state.max_request_body)
+        });
     let admitted = Admitted {
         entry,
         uri,
         ticket,
         call,
         route_cost: checked.route_cost,
+        body_limit,
     };
-    match forward(state, parts, payload, admitted, peer, rid).await {
-        Ok(resp) => Ok((resp, key)),
-        Err(denial) => Err((denial, Some(key))),
-    }
+    let resp = forward(state, parts, payload, admitted, peer, rid).await;
+    let resp = match (resp, add_pin) {
+        (Ok(resp), Some((kubo, caller, add))) => {
+            let ctx = Ctx { state, rid, caller };
+            kubo.finish_add(&ctx, add, resp).await
+        }
+        (resp, _) => resp,
+    };
+    resp.map(|resp| (resp, key)).map_err(|d| (d, Some(key)))
+}
+
+/// The account a kubo ledger command acts for, with its plan's limits.
+fn caller(state: &ProxyState, entry: &KeyEntry, now: i64) -> Caller {
+    let plan = state
+        .meter
+        .account(entry.key.account_id)
+        .and_then(|a| a.plan_id())
+        .and_then(|id| state.plans.get(&id));
+    Caller::new(entry.key.account_id, plan, now)
+}
+
+/// A response Tollgate composed (or read in full), metered as it goes out.
+fn buffered_response(
+    state: &ProxyState,
+    resp: Response<Bytes>,
+    mut ticket: Ticket,
+) -> Response<ProxyBody> {
+    let egress = std::mem::take(&mut ticket.egress);
+    resp.map(|body| {
+        let body = MeteredBody::new(
+            Full::new(body),
+            egress,
+            state.metrics.bytes_out.clone(),
+            Some(ticket),
+        );
+        body.map_err(|e| Box::new(e) as crate::proxy::BoxError)
+            .boxed()
+    })
 }
 
 /// Reads a (small) request body in full, within `limit` bytes and `within` time.
@@ -258,6 +327,13 @@ fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, D
         .llm
         .as_ref()
         .and_then(|llm| llm.generation_route(&parts.method, &path));
+    let kubo = match state.kubo {
+        Some(_) => {
+            let query = Query::parse(parts.uri.query());
+            kubo_command::parse(&path, &query)?.map(|command| (command, query))
+        }
+        None => None,
+    };
     Ok(Checked {
         entry,
         uri,
@@ -265,6 +341,7 @@ fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, D
         route_cost: route.cost_micros,
         content_length,
         now,
+        kubo,
     })
 }
 
@@ -379,6 +456,7 @@ async fn forward(
         mut ticket,
         call,
         route_cost,
+        body_limit,
     } = admitted;
     parts.uri = uri;
     parts.version = Version::HTTP_11;
@@ -405,7 +483,7 @@ async fn forward(
                 body,
                 ingress,
                 state.metrics.bytes_in.clone(),
-                state.max_request_body,
+                body_limit,
                 state.body_idle_timeout,
             );
             (body.boxed(), upload)

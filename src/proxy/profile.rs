@@ -20,7 +20,6 @@ const KUBO_READ: &[&str] = &[
     "block/get",
     "block/stat",
     "pin/ls",
-    "pin/verify",
     "id",
     "version",
     "object/get",
@@ -33,7 +32,6 @@ const KUBO_READ: &[&str] = &[
     "name/resolve",
     "resolve",
     "refs",
-    "refs/local",
     "cid/*",
     "key/list",
     "routing/findprovs",
@@ -82,6 +80,9 @@ const KUBO_DENY: &[&str] = &[
     "pin/remote/service/*",
     "key/import",
     "key/export",
+    // These list or walk every pin and block of the node, whoever owns them.
+    "pin/verify",
+    "refs/local",
 ];
 
 /// The compiled route table of `kind` with the operator's rules on top.

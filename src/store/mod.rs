@@ -6,6 +6,7 @@ mod rows;
 pub mod sqlite;
 mod sqlite_accounts;
 mod sqlite_edit;
+mod sqlite_kubo;
 mod usage_sql;
 
 use std::sync::Arc;
@@ -25,6 +26,23 @@ pub struct CounterRow {
     pub metric: String,
     pub window: String,
     pub value: u64,
+}
+
+/// One pin of the kubo ledger: an account holds `cid`, of `size` bytes (the DAG's total size,
+/// or the block's for a direct pin).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinRow {
+    pub account_id: Uuid,
+    pub cid: String,
+    pub size: u64,
+    pub recursive: bool,
+}
+
+/// One IPNS name (kubo key) an account owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpnsRow {
+    pub account_id: Uuid,
+    pub name: String,
 }
 
 /// Faults of the store. Not-found is `Ok(None)`, not an error.
@@ -173,6 +191,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<PlanChange, StoreError>;
     /// The account's keys that are not revoked, oldest first.
     async fn live_keys_of_account(&self, account_id: Uuid) -> Result<Vec<Key>, StoreError>;
+
+    /// Every pin of the kubo ledger.
+    async fn load_pins(&self) -> Result<Vec<PinRow>, StoreError>;
+    /// Records a pin (updating size and kind if the account holds the CID already); with
+    /// `replaces`, removes that pin of the same account in the same transaction.
+    async fn put_pin(
+        &self,
+        pin: &PinRow,
+        replaces: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Removes an account's pin; `false` if it held none.
+    async fn remove_pin(&self, account_id: Uuid, cid: &str) -> Result<bool, StoreError>;
+    /// Every IPNS name of every account.
+    async fn load_ipns(&self) -> Result<Vec<IpnsRow>, StoreError>;
+    /// Records an account's IPNS name (idempotent).
+    async fn put_ipns(&self, account_id: Uuid, name: &str, now: i64) -> Result<(), StoreError>;
+    /// Forgets an account's IPNS name; `false` if it owned none by that name.
+    async fn remove_ipns(&self, account_id: Uuid, name: &str) -> Result<bool, StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`.

@@ -468,6 +468,35 @@ impl Store for SqliteStore {
     async fn live_keys_of_account(&self, id: Uuid) -> Result<Vec<Key>, StoreError> {
         super::sqlite_accounts::live_keys_of_account(&self.pool, id).await
     }
+
+    async fn load_pins(&self) -> Result<Vec<super::PinRow>, StoreError> {
+        super::sqlite_kubo::load_pins(&self.pool).await
+    }
+
+    async fn put_pin(
+        &self,
+        pin: &super::PinRow,
+        replaces: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        super::sqlite_kubo::put_pin(&self.pool, pin, replaces, now).await
+    }
+
+    async fn remove_pin(&self, account: Uuid, cid: &str) -> Result<bool, StoreError> {
+        super::sqlite_kubo::remove_pin(&self.pool, account, cid).await
+    }
+
+    async fn load_ipns(&self) -> Result<Vec<super::IpnsRow>, StoreError> {
+        super::sqlite_kubo::load_ipns(&self.pool).await
+    }
+
+    async fn put_ipns(&self, account: Uuid, name: &str, now: i64) -> Result<(), StoreError> {
+        super::sqlite_kubo::put_ipns(&self.pool, account, name, now).await
+    }
+
+    async fn remove_ipns(&self, account: Uuid, name: &str) -> Result<bool, StoreError> {
+        super::sqlite_kubo::remove_ipns(&self.pool, account, name).await
+    }
 }
 
 /// Maps a unique-constraint violation to `Conflict(field)`, anything else to `Query`.

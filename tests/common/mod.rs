@@ -2,6 +2,8 @@
 //! real echo upstream, with a partner created through the same code path as the CLI.
 #![allow(dead_code)]
 
+pub mod kubo;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +28,8 @@ pub struct TestGateway {
     pub partner_token: String,
     pub client: reqwest::Client,
     pub clock: Option<Arc<FakeClock>>,
+    /// The TOML the gateway runs on (for restarts on the same store).
+    pub config_text: String,
 }
 
 /// Options of a test gateway.
@@ -102,7 +106,24 @@ impl TestGateway {
                 .build()
                 .expect("client"),
             clock: fake,
+            config_text: text,
         }
+    }
+
+    /// Stops the gateway and starts it again on the same store and clock (new ports).
+    pub async fn restart(&mut self) {
+        self.shutdown().await;
+        let config = config::parse(&self.config_text, &|_| None).expect("config");
+        let clock: Arc<dyn Clock> = match &self.clock {
+            Some(f) => f.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let gateway = Gateway::start_with_clock(&config, clock)
+            .await
+            .expect("gateway restarts");
+        self.proxy = format!("http://{}", gateway.proxy_addr);
+        self.api = format!("http://{}", gateway.api_addr);
+        self.gateway = Some(gateway);
     }
 
     pub fn gw(&self) -> &Gateway {

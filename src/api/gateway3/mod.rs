@@ -91,5 +91,10 @@ fn usage(state: &ApiState, account: &Account) -> AccountStats {
         .meter
         .account(account.id)
         .unwrap_or_else(|| manager.meter.upsert_account(account, now));
-    account_stats(&live, &state.plans, now)
+    let mut stats = account_stats(&live, &state.plans, now);
+    if let Some(ledger) = &state.pins {
+        (stats.pinned_count, stats.pinned_bytes) = ledger.usage(account.id);
+        stats.ipns = ledger.names(account.id).len() as u64;
+    }
+    stats
 }

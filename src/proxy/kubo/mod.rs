@@ -1,0 +1,150 @@
+//! The kubo profile's ledger commands. Pins go through a per-account ledger (sizes from the
+//! node's own answers, shared CIDs reference-counted across accounts, plan limits enforced
+//! before anything is pinned); IPNS names (kubo keys) belong to one account each and count
+//! against the plan's `ipns_limit`. Every ledger change is written to the store before the
+//! client hears back; a pin the store could not record is undone on the node.
+
+mod add;
+pub mod args;
+pub mod command;
+mod ipns;
+mod pins;
+mod rpc;
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response};
+use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
+
+pub use add::AddPin;
+use args::Query;
+use command::Command;
+
+use crate::config::model::Plan;
+use crate::domain::decision::{Denial, DenyCode};
+use crate::meter::pins::{PinLedger, PinLimits, PinRefusal};
+use crate::proxy::handler::ProxyState;
+use crate::store::{Store, StoreError};
+
+/// Lock stripes serialising operations on one CID (or one IPNS name).
+const STRIPES: usize = 64;
+
+/// The ledger, its store and the locks that keep one CID's operations in order.
+pub struct Kubo {
+    pub ledger: Arc<PinLedger>,
+    store: Arc<dyn Store>,
+    stripes: Vec<Mutex<()>>,
+}
+
+/// The account a ledger command acts for, with its plan's limits, at `now`.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub account: Uuid,
+    pub limits: PinLimits,
+    pub names: Option<u64>,
+    pub now: i64,
+}
+
+impl Caller {
+    /// The caller of `account` on `plan` (no plan: no limits).
+    pub fn new(account: Uuid, plan: Option<&Plan>, now: i64) -> Self {
+        Caller {
+            account,
+            limits: PinLimits {
+                count: plan.and_then(|p| p.pinned_count_limit).map(|n| n.get()),
+                bytes: plan.and_then(|p| p.pinned_bytes_limit).map(|n| n.get()),
+            },
+            names: plan.and_then(|p| p.ipns_limit).map(|n| u64::from(n.get())),
+            now,
+        }
+    }
+}
+
+/// One request's view: the gateway state, the request id for the node calls, the caller.
+pub struct Ctx<'a> {
+    pub state: &'a ProxyState,
+    pub rid: &'a HeaderValue,
+    pub caller: Caller,
+}
+
+impl Kubo {
+    /// The ledger loaded from the store.
+    pub async fn load(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let ledger = PinLedger::load(store.load_pins().await?, store.load_ipns().await?);
+        Ok(Kubo {
+            ledger: Arc::new(ledger),
+            store,
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        })
+    }
+
+    /// Serialises operations on one CID or name.
+    async fn lock(&self, item: &str) -> MutexGuard<'_, ()> {
+        self.stripes[stripe_of(item)].lock().await
+    }
+
+    /// Whether two items share a lock.
+    fn same_stripe(&self, a: &str, b: &str) -> bool {
+        stripe_of(a) == stripe_of(b)
+    }
+
+    /// Runs a ledger command (all but `add`, which is forwarded; see [`AddPin`]).
+    pub async fn serve(
+        &self,
+        ctx: &Ctx<'_>,
+        command: Command,
+        query: &Query,
+    ) -> Result<Response<Bytes>, Denial> {
+        match command {
+            Command::PinAdd => pins::add(self, ctx, query).await,
+            Command::PinRm => pins::rm(self, ctx, query).await,
+            Command::PinUpdate => pins::update(self, ctx, query).await,
+            Command::PinLs => pins::ls(self, ctx, query),
+            Command::KeyGen => ipns::gen_key(self, ctx, query).await,
+            Command::KeyList => ipns::list(self, ctx, query).await,
+            Command::KeyRm => ipns::rm(self, ctx, query).await,
+            Command::KeyRename => ipns::rename(self, ctx, query).await,
+            Command::NamePublish => ipns::publish(self, ctx, query).await,
+            Command::Add => Err(Denial::new(DenyCode::BadRequest)),
+        }
+    }
+}
+
+fn stripe_of(item: &str) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    item.hash(&mut hasher);
+    (hasher.finish() % STRIPES as u64) as usize
+}
+
+/// The denial for a plan limit the ledger refused.
+fn refused(refusal: PinRefusal) -> Denial {
+    let (quota, message) = match refusal {
+        PinRefusal::Count { limit } => (
+            "pinned_count_limit",
+            format!("the plan's limit of {limit} pins is reached"),
+        ),
+        PinRefusal::Bytes { limit } => (
+            "pinned_bytes_limit",
+            format!("the pin would exceed the plan's limit of {limit} pinned bytes"),
+        ),
+        PinRefusal::Names { limit } => (
+            "ipns_limit",
+            format!("the plan's limit of {limit} IPNS names is reached"),
+        ),
+    };
+    let mut denial = Denial::with_message(DenyCode::QuotaExceeded, message);
+    denial.quota = Some(quota);
+    denial
+}
+
+/// The denial for a ledger write that failed (nothing was recorded).
+fn unrecorded(err: &StoreError) -> Denial {
+    tracing::error!(error = %err, "kubo ledger write failed");
+    Denial::with_message(
+        DenyCode::UpstreamUnavailable,
+        "the gateway could not record the change; nothing was changed, try again",
+    )
+}

@@ -1,0 +1,188 @@
+//! Calls Tollgate makes to the kubo node itself (size look-ups, pins, keys) and the answers it
+//! builds: the node's answer passed through, or JSON in kubo's own shapes.
+
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited};
+use serde_json::Value;
+
+use crate::domain::decision::{Denial, DenyCode};
+use crate::metrics::UpstreamErrorKind;
+use crate::proxy::handler::ProxyState;
+use crate::proxy::headers::REQUEST_ID;
+use crate::proxy::upstream::classify;
+
+/// The largest node answer read in full (pin and key answers are a few hundred bytes).
+const MAX_ANSWER: usize = 8 << 20;
+
+/// A complete answer of the node.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// Whether the command succeeded. kubo reports failures with a non-200 status (an error
+    /// midway through a streamed answer shows as an `{"Type":"error"}` object).
+    pub fn ok(&self) -> bool {
+        self.status == StatusCode::OK
+            && last_json(&self.body)
+                .is_none_or(|v| v.get("Type").and_then(Value::as_str) != Some("error"))
+    }
+
+    /// The last JSON object of the answer (kubo streams newline-delimited JSON).
+    pub fn last(&self) -> Option<Value> {
+        last_json(&self.body)
+    }
+
+    /// kubo's error message, if the answer is an error.
+    pub fn message(&self) -> String {
+        self.last()
+            .and_then(|v| v.get("Message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+/// Sends `POST /api/v0/<command>?<query>` to the node and reads the whole answer.
+pub async fn call(
+    state: &ProxyState,
+    rid: &HeaderValue,
+    command: &str,
+    query: &str,
+) -> Result<Answer, Denial> {
+    let uri = state
+        .upstream
+        .uri_for(&format!("/api/v0/{command}"), Some(query))
+        .ok_or_else(|| Denial::new(DenyCode::BadRequest))?;
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(&REQUEST_ID, rid.clone())
+        .body(Empty::new().map_err(|never| match never {}).boxed())
+        .map_err(|_| Denial::new(DenyCode::BadRequest))?;
+    if let Some((name, value)) = &state.upstream_auth {
+        req.headers_mut().insert(name, value.clone());
+    }
+    let exchange = async {
+        let resp = state.upstream.send(req).await.map_err(|err| {
+            let (denial, kind) = classify(&err);
+            state.metrics.record_upstream_error(kind);
+            tracing::warn!(error = %err, command, "kubo call failed");
+            denial
+        })?;
+        let (head, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|_| {
+                state
+                    .metrics
+                    .record_upstream_error(UpstreamErrorKind::Other);
+                Denial::with_message(
+                    DenyCode::UpstreamUnavailable,
+                    "the node's answer broke off or was too large",
+                )
+            })?
+            .to_bytes();
+        Ok(Answer {
+            status: head.status,
+            content_type: head.headers.get(CONTENT_TYPE).cloned(),
+            body,
+        })
+    };
+    match tokio::time::timeout(state.response_timeout, exchange).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            state
+                .metrics
+                .record_upstream_error(UpstreamErrorKind::Timeout);
+            Err(Denial::new(DenyCode::UpstreamTimeout))
+        }
+    }
+}
+
+/// The node's answer as the client's response.
+pub fn passthrough(answer: Answer) -> Response<Bytes> {
+    let mut resp = Response::new(answer.body);
+    *resp.status_mut() = answer.status;
+    if let Some(ct) = answer.content_type {
+        resp.headers_mut().insert(CONTENT_TYPE, ct);
+    }
+    resp
+}
+
+/// A 200 JSON answer.
+pub fn json(value: &Value) -> Response<Bytes> {
+    with_json(StatusCode::OK, value)
+}
+
+/// An error in kubo's own shape (`{"Message":..,"Code":0,"Type":"error"}`), as the node
+/// would have answered.
+pub fn kubo_error(message: String) -> Response<Bytes> {
+    let value = serde_json::json!({ "Message": message, "Code": 0, "Type": "error" });
+    with_json(StatusCode::INTERNAL_SERVER_ERROR, &value)
+}
+
+fn with_json(status: StatusCode, value: &Value) -> Response<Bytes> {
+    let mut body = value.to_string();
+    body.push('\n');
+    let mut resp = Response::new(Bytes::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The last line of newline-delimited JSON that parses.
+pub fn last_json(body: &[u8]) -> Option<Value> {
+    body.split(|b| *b == b'\n')
+        .rev()
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .find_map(|line| serde_json::from_slice(line).ok())
+}
+
+/// A size as kubo writes it: a number, or a decimal string (`add`'s `"Size":"1234"`).
+pub fn size_of(value: Option<&Value>) -> Option<u64> {
+    match value? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_json_skips_blank_and_progress_lines() {
+        let body = b"{\"Progress\":1}\n{\"Pins\":[\"Qm1\"]}\n\n";
+        assert_eq!(last_json(body).unwrap()["Pins"][0], "Qm1");
+        assert!(last_json(b"").is_none());
+    }
+
+    #[test]
+    fn sizes_as_numbers_or_strings() {
+        let v = serde_json::json!({"a": 12, "b": "34", "c": "x"});
+        assert_eq!(size_of(v.get("a")), Some(12));
+        assert_eq!(size_of(v.get("b")), Some(34));
+        assert_eq!(size_of(v.get("c")), None);
+        assert_eq!(size_of(v.get("d")), None);
+    }
+
+    #[test]
+    fn a_streamed_error_is_not_ok() {
+        let answer = Answer {
+            status: StatusCode::OK,
+            content_type: None,
+            body: Bytes::from_static(
+                b"{\"Progress\":3}\n{\"Message\":\"boom\",\"Code\":0,\"Type\":\"error\"}\n",
+            ),
+        };
+        assert!(!answer.ok());
+        assert_eq!(answer.message(), "boom");
+    }
+}

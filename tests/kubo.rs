@@ -1,0 +1,461 @@
+//! The kubo profile end to end: a real gateway in front of a fake kubo node speaking the RPC
+//! wire format (`tests/common/kubo.rs`), with Gateway3 accounts and keys made through the
+//! partner API. Covers the pin ledger (sizes from the node, refcounting across accounts,
+//! limits enforced before anything is pinned, restarts), multipart `add`, streamed `cat`, and
+//! IPNS names per account.
+
+mod common;
+
+use common::kubo::{FakeKubo, OVERHEAD, cid_of};
+use common::{Options, TestGateway, denial};
+use serde_json::{Value, json};
+
+/// Plan 1: 3 pins, 1000 pinned bytes, 2 IPNS names. Plan 2: no limits.
+const PLANS: &str = r#"
+[[plans]]
+id = 1
+name = "Small"
+price_usd = "0.00"
+pinned_count_limit = 3
+pinned_bytes_limit = 1000
+ipns_limit = 2
+
+[[plans]]
+id = 2
+name = "Open"
+price_usd = "0.00"
+"#;
+
+const ALL: [&str; 5] = ["admin", "read", "write", "pin", "unpin"];
+
+struct Setup {
+    t: TestGateway,
+    kubo: FakeKubo,
+}
+
+/// A key pair (access_key, access_secret) of one account.
+#[derive(Clone)]
+struct Pair(String, String);
+
+async fn setup() -> Setup {
+    let kubo = FakeKubo::start().await;
+    let t = TestGateway::with(Options {
+        top: "default_plan = 1\n".into(),
+        extra: PLANS.into(),
+        upstream_url: Some(kubo.url.clone()),
+        profile: Some("kubo"),
+        ..Options::default()
+    })
+    .await;
+    Setup { t, kubo }
+}
+
+/// Creates Gateway3 user `uuid` with one key holding every permission.
+async fn account(t: &TestGateway, uuid: &str) -> Pair {
+    let body = json!({"email": "u@example.com", "name": "U", "uuid": uuid});
+    assert_eq!(partner(t, "/partner/user/create", body).await["code"], 200);
+    let body = json!({"uuid": uuid, "name": "main", "permissions": ALL});
+    let data = partner(t, "/partner/user/key", body).await["data"].clone();
+    Pair(
+        data["access_key"].as_str().expect("access_key").into(),
+        data["access_secret"].as_str().expect("secret").into(),
+    )
+}
+
+async fn partner(t: &TestGateway, path: &str, body: Value) -> Value {
+    t.client
+        .post(format!("{}/api/v0{path}", t.api))
+        .bearer_auth(&t.partner_token)
+        .json(&body)
+        .send()
+        .await
+        .expect("partner call")
+        .json()
+        .await
+        .expect("envelope")
+}
+
+async fn stats(t: &TestGateway, uuid: &str) -> Value {
+    let resp = t
+        .client
+        .get(format!("{}/api/v0/partner/user/stats?uuid={uuid}", t.api))
+        .bearer_auth(&t.partner_token)
+        .send()
+        .await
+        .expect("stats");
+    resp.json::<Value>().await.expect("json")["data"].clone()
+}
+
+/// `GET /api/v0/stats` of the account API (the one with `ipns`), with the account's key.
+async fn own_stats(t: &TestGateway, pair: &Pair) -> Value {
+    let resp = t
+        .client
+        .get(format!("{}/api/v0/stats", t.api))
+        .basic_auth(&pair.0, Some(&pair.1))
+        .send()
+        .await
+        .expect("stats");
+    resp.json::<Value>().await.expect("json")["data"].clone()
+}
+
+/// `POST /api/v0/<cmd>?<query>` through the gateway.
+async fn rpc(t: &TestGateway, pair: &Pair, cmd: &str, query: &str) -> reqwest::Response {
+    t.client
+        .post(format!("{}/api/v0/{cmd}?{query}", t.proxy))
+        .basic_auth(&pair.0, Some(&pair.1))
+        .send()
+        .await
+        .expect("rpc")
+}
+
+async fn ok_json(resp: reqwest::Response) -> Value {
+    let status = resp.status();
+    let text = resp.text().await.expect("body");
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(text.lines().last().unwrap_or("")).expect("json")
+}
+
+/// A multipart `add` of one file with reqwest (Content-Length known).
+async fn add(t: &TestGateway, pair: &Pair, query: &str, content: &[u8]) -> reqwest::Response {
+    let part = reqwest::multipart::Part::bytes(content.to_vec()).file_name("hello.txt");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    t.client
+        .post(format!("{}/api/v0/add?{query}", t.proxy))
+        .basic_auth(&pair.0, Some(&pair.1))
+        .multipart(form)
+        .send()
+        .await
+        .expect("add")
+}
+
+#[tokio::test]
+async fn add_records_the_pinned_root_with_the_nodes_size() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    let content = b"hello from tollgate".repeat(10);
+    let json = ok_json(add(&t, &alice, "cid-version=0", &content).await).await;
+    let cid = cid_of(&content);
+    assert_eq!(json["Hash"], cid.as_str());
+    assert!(kubo.pinned(&cid));
+    let s = stats(&t, "alice").await;
+    assert_eq!(s["pinned_count"], 1);
+    assert_eq!(s["pinned_bytes"], content.len() as u64 + OVERHEAD);
+    assert!(
+        s["ingress"].as_u64().unwrap() > content.len() as u64,
+        "upload metered: {s}"
+    );
+    // The account's pin/ls shows it; the unpinned add does not count.
+    let json = ok_json(add(&t, &alice, "pin=false", b"not pinned at all").await).await;
+    assert!(!kubo.pinned(json["Hash"].as_str().unwrap()));
+    let ls = ok_json(rpc(&t, &alice, "pin/ls", "").await).await;
+    assert_eq!(ls["Keys"].as_object().unwrap().len(), 1);
+    assert_eq!(ls["Keys"][&cid]["Type"], "recursive");
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 1);
+}
+
+#[tokio::test]
+async fn cat_streams_out_with_egress_metering() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    let content = vec![b'z'; 300_000];
+    let (cid, _) = kubo.provide(&content);
+    let resp = rpc(&t, &alice, "cat", &format!("arg={cid}")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().get("content-length").is_none(),
+        "streamed, chunked"
+    );
+    assert_eq!(resp.bytes().await.unwrap().len(), content.len());
+    let deadline = std::time::Duration::from_secs(5);
+    let counted = common::eventually(deadline, || async {
+        stats(&t, "alice").await["egress"].as_u64() == Some(content.len() as u64)
+    })
+    .await;
+    assert!(counted, "egress {}", stats(&t, "alice").await["egress"]);
+}
+
+#[tokio::test]
+async fn pins_are_refcounted_across_accounts() {
+    let Setup { t, kubo } = setup().await;
+    let (alice, bob) = (account(&t, "alice").await, account(&t, "bob").await);
+    let (cid, size) = kubo.provide(b"shared content");
+    for who in [&alice, &bob] {
+        let json = ok_json(rpc(&t, who, "pin/add", &format!("arg={cid}")).await).await;
+        assert_eq!(json, json!({"Pins": [cid]}));
+    }
+    assert_eq!(stats(&t, "bob").await["pinned_bytes"], size);
+    // Alice lets go: Bob still holds it, so the node keeps its pin and never hears of it.
+    let json = ok_json(rpc(&t, &alice, "pin/rm", &format!("arg={cid}")).await).await;
+    assert_eq!(json, json!({"Pins": [cid]}));
+    assert!(kubo.pinned(&cid));
+    assert_eq!(kubo.calls("pin/rm?"), 0);
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 0);
+    // Alice no longer holds it: refused, and the node is not asked.
+    let resp = rpc(&t, &alice, "pin/rm", &format!("arg={cid}")).await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+    assert!(kubo.pinned(&cid));
+    // The last holder's pin/rm unpins it on the node.
+    ok_json(rpc(&t, &bob, "pin/rm", &format!("arg={cid}")).await).await;
+    assert!(!kubo.pinned(&cid));
+    assert_eq!(kubo.calls("pin/rm?"), 1);
+}
+
+#[tokio::test]
+async fn an_account_cannot_unpin_or_list_another_accounts_pins() {
+    let Setup { t, kubo } = setup().await;
+    let (alice, mallory) = (account(&t, "alice").await, account(&t, "mallory").await);
+    let (cid, _) = kubo.provide(b"alice's data");
+    ok_json(rpc(&t, &alice, "pin/add", &format!("arg={cid}")).await).await;
+    let resp = rpc(&t, &mallory, "pin/rm", &format!("arg={cid}")).await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+    // Nor through kubo's extra-path-segment arguments or an /ipfs/ path.
+    let resp = rpc(&t, &mallory, &format!("pin/rm/{cid}"), "").await;
+    assert_eq!(denial(resp, 400).await, "bad_request");
+    let resp = rpc(&t, &mallory, "pin/rm", &format!("arg=/ipfs/{cid}")).await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+    assert!(kubo.pinned(&cid));
+    assert_eq!(kubo.calls("pin/rm"), 0);
+    let ls = ok_json(rpc(&t, &mallory, "pin/ls", "").await).await;
+    assert_eq!(ls, json!({"Keys": {}}));
+    let resp = rpc(&t, &mallory, "pin/ls", &format!("arg={cid}")).await;
+    assert_eq!(
+        resp.status(),
+        500,
+        "as kubo answers for a CID that is not pinned"
+    );
+    assert_eq!(kubo.calls("pin/ls"), 0, "answered from the ledger");
+}
+
+#[tokio::test]
+async fn pin_limits_are_enforced_before_the_node_pins() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    // 1000 pinned bytes, 3 pins. 600 + 11 fits; another 600 + 11 does not.
+    let (first, _) = kubo.provide(&[1; 600]);
+    let (big, _) = kubo.provide(&[2; 600]);
+    ok_json(rpc(&t, &alice, "pin/add", &format!("arg={first}")).await).await;
+    let resp = rpc(&t, &alice, "pin/add", &format!("arg={big}")).await;
+    assert_eq!(denial(resp, 429).await, "quota_exceeded");
+    assert!(!kubo.pinned(&big));
+    assert_eq!(kubo.calls(&format!("pin/add?arg={big}")), 0, "never sent");
+    // The count limit: two more small pins fit, the fourth does not.
+    for n in 0..2u8 {
+        let (cid, _) = kubo.provide(&[10 + n; 10]);
+        ok_json(rpc(&t, &alice, "pin/add", &format!("arg={cid}")).await).await;
+    }
+    let (fourth, _) = kubo.provide(&[20; 10]);
+    let resp = rpc(&t, &alice, "pin/add", &format!("arg={fourth}")).await;
+    assert_eq!(denial(resp, 429).await, "quota_exceeded");
+    assert!(!kubo.pinned(&fourth));
+    // A pinned add is refused before its upload reaches the node.
+    let before = kubo.calls("add?");
+    let resp = add(&t, &alice, "", b"one pin too many").await;
+    assert_eq!(denial(resp, 429).await, "quota_exceeded");
+    assert_eq!(kubo.calls("add?"), before);
+    let s = stats(&t, "alice").await;
+    assert_eq!(
+        (s["pinned_count"].as_u64(), s["pinned_count_limit"].as_u64()),
+        (Some(3), Some(3))
+    );
+    // Unpinning frees room again.
+    ok_json(rpc(&t, &alice, "pin/rm", &format!("arg={first}")).await).await;
+    ok_json(rpc(&t, &alice, "pin/add", &format!("arg={big}")).await).await;
+}
+
+#[tokio::test]
+async fn an_upload_of_unknown_length_is_cut_at_the_remaining_room() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b'a'; 500])).collect();
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let resp = t
+        .client
+        .post(format!("{}/api/v0/add", t.proxy))
+        .basic_auth(&alice.0, Some(&alice.1))
+        .header("content-type", "multipart/form-data; boundary=xyz")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(denial(resp, 413).await, "payload_too_large");
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 0);
+    assert!(kubo.node.lock().unwrap().pins.is_empty());
+}
+
+#[tokio::test]
+async fn pin_update_moves_the_pin_and_its_size() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    let (old, _) = kubo.provide(&[1; 500]);
+    let (new, new_size) = kubo.provide(&[2; 700]);
+    ok_json(rpc(&t, &alice, "pin/add", &format!("arg={old}")).await).await;
+    // 511 + 711 > 1000, but the old pin's room is released by the update.
+    let json = ok_json(rpc(&t, &alice, "pin/update", &format!("arg={old}&arg={new}")).await).await;
+    assert_eq!(json, json!({"Pins": [old, new]}));
+    assert!(kubo.pinned(&new) && !kubo.pinned(&old));
+    let s = stats(&t, "alice").await;
+    assert_eq!(
+        (s["pinned_count"].as_u64(), s["pinned_bytes"].as_u64()),
+        (Some(1), Some(new_size))
+    );
+    // Keeping the old pin too would not fit.
+    let (third, _) = kubo.provide(&[3; 400]);
+    let query = format!("arg={new}&arg={third}&unpin=false");
+    assert_eq!(
+        denial(rpc(&t, &alice, "pin/update", &query).await, 429).await,
+        "quota_exceeded"
+    );
+}
+
+#[tokio::test]
+async fn the_ledger_survives_a_restart() {
+    let Setup { mut t, kubo } = setup().await;
+    let (alice, bob) = (account(&t, "alice").await, account(&t, "bob").await);
+    let (cid, size) = kubo.provide(b"kept across restarts");
+    for who in [&alice, &bob] {
+        ok_json(rpc(&t, who, "pin/add", &format!("arg={cid}")).await).await;
+    }
+    ok_json(rpc(&t, &alice, "key/gen", "arg=blog").await).await;
+    t.restart().await;
+    let s = stats(&t, "alice").await;
+    assert_eq!(
+        (s["pinned_count"].as_u64(), s["pinned_bytes"].as_u64()),
+        (Some(1), Some(size))
+    );
+    assert_eq!(own_stats(&t, &alice).await["ipns"], 1);
+    // Refcounts came back too: Alice's unpin leaves Bob's pin on the node.
+    ok_json(rpc(&t, &alice, "pin/rm", &format!("arg={cid}")).await).await;
+    assert!(kubo.pinned(&cid));
+    ok_json(rpc(&t, &bob, "pin/rm", &format!("arg={cid}")).await).await;
+    assert!(!kubo.pinned(&cid));
+}
+
+#[tokio::test]
+async fn ipns_names_belong_to_one_account_and_count_against_the_plan() {
+    let Setup { t, kubo } = setup().await;
+    let (alice, bob) = (account(&t, "alice").await, account(&t, "bob").await);
+    let json = ok_json(rpc(&t, &alice, "key/gen", "arg=blog&type=ed25519").await).await;
+    assert_eq!(json["Name"], "blog", "shown without the node's prefix");
+    let node_keys: Vec<String> = kubo.node.lock().unwrap().keys.keys().cloned().collect();
+    assert!(
+        node_keys
+            .iter()
+            .any(|k| k.starts_with("tg-") && k.ends_with("-blog")),
+        "{node_keys:?}"
+    );
+    // Bob has his own namespace: the same name is his to take, and he sees only his.
+    ok_json(rpc(&t, &bob, "key/gen", "arg=blog").await).await;
+    let list = ok_json(rpc(&t, &alice, "key/list", "").await).await;
+    assert_eq!(list["Keys"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["Keys"][0]["Name"], "blog");
+    // Publishing needs one of the caller's names; the node's `self` is never available.
+    let query = "arg=/ipfs/QmWhatever123&key=blog";
+    let json = ok_json(rpc(&t, &alice, "name/publish", query).await).await;
+    assert!(json["Name"].as_str().unwrap().starts_with("k51"));
+    let resp = rpc(&t, &alice, "name/publish", "arg=/ipfs/QmWhatever123").await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+    let resp = rpc(
+        &t,
+        &alice,
+        "name/publish",
+        "arg=/ipfs/QmWhatever123&key=other",
+    )
+    .await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+    // The plan allows two names.
+    ok_json(rpc(&t, &alice, "key/gen", "arg=site").await).await;
+    let resp = rpc(&t, &alice, "key/gen", "arg=third").await;
+    assert_eq!(denial(resp, 429).await, "quota_exceeded");
+    let s = own_stats(&t, &alice).await;
+    assert_eq!(
+        (s["ipns"].as_u64(), s["ipns_limit"].as_u64()),
+        (Some(2), Some(2))
+    );
+    // Removing one frees its place; Bob cannot remove Alice's.
+    let resp = rpc(&t, &bob, "key/rm", "arg=site").await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+    let json = ok_json(rpc(&t, &alice, "key/rm", "arg=site").await).await;
+    assert_eq!(json["Keys"][0]["Name"], "site");
+    ok_json(rpc(&t, &alice, "key/gen", "arg=third").await).await;
+    // A rename keeps the count and moves the name.
+    let json = ok_json(rpc(&t, &alice, "key/rename", "arg=third&arg=fourth").await).await;
+    assert_eq!(
+        (json["Was"].as_str(), json["Now"].as_str()),
+        (Some("third"), Some("fourth"))
+    );
+    let list = ok_json(rpc(&t, &alice, "key/list", "").await).await;
+    let names: Vec<&str> = list["Keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["Name"].as_str())
+        .collect();
+    assert_eq!(names, ["blog", "fourth"]);
+}
+
+#[tokio::test]
+async fn pinning_side_channels_and_node_admin_are_refused() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    for (cmd, query) in [
+        ("dag/import", ""),
+        ("dag/put", "pin=true"),
+        ("block/put", "pin=true"),
+        ("pin/add/QmSomething12", ""),
+    ] {
+        let resp = rpc(&t, &alice, cmd, query).await;
+        assert_eq!(denial(resp, 400).await, "bad_request", "{cmd}?{query}");
+    }
+    for cmd in [
+        "config/show",
+        "shutdown",
+        "repo/gc",
+        "pin/verify",
+        "refs/local",
+        "key/export",
+    ] {
+        let resp = rpc(&t, &alice, cmd, "").await;
+        assert_eq!(denial(resp, 403).await, "permission_denied", "{cmd}");
+    }
+    assert!(
+        kubo.log().is_empty(),
+        "nothing reached the node: {:?}",
+        kubo.log()
+    );
+    // Permissions per command: a read-only key can cat but not pin.
+    let body = json!({"uuid": "alice", "name": "reader", "permissions": ["read"]});
+    let data = partner(&t, "/partner/user/key", body).await["data"].clone();
+    let reader = Pair(
+        data["access_key"].as_str().unwrap().into(),
+        data["access_secret"].as_str().unwrap().into(),
+    );
+    let (cid, _) = kubo.provide(b"readable");
+    assert_eq!(
+        rpc(&t, &reader, "cat", &format!("arg={cid}"))
+            .await
+            .status(),
+        200
+    );
+    let resp = rpc(&t, &reader, "pin/add", &format!("arg={cid}")).await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+}
+
+#[tokio::test]
+async fn node_errors_pass_through_and_record_nothing() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    // A CID the node cannot find: kubo's own error, nothing recorded.
+    let resp = rpc(&t, &alice, "pin/add", "arg=QmUnknownCid0000000").await;
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["Type"], "error");
+    assert!(body["Message"].as_str().unwrap().contains("could not find"));
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 0);
+    // Several arguments are pinned one by one, as kubo does.
+    let (a, _) = kubo.provide(b"first of two");
+    let (b, _) = kubo.provide(b"second of two");
+    let json = ok_json(rpc(&t, &alice, "pin/add", &format!("arg={a}&arg={b}")).await).await;
+    assert_eq!(json, json!({"Pins": [a, b]}));
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 2);
+}
