@@ -459,3 +459,22 @@ async fn node_errors_pass_through_and_record_nothing() {
     assert_eq!(json, json!({"Pins": [a, b]}));
     assert_eq!(stats(&t, "alice").await["pinned_count"], 2);
 }
+
+#[tokio::test]
+async fn concurrent_pins_of_one_account_never_overshoot_the_count() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    let cids: Vec<String> = (0..12u8).map(|n| kubo.provide(&[n; 5]).0).collect();
+    let queries: Vec<String> = cids.iter().map(|cid| format!("arg={cid}")).collect();
+    let calls = queries.iter().map(|q| rpc(&t, &alice, "pin/add", q));
+    let statuses: Vec<u16> = futures_util::future::join_all(calls)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let pinned = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(pinned, 3, "exactly the plan's 3 pins: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 9);
+    assert_eq!(kubo.node.lock().unwrap().pins.len(), 3);
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 3);
+}

@@ -1,6 +1,8 @@
 //! Durable state: partners, accounts, plans, keys and usage. The `Store` trait is what the rest
-//! of the gateway sees; `sqlite` is the embedded default. The data plane never calls the store:
-//! keys are loaded into memory at start and kept in sync by the management surfaces.
+//! of the gateway sees; `sqlite` is the embedded default. Ordinary proxied requests never call
+//! the store: keys are loaded into memory at start and kept in sync by the management surfaces.
+//! The one exception is the kubo ledger commands (pins, IPNS names), whose changes are written
+//! before the client hears back, like a management write.
 
 mod rows;
 pub mod sqlite;

@@ -10,6 +10,7 @@ use crate::config::model::StoreUrl;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Credential, KeyLimits};
 use crate::domain::permission::{Permission, PermissionSet};
+use crate::store::{IpnsRow, PinRow};
 
 async fn store() -> (TempDir, SqliteStore) {
     let dir = TempDir::new().unwrap();
@@ -576,4 +577,43 @@ async fn usage_batches_apply_once_and_charge_the_balance() {
         store.add_partner_balance(Uuid::new_v4(), 5).await.unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn pins_and_ipns_names_round_trip() {
+    let (_dir, store) = store().await;
+    let (_, a) = tenant(&store).await;
+    let pin = |cid: &str, size| PinRow {
+        account_id: a.id,
+        cid: cid.into(),
+        size,
+        recursive: true,
+    };
+    store.put_pin(&pin("c1", 10), None, 1).await.unwrap();
+    store.put_pin(&pin("c2", 20), None, 1).await.unwrap();
+    // Pinning a held CID again updates it instead of adding a row.
+    store.put_pin(&pin("c1", 15), None, 2).await.unwrap();
+    // Replacing moves the pin in one transaction.
+    store.put_pin(&pin("c3", 30), Some("c2"), 3).await.unwrap();
+    let mut pins = store.load_pins().await.unwrap();
+    pins.sort_by(|x, y| x.cid.cmp(&y.cid));
+    assert_eq!(pins, vec![pin("c1", 15), pin("c3", 30)]);
+    assert!(store.remove_pin(a.id, "c1").await.unwrap());
+    assert!(!store.remove_pin(a.id, "c1").await.unwrap());
+    store.put_ipns(a.id, "blog", 1).await.unwrap();
+    store.put_ipns(a.id, "blog", 2).await.unwrap();
+    let names = store.load_ipns().await.unwrap();
+    assert_eq!(
+        names,
+        vec![IpnsRow {
+            account_id: a.id,
+            name: "blog".into()
+        }]
+    );
+    assert!(store.remove_ipns(a.id, "blog").await.unwrap());
+    assert!(store.load_ipns().await.unwrap().is_empty());
+    // A pin of an account that does not exist is refused (foreign key).
+    let mut stranger = pin("c9", 1);
+    stranger.account_id = Uuid::new_v4();
+    assert!(store.put_pin(&stranger, None, 1).await.is_err());
 }
