@@ -614,3 +614,37 @@ async fn a_failed_answer_costs_nothing() {
     assert_eq!(up.count(), 1);
     assert_eq!(usage_missing(&t).await, 0.0);
 }
+
+#[tokio::test]
+async fn a_running_stream_holds_its_worst_case_until_it_ends() {
+    let (t, up) = gateway("openai").await;
+    // $0.01 = 10 000 micro-USD; each call below reserves 300 × 30 + 20 = 9 020.
+    let (id, key) = key(&t, json!({"total_cost_limit_usd": 0.01})).await;
+    let capped = chat(json!({"stream": true, "max_tokens": 300}));
+    let first = post(&t, "/v1/chat/completions", &key, "cut", &capped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let mut stream = first.bytes_stream();
+    let chunk = stream.next().await.expect("a chunk").expect("data");
+    assert!(std::str::from_utf8(&chunk).unwrap().contains("Hello"));
+    // While the first stream runs, the budget has no room for a second worst case.
+    let second = post(&t, "/v1/chat/completions", &key, "sse", &capped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(common::denial(second, 429).await, "quota_exceeded");
+    assert_eq!(up.count(), 1, "the refused call never reached the upstream");
+    // The client hangs up: the stream settles to what was produced (fallback estimate).
+    drop(stream);
+    settles_to(&t, id, 110).await;
+    let third = post(&t, "/v1/chat/completions", &key, "sse", &capped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 200);
+    third.bytes().await.unwrap();
+    // 20 input tokens × 10 + 7 output × 30 = 410 on top of the 110.
+    settles_to(&t, id, 520).await;
+}
