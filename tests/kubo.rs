@@ -403,6 +403,9 @@ async fn pinning_side_channels_and_node_admin_are_refused() {
         ("dag/put", "pin=true"),
         ("block/put", "pin=true"),
         ("pin/add/QmSomething12", ""),
+        // kubo reads the first value, so a repeated option must not slip past the ledger.
+        ("add", "pin=false&pin=true"),
+        ("name/publish", "arg=/ipfs/QmSomething12&key=mine&k=self"),
     ] {
         let resp = rpc(&t, &alice, cmd, query).await;
         assert_eq!(denial(resp, 400).await, "bad_request", "{cmd}?{query}");
@@ -418,6 +421,18 @@ async fn pinning_side_channels_and_node_admin_are_refused() {
         let resp = rpc(&t, &alice, cmd, "").await;
         assert_eq!(denial(resp, 403).await, "permission_denied", "{cmd}");
     }
+    let resp = t
+        .client
+        .get(format!("{}/api/v0/pin/add?arg=QmSomething12", t.proxy))
+        .basic_auth(&alice.0, Some(&alice.1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        denial(resp, 400).await,
+        "bad_request",
+        "kubo RPC is POST only"
+    );
     assert!(
         kubo.log().is_empty(),
         "nothing reached the node: {:?}",

@@ -329,8 +329,8 @@ fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, D
         .and_then(|llm| llm.generation_route(&parts.method, &path));
     let kubo = match state.kubo {
         Some(_) => {
-            let query = Query::parse(parts.uri.query());
-            kubo_command::parse(&path, &query)?.map(|command| (command, query))
+            let mut query = Query::parse(parts.uri.query());
+            kubo_command::parse(&parts.method, &path, &mut query)?.map(|command| (command, query))
         }
         None => None,
     };

@@ -20,6 +20,27 @@ impl Query {
         Query { pairs }
     }
 
+    /// Renames kubo's short option names (`r` → `recursive`) as kubo does before reading
+    /// them, then refuses an option given twice: kubo would read the first value and Tollgate
+    /// the last, and the two must never disagree on a ledger decision.
+    pub fn canonicalize(&mut self, aliases: &[(&str, &str)]) -> Result<(), Denial> {
+        for (key, _) in &mut self.pairs {
+            if let Some((_, long)) = aliases.iter().find(|(short, _)| short == key) {
+                *key = long.to_string();
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (key, _) in &self.pairs {
+            if key != "arg" && !seen.insert(key.as_str()) {
+                return Err(bad(format!(
+                    "option `{}` is given more than once",
+                    shorten(key)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Every pair, in order.
     pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
@@ -130,6 +151,17 @@ mod tests {
         assert!(q.flag("p", false).unwrap());
         assert!(q.flag("missing", true).unwrap());
         assert!(q.flag("arg", true).is_err());
+    }
+
+    #[test]
+    fn aliases_are_renamed_and_repeated_options_refused() {
+        let mut q = Query::parse(Some("arg=a&arg=b&r=false"));
+        q.canonicalize(&[("r", "recursive")]).unwrap();
+        assert!(!q.flag("recursive", true).unwrap());
+        let mut q = Query::parse(Some("pin=false&pin=true"));
+        assert!(q.canonicalize(&[]).is_err());
+        let mut q = Query::parse(Some("key=mine&k=self"));
+        assert!(q.canonicalize(&[("k", "key")]).is_err());
     }
 
     #[test]

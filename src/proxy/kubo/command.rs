@@ -1,6 +1,8 @@
 //! Which kubo RPC commands go through the ledger, read from the normalised path, and the
 //! pinning options of other commands that would slip past it.
 
+use http::Method;
+
 use super::args::{Query, bad};
 use crate::domain::decision::Denial;
 
@@ -34,6 +36,20 @@ const COMMANDS: [(&str, Command); 10] = [
     ("/api/v0/name/publish", Command::NamePublish),
 ];
 
+/// kubo's short names of the options Tollgate reads, per command.
+fn aliases(command: Command) -> &'static [(&'static str, &'static str)] {
+    match command {
+        Command::Add => &[("n", "only-hash")],
+        Command::PinAdd | Command::PinRm => &[("r", "recursive")],
+        Command::PinLs => &[("t", "type"), ("s", "stream"), ("q", "quiet")],
+        Command::KeyGen => &[("t", "type"), ("s", "size")],
+        Command::KeyList => &[],
+        Command::KeyRename => &[("f", "force")],
+        Command::NamePublish => &[("k", "key"), ("Q", "quieter")],
+        Command::PinUpdate | Command::KeyRm => &[],
+    }
+}
+
 /// Commands that can pin as a side effect, the option that does it and its kubo default.
 const PINNING_OPTIONS: [(&str, &str, bool); 3] = [
     ("/api/v0/dag/put", "pin", false),
@@ -44,9 +60,13 @@ const PINNING_OPTIONS: [(&str, &str, bool); 3] = [
 /// The ledger command at `path`, if any. Refuses extra path segments after a ledger command
 /// (kubo would read them as arguments the ledger never saw) and pinning options of other
 /// commands (a pin the ledger does not hold would count against no plan).
-pub fn parse(path: &str, query: &Query) -> Result<Option<Command>, Denial> {
+pub fn parse(method: &Method, path: &str, query: &mut Query) -> Result<Option<Command>, Denial> {
     for (prefix, option, default) in PINNING_OPTIONS {
-        if runs(path, prefix) && query.flag(option, default)? {
+        if !runs(path, prefix) {
+            continue;
+        }
+        query.canonicalize(&[])?;
+        if query.flag(option, default)? {
             return Err(bad(format!(
                 "`{option}=true` is not available through the gateway: send `{option}=false` \
                  and pin the result with pin/add, so it counts against the plan"
@@ -55,6 +75,10 @@ pub fn parse(path: &str, query: &Query) -> Result<Option<Command>, Denial> {
     }
     for (command_path, command) in COMMANDS {
         if path == command_path {
+            if method != Method::POST {
+                return Err(bad("kubo RPC commands are called with POST"));
+            }
+            query.canonicalize(aliases(command))?;
             return Ok(Some(command));
         }
         if runs(path, command_path) {
@@ -78,7 +102,16 @@ mod tests {
     use super::*;
 
     fn parse_str(path: &str, query: &str) -> Result<Option<Command>, Denial> {
-        parse(path, &Query::parse(Some(query)))
+        parse(&Method::POST, path, &mut Query::parse(Some(query)))
+    }
+
+    #[test]
+    fn ledger_commands_need_post_and_single_options() {
+        let mut q = Query::parse(None);
+        assert!(parse(&Method::GET, "/api/v0/pin/add", &mut q).is_err());
+        assert!(parse_str("/api/v0/add", "pin=false&pin=true").is_err());
+        assert!(parse_str("/api/v0/dag/put", "pin=false&pin=true").is_err());
+        assert!(parse_str("/api/v0/name/publish", "key=a&k=self").is_err());
     }
 
     #[test]

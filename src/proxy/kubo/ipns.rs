@@ -18,6 +18,17 @@ use crate::domain::decision::{Denial, DenyCode};
 /// The options of each key command passed on to the node as they came.
 const GEN_OPTIONS: [&str; 3] = ["type", "size", "ipns-base"];
 const LIST_OPTIONS: [&str; 2] = ["l", "ipns-base"];
+const PUBLISH_OPTIONS: [&str; 9] = [
+    "arg",
+    "key",
+    "resolve",
+    "lifetime",
+    "ttl",
+    "quieter",
+    "allow-offline",
+    "allow-delegated",
+    "ipns-base",
+];
 
 /// `key/gen?arg=<name>`: a new name, within the plan's limit.
 pub async fn gen_key(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
@@ -161,10 +172,14 @@ pub async fn publish(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<B
         return Err(not_owned(key));
     }
     let node_name = on_node(account, key);
-    let query = encode(q.pairs().map(|(k, v)| {
-        let v = if k == "key" { node_name.as_str() } else { v };
-        (k, Cow::from(v))
-    }));
+    let query = encode(
+        q.pairs()
+            .filter(|(k, _)| PUBLISH_OPTIONS.contains(k))
+            .map(|(k, v)| {
+                let v = if k == "key" { node_name.as_str() } else { v };
+                (k, Cow::from(v))
+            }),
+    );
     let answer = rpc::call(ctx.state, ctx.rid, "name/publish", &query).await?;
     Ok(passthrough(answer))
 }
