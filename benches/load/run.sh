@@ -19,7 +19,8 @@
 # core 0. "direct" runs with the same placement, so it is bounded by core 0, not by a proxy.
 #
 # Environment knobs: KEYS (100000), KEYS_BIG (1000000; 0 = skip), DURATION (8 s per run),
-# ROUNDS (3), CONNECTIONS (64), THREADS (2), SAMPLE (10000 keys rotated by wrk),
+# ROUNDS (3), CONNECTIONS (64), THREADS (2), SAMPLE (10000 keys rotated by wrk), RATE (5000:
+# the fixed request rate of the added-latency runs, 0 = skip them),
 # WORK (/dev/shm/tollgate-load, removed at the end unless KEEP_WORK=1), RESULTS
 # (benches/load/results.md), SKIP_BUILD=1.
 set -euo pipefail
@@ -32,6 +33,7 @@ ROUNDS="${ROUNDS:-3}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 SAMPLE="${SAMPLE:-10000}"
+RATE="${RATE:-5000}"
 WORK="${WORK:-/dev/shm/tollgate-load}"
 PROXY_CPU=1
 LOAD_CPU=0
@@ -49,6 +51,7 @@ missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v hey >/dev/null 2>&1 || missing+=(hey)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if ((${#missing[@]})); then
@@ -367,6 +370,31 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
+# --- added latency at a fixed rate ------------------------------------------------------------
+# wrk keeps every connection busy, so its latencies at saturation measure throughput. Added
+# latency is measured open-loop instead: hey sends RATE requests/s over CONNECTIONS connections
+# (a rate every target sustains), one allowed key, small body; p50/p99 per target, interleaved.
+LAT="$WORK/latency.tsv"
+printf 'round\ttarget\tp50_us\tp99_us\trps\n' >"$LAT"
+run_hey() { # target → "p50_us p99_us rps"
+    local t="$1" auth=()
+    [[ "$t" != direct ]] && auth=(-H "Authorization: Bearer $(head -n 1 "$WORK/sample.txt")")
+    taskset -c "$LOAD_CPU" hey -z "${DURATION}s" -c "$CONNECTIONS" \
+        -q "$(((RATE + CONNECTIONS - 1) / CONNECTIONS))" "${auth[@]}" \
+        "http://127.0.0.1:${PORT[$t]}/small" |
+        awk '/Requests\/sec:/ {rps = $2} / 50% in / {p50 = $3 * 1e6} / 99% in / {p99 = $3 * 1e6}
+             END {printf "%.0f %.0f %.0f\n", p50, p99, rps}'
+}
+if [[ "$RATE" -gt 0 ]]; then
+    for r in $(seq 1 "$ROUNDS"); do
+        for t in "${TARGETS[@]}"; do
+            read -r p50 p99 rps <<<"$(run_hey "$t")"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$p50" "$p99" "$rps" >>"$LAT"
+            log "round $r fixed ${RATE}/s $t: p50 ${p50}us p99 ${p99}us ($rps req/s)"
+        done
+    done
+fi
+
 LOADAVG_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A HWM
 for t in "${TARGETS[@]}"; do
@@ -436,6 +464,19 @@ fmt_ms() { awk -v v="$1" 'BEGIN {if (v == "-") print "-"; else printf "%.2f", v 
         done
     done
     echo
+    if [[ "$RATE" -gt 0 ]]; then
+        lat() { awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $2 == t {print $c}' "$LAT" | median; }
+        d50=$(lat direct 3) d99=$(lat direct 4)
+        echo "Added latency at a fixed $RATE req/s (hey, $CONNECTIONS connections, open loop, small body, medians of $ROUNDS runs; goal: added p99 ≤ 0.3 ms):"
+        echo
+        echo "| target | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
+        echo "|---|---:|---:|---:|---:|---:|"
+        for t in "${TARGETS[@]}"; do
+            p50=$(lat "$t" 3) p99=$(lat "$t" 4)
+            echo "| $t | $(fmt_int "$(lat "$t" 5)") | $(fmt_ms "$p50") | $(fmt_ms "$p99") | $(fmt_ms "$(awk -v a="$p50" -v b="$d50" 'BEGIN {print a - b}')") | $(fmt_ms "$(awk -v a="$p99" -v b="$d99" 'BEGIN {print a - b}')") |"
+        done
+        echo
+    fi
     echo "Memory: Tollgate with $KEYS keys: VmRSS $((TG_RSS_IDLE / 1024)) MiB after /readyz (ready ${TG_READY_SECONDS} s after start; seeding took ${SEED_SECONDS} s), $((TG_RSS_AFTER / 1024)) MiB after the runs. With $BIG_LINE."
     echo
     echo "Non-2xx responses and socket errors per run are in the raw table; \`reject\` runs count every response as non-2xx by design."
