@@ -5,7 +5,7 @@
 #
 # 1. a venv at ${TMPDIR:-/tmp}/tollgate-sdk-venv with `openai` and `anthropic` (installed only
 #    if missing; TOLLGATE_SDK_VENV overrides the place);
-# 2. `cargo build` of tollgate into CARGO_TARGET_DIR (default /work/target-sdk; or set
+# 2. `cargo build` of tollgate into CARGO_TARGET_DIR (default the repo's target/; or set
 #    TOLLGATE_BIN to an already built binary to skip the build);
 # 3. two fake upstreams (fake_llm.py: OpenAI and Anthropic wire formats) that refuse any
 #    request without their own upstream key;
@@ -19,7 +19,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 VENV=${TOLLGATE_SDK_VENV:-${TMPDIR:-/tmp}/tollgate-sdk-venv}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-sdk}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 say() { printf '\n### %s\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }

@@ -141,8 +141,8 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Checks, admits and forwards; a denial says which key it concerned once the request is
-/// admitted (for the access log).
+/// Checks, admits and forwards; a denial says which key it concerned once the key is known
+/// (for the access log).
 async fn serve(
     state: &ProxyState,
     mut parts: Parts,
@@ -151,16 +151,17 @@ async fn serve(
     peer: IpAddr,
     rid: &HeaderValue,
 ) -> Result<(Response<ProxyBody>, Uuid), (Denial, Option<Uuid>)> {
-    let checked = check(state, &parts, client).map_err(|d| (d, None))?;
+    let checked = check(state, &parts, client)?;
+    let key = checked.entry.key.id;
     let (payload, call) = match (&state.llm, checked.generation) {
         (Some(llm), Some(route)) => {
             let received = read_body(body, state.max_request_body, state.body_idle_timeout)
                 .await
-                .map_err(|d| (d, None))?;
+                .map_err(|d| (d, Some(key)))?;
             let len = received.len() as u64;
             let call = llm
                 .prepare(route, received, checked.entry.key.limits.models.as_deref())
-                .map_err(|d| (d, None))?;
+                .map_err(|d| (d, Some(key)))?;
             let forward = call.body.clone();
             (
                 Payload::Buffered {
@@ -187,9 +188,8 @@ async fn serve(
         ..
     } = checked;
     let ticket =
-        admit_quotas(state, &entry, content_length, estimate, now).map_err(|d| (d, None))?;
+        admit_quotas(state, &entry, content_length, estimate, now).map_err(|d| (d, Some(key)))?;
     state.index.mark_used(&entry, now);
-    let key = entry.key.id;
     let mut add_pin = None;
     if let (Some(kubo), Some((command, query))) = (&state.kubo, kubo_call) {
         let caller = caller(state, &entry, now);
@@ -288,19 +288,38 @@ async fn read_body(body: Incoming, limit: u64, within: Duration) -> Result<Bytes
     }
 }
 
+/// A denial, with the key it concerned once the key is known (for the access log).
+type Refusal = (Denial, Option<Uuid>);
+
 /// Key policy in the documented order; a denial is an outcome, not an error.
-fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, Denial> {
-    let path = path::normalize(parts.uri.path())
-        .map_err(|e| Denial::with_message(DenyCode::BadRequest, e.to_string()))?;
+fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, Refusal> {
+    let path = path::normalize(parts.uri.path()).map_err(|e| {
+        (
+            Denial::with_message(DenyCode::BadRequest, e.to_string()),
+            None,
+        )
+    })?;
     let presented = match credential::extract(&parts.headers, &state.sources) {
         Extracted::Found(p) => p,
-        Extracted::Missing => return Err(Denial::new(DenyCode::MissingCredentials)),
-        Extracted::Malformed => return Err(Denial::new(DenyCode::InvalidKey)),
+        Extracted::Missing => return Err((Denial::new(DenyCode::MissingCredentials), None)),
+        Extracted::Malformed => return Err((Denial::new(DenyCode::InvalidKey), None)),
     };
     let entry = state
         .index
         .lookup(&presented, &state.hasher)
-        .ok_or_else(|| Denial::new(DenyCode::InvalidKey))?;
+        .ok_or_else(|| (Denial::new(DenyCode::InvalidKey), None))?;
+    let key = entry.key.id;
+    authorize(state, parts, client, path, entry).map_err(|d| (d, Some(key)))
+}
+
+/// The checks after the key is known: route permission, key policy, size, ledger command.
+fn authorize(
+    state: &ProxyState,
+    parts: &Parts,
+    client: IpAddr,
+    path: std::borrow::Cow<'_, str>,
+    entry: Arc<KeyEntry>,
+) -> Result<Checked, Denial> {
     let route = state.routes.route(&parts.method, &path);
     let required = match route.action {
         RouteAction::Require(p) => p,

@@ -8,12 +8,32 @@ use http_body_util::{BodyExt, Full};
 use crate::domain::decision::Denial;
 use crate::proxy::ProxyBody;
 
-/// The JSON body of a denial.
+/// The JSON body of a denial: `code` and `message`, plus the error `type` the OpenAI and
+/// Anthropic SDKs read (and Anthropic's top-level `"type":"error"`), so their clients show a
+/// gateway refusal as cleanly as one of the provider's own.
 pub fn denial_body(denial: &Denial) -> String {
     serde_json::json!({
-        "error": { "code": denial.code.as_str(), "message": denial.message }
+        "type": "error",
+        "error": {
+            "type": sdk_type(denial.code.status()),
+            "code": denial.code.as_str(),
+            "message": denial.message,
+        }
     })
     .to_string()
+}
+
+/// The provider error type of a status, in the names both LLM APIs use.
+fn sdk_type(status: u16) -> &'static str {
+    match status {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        _ => "api_error",
+    }
 }
 
 /// The full HTTP response for a denial (status, JSON body, `Retry-After` when known).
@@ -48,7 +68,26 @@ mod tests {
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(json["error"]["code"], code.as_str());
+            assert_eq!(json["type"], "error");
+            assert!(json["error"]["type"].is_string());
             assert_eq!(json["error"]["message"], code.default_message());
+        }
+    }
+
+    #[test]
+    fn sdk_error_types_follow_the_status() {
+        let table = [
+            (DenyCode::InvalidKey, "authentication_error"),
+            (DenyCode::ModelNotAllowed, "permission_error"),
+            (DenyCode::QuotaExceeded, "rate_limit_error"),
+            (DenyCode::InsufficientBalance, "billing_error"),
+            (DenyCode::BadRequest, "invalid_request_error"),
+            (DenyCode::UpstreamTimeout, "api_error"),
+        ];
+        for (code, kind) in table {
+            let json: serde_json::Value =
+                serde_json::from_str(&denial_body(&Denial::new(code))).unwrap();
+            assert_eq!(json["error"]["type"], kind, "{code:?}");
         }
     }
 
