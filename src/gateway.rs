@@ -269,6 +269,7 @@ async fn flush_loop(
 /// the next try.
 pub async fn flush_once(manager: &Manager, metrics: &Metrics) {
     flush_usage(manager, metrics).await;
+    flush_llm_usage(manager, metrics).await;
     let used = manager.index.take_used();
     if used.is_empty() {
         return;
@@ -277,6 +278,25 @@ pub async fn flush_once(manager: &Manager, metrics: &Metrics) {
         metrics.store_flush_errors.inc();
         tracing::warn!(error = %err, keys = used.len(), "flushing last_used_at failed; will retry");
         manager.index.restore_used(&used);
+    }
+}
+
+/// Writes the LLM usage by key and model; a failed batch is retried as is.
+async fn flush_llm_usage(manager: &Manager, metrics: &Metrics) {
+    let (token, rows) = manager.meter.llm.take_batch();
+    if rows.is_empty() {
+        return;
+    }
+    let now = manager.clock.now_unix();
+    let day = manager.meter.day_label(now);
+    if let Err(err) = manager
+        .store
+        .apply_llm_usage(&token, &day, &rows, now)
+        .await
+    {
+        metrics.store_flush_errors.inc();
+        tracing::warn!(error = %err, rows = rows.len(), "flushing LLM usage failed; will retry");
+        manager.meter.llm.keep_failed(token, rows);
     }
 }
 

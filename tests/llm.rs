@@ -648,3 +648,52 @@ async fn a_running_stream_holds_its_worst_case_until_it_ends() {
     // 20 input tokens × 10 + 7 output × 30 = 410 on top of the 110.
     settles_to(&t, id, 520).await;
 }
+
+/// The key's `llm_usage` from the reseller key detail.
+async fn llm_usage(t: &TestGateway, id: Uuid) -> Value {
+    let resp = t
+        .client
+        .get(format!("{}/api/v1/reseller/keys/{id}", t.api))
+        .bearer_auth(&t.partner_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["data"]["llm_usage"].clone()
+}
+
+#[tokio::test]
+async fn tokens_cost_and_model_are_recorded_per_key_and_survive_a_restart() {
+    let (mut t, _up) = gateway("openai").await;
+    let (id, key) = key(&t, json!({})).await;
+    assert_eq!(llm_usage(&t, id).await, json!([]));
+    let resp = post(&t, "/v1/chat/completions", &key, "json", &chat(json!({})))
+        .send()
+        .await
+        .unwrap();
+    resp.bytes().await.unwrap();
+    let resp = post(
+        &t,
+        "/v1/chat/completions",
+        &key,
+        "sse",
+        &chat(json!({"stream": true})),
+    )
+    .send()
+    .await
+    .unwrap();
+    resp.bytes().await.unwrap();
+    // JSON: 60 input + 40 cached + 50 output = 2 300; SSE: 20 input + 7 output = 410.
+    settles_to(&t, id, 2710).await;
+    let want = json!([{
+        "model": "gpt-test", "requests": 2, "input_tokens": 80, "cached_input_tokens": 40,
+        "output_tokens": 57, "cost_usd": 0.00271
+    }]);
+    assert_eq!(llm_usage(&t, id).await, want, "pending, read from memory");
+    t.restart().await;
+    assert_eq!(
+        llm_usage(&t, id).await,
+        want,
+        "flushed at shutdown, read from the store"
+    );
+}

@@ -9,6 +9,7 @@ pub mod admit;
 pub mod body;
 pub mod cell;
 pub mod hold;
+pub mod llm_usage;
 pub mod pins;
 pub mod stats;
 pub mod usage;
@@ -144,6 +145,8 @@ pub struct Meter {
     /// A batch whose write failed, retried before any new one with the same idempotency
     /// token, so a commit whose acknowledgement was lost is never applied twice.
     pub pending: Mutex<Option<(String, Batch)>>,
+    /// LLM usage by key and model, not flushed yet.
+    pub llm: llm_usage::LlmUsage,
 }
 
 impl Meter {
@@ -187,7 +190,13 @@ impl Meter {
             initial,
             retired: Retired::default(),
             pending: Mutex::new(None),
+            llm: Default::default(),
         }
+    }
+
+    /// The day label (`YYYY-MM-DD`, in the configured offset) of `now`.
+    pub fn day_label(&self, now: i64) -> String {
+        Window::Day.label_in(self.offset, now)
     }
 
     /// Registers (or updates) a partner.

@@ -539,7 +539,8 @@ async fn forward(
             head.headers.remove(CONTENT_LENGTH);
         }
         let missing = state.metrics.usage_missing.clone();
-        let observer = call.observer(head.status, &head.headers, route_cost, missing);
+        let recorder = Some((state.meter.clone(), entry.key.id));
+        let observer = call.observer(head.status, &head.headers, route_cost, missing, recorder);
         body = body.observed(Box::new(observer));
     }
     let body = body

@@ -9,6 +9,7 @@ pub mod sqlite;
 mod sqlite_accounts;
 mod sqlite_edit;
 mod sqlite_kubo;
+mod sqlite_llm;
 mod usage_sql;
 
 use std::sync::Arc;
@@ -212,6 +213,20 @@ pub trait Store: Send + Sync + 'static {
     async fn put_ipns(&self, account_id: Uuid, name: &str, now: i64) -> Result<(), StoreError>;
     /// Forgets an account's IPNS name; `false` if it owned none by that name.
     async fn remove_ipns(&self, account_id: Uuid, name: &str) -> Result<bool, StoreError>;
+
+    /// Adds LLM usage rows to `day`'s sums; `token` makes it idempotent like `apply_usage`.
+    async fn apply_llm_usage(
+        &self,
+        token: &str,
+        day: &str,
+        rows: &[crate::meter::llm_usage::LlmRow],
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// A key's lifetime LLM usage by model.
+    async fn llm_usage_of_key(
+        &self,
+        key_id: Uuid,
+    ) -> Result<Vec<crate::meter::llm_usage::LlmRow>, StoreError>;
 }
 
 /// Opens (and migrates) the store named by `url`.

@@ -497,6 +497,23 @@ impl Store for SqliteStore {
     async fn remove_ipns(&self, account: Uuid, name: &str) -> Result<bool, StoreError> {
         super::sqlite_kubo::remove_ipns(&self.pool, account, name).await
     }
+
+    async fn apply_llm_usage(
+        &self,
+        token: &str,
+        day: &str,
+        rows: &[crate::meter::llm_usage::LlmRow],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        super::sqlite_llm::apply_llm_usage(&self.pool, token, day, rows, now).await
+    }
+
+    async fn llm_usage_of_key(
+        &self,
+        key: Uuid,
+    ) -> Result<Vec<crate::meter::llm_usage::LlmRow>, StoreError> {
+        super::sqlite_llm::llm_usage_of_key(&self.pool, key).await
+    }
 }
 
 /// Maps a unique-constraint violation to `Conflict(field)`, anything else to `Query`.

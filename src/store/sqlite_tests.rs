@@ -617,3 +617,47 @@ async fn pins_and_ipns_names_round_trip() {
     stranger.account_id = Uuid::new_v4();
     assert!(store.put_pin(&stranger, None, 1).await.is_err());
 }
+
+#[tokio::test]
+async fn llm_usage_adds_up_once_per_token() {
+    let (_dir, store) = store().await;
+    let key = Uuid::new_v4();
+    let row = |model: &str, n: u64| crate::meter::llm_usage::LlmRow {
+        key_id: key,
+        model: model.into(),
+        requests: n,
+        input_tokens: 10 * n,
+        cached_input_tokens: n,
+        output_tokens: 5 * n,
+        cost_micros: 100 * n,
+    };
+    let rows = vec![row("a", 1), row("b", 2)];
+    assert!(
+        store
+            .apply_llm_usage("t1", "2026-11-29", &rows, 1)
+            .await
+            .unwrap()
+    );
+    // A retried batch (same token) is not counted twice.
+    assert!(
+        !store
+            .apply_llm_usage("t1", "2026-11-29", &rows, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .apply_llm_usage("t2", "2026-11-30", &[row("a", 3)], 2)
+            .await
+            .unwrap()
+    );
+    let sums = store.llm_usage_of_key(key).await.unwrap();
+    assert_eq!(sums, vec![row("a", 4), row("b", 2)]);
+    assert!(
+        store
+            .llm_usage_of_key(Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -19,6 +19,7 @@ use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Key, KeyLimits, Partner};
 use crate::domain::permission::{Permission, PermissionSet};
 use crate::manage::{KeyKind, NewKey};
+use crate::meter::llm_usage::{LlmRow, merge_by_model};
 use crate::store::KeyChange;
 
 /// Permissions of a reseller key when the caller names none: everything but `admin`.
@@ -44,6 +45,39 @@ pub struct KeyWithCost {
     key: KeyObject,
     cost_today_usd: f64,
     cost_total_usd: f64,
+}
+
+/// `GET /keys/{id}`: the key with its cost, plus its LLM usage by model (an extension of the
+/// seed's key detail; empty for keys that made no priced LLM call).
+#[derive(Serialize)]
+pub struct KeyDetail {
+    #[serde(flatten)]
+    key: KeyWithCost,
+    llm_usage: Vec<ModelUsage>,
+}
+
+/// A key's lifetime LLM usage of one model (written or not yet flushed).
+#[derive(Debug, Serialize)]
+pub struct ModelUsage {
+    model: String,
+    requests: u64,
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    output_tokens: u64,
+    cost_usd: f64,
+}
+
+impl From<LlmRow> for ModelUsage {
+    fn from(r: LlmRow) -> Self {
+        ModelUsage {
+            model: r.model,
+            requests: r.requests,
+            input_tokens: r.input_tokens,
+            cached_input_tokens: r.cached_input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: usd(i64::try_from(r.cost_micros).unwrap_or(i64::MAX)),
+        }
+    }
 }
 
 /// `POST /keys`.
@@ -175,14 +209,28 @@ pub async fn list(
         .collect())
 }
 
-/// `GET /keys/{id}`.
+/// `GET /keys/{id}`: the key with its cost and its LLM usage by model.
 pub async fn get(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
     Path(id): Path<String>,
-) -> Result<Json<Ok<KeyWithCost>>, ApiError> {
+) -> Result<Json<Ok<KeyDetail>>, ApiError> {
     let key = own_key(&state, partner.id, &id)?;
-    Ok(ok(with_cost(&state, &key)))
+    let manager = &state.manager;
+    let stored = manager
+        .store
+        .llm_usage_of_key(key.id)
+        .await
+        .map_err(crate::manage::ManageError::from)?;
+    let pending = manager.meter.llm.pending_for(key.id);
+    let llm_usage = merge_by_model(stored, pending)
+        .into_iter()
+        .map(ModelUsage::from)
+        .collect();
+    Ok(ok(KeyDetail {
+        key: with_cost(&state, &key),
+        llm_usage,
+    }))
 }
 
 /// `PATCH /keys/{id}`: any key field but the name.

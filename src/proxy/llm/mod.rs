@@ -43,6 +43,8 @@ pub struct Llm {
 /// One priced generation request, ready to forward.
 #[derive(Debug)]
 pub struct Call {
+    /// The model the request names (a priced one).
+    model: std::sync::Arc<str>,
     /// The body to forward (the client's, or rewritten to ask for usage).
     pub body: Bytes,
     /// Worst-case cost in micro-USD: input estimate plus the maximum output.
@@ -100,6 +102,7 @@ impl Llm {
                 "this API key may not use this model",
             ));
         }
+        let model_name: std::sync::Arc<str> = model.into();
         let price = *self.prices.get(model).ok_or_else(|| {
             Denial::with_message(
                 DenyCode::ModelNotAllowed,
@@ -129,6 +132,7 @@ impl Llm {
             body
         };
         Ok(Call {
+            model: model_name,
             body,
             estimate,
             flavor: self.flavor,
@@ -153,6 +157,7 @@ impl Call {
         headers: &HeaderMap,
         fixed: u64,
         missing: IntCounter,
+        recorder: Option<(std::sync::Arc<crate::meter::Meter>, uuid::Uuid)>,
     ) -> UsageObserver {
         let sse = headers
             .get(http::header::CONTENT_TYPE)
@@ -167,6 +172,11 @@ impl Call {
             sse,
             drop_usage_chunk: self.drop_usage_chunk && sse,
             missing,
+            recorder: recorder.map(|(meter, key)| usage::Recorder {
+                meter,
+                key,
+                model: self.model,
+            }),
         })
     }
 }

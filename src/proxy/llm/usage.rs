@@ -38,6 +38,24 @@ pub struct Setup {
     pub sse: bool,
     pub drop_usage_chunk: bool,
     pub missing: IntCounter,
+    /// Where the settled usage is recorded (key and model), if anywhere.
+    pub recorder: Option<Recorder>,
+}
+
+/// Records a settled answer's tokens and cost under its key and model.
+pub struct Recorder {
+    pub meter: std::sync::Arc<crate::meter::Meter>,
+    pub key: uuid::Uuid,
+    pub model: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("key", &self.key)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Token counts as reported, field by field (the latest report of a field wins).
@@ -239,6 +257,9 @@ impl Observe for UsageObserver {
         }
         let cost = self.setup.price.cost(usage);
         ticket.set_actual_cost(cost.saturating_add(self.setup.fixed));
+        if let Some(r) = &self.setup.recorder {
+            r.meter.llm.record(r.key, &r.model, usage, cost);
+        }
     }
 }
 
@@ -325,6 +346,7 @@ mod tests {
             sse,
             drop_usage_chunk,
             missing: IntCounter::new("m", "m").unwrap(),
+            recorder: None,
         })
     }
 
