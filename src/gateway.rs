@@ -120,7 +120,8 @@ impl Gateway {
         let (store, hasher) = open_store(config).await?;
         let offset = config.metering.utc_offset_secs;
         let meter = Arc::new(load_meter(store.as_ref(), clock.now_unix(), offset).await?);
-        let index = Arc::new(KeyIndex::from_keys(store.load_keys().await?));
+        let index = Arc::new(KeyIndex::default());
+        store.for_each_key(&mut |key| index.upsert(&key)).await?;
         let metrics = Arc::new(Metrics::new());
         metrics.keys_loaded.set(index.len() as i64);
         tracing::info!(keys = index.len(), "key index loaded");

@@ -3,18 +3,26 @@
 //! Token keys are found by the keyed digest of the presented secret; Gateway3 pairs by their
 //! public `access_key`, then the secret is checked in constant time. Management writes replace
 //! a key's entry after the store has committed, so a change is in force on the next request.
+//!
+//! Memory: each key is one allocation, its compact [`HotKey`] (the descriptive fields stay in
+//! the store); the maps hold only a pointer per key; the live state (last use, requests in
+//! flight, rate limiter, counter links) is created on the key's first use.
 
-use std::hash::{BuildHasher, Hasher};
+use std::borrow::Borrow;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
 
+use crate::domain::hot_key::HotKey;
 use crate::domain::key::{Credential, Digest, Key};
 use crate::domain::secret::KeyHasher;
 use crate::meter::Meter;
@@ -22,11 +30,20 @@ use crate::meter::admit::Links;
 use crate::meter::hold::InFlight;
 use crate::proxy::credential::Presented;
 
-/// A key's request-rate limiter (GCRA, `governor`), rebuilt only when the limit changes.
+/// A key's request-rate limiter (GCRA, `governor`), built on first use and rebuilt only when
+/// the limit changes.
 #[derive(Debug)]
 struct RateLimit {
     per_minute: NonZeroU32,
     limiter: DefaultDirectRateLimiter,
+}
+
+/// Takes one token of `limiter`; `Err(seconds)` says when the next one is due.
+fn check(limiter: &DefaultDirectRateLimiter) -> Result<(), u64> {
+    limiter.check().map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+    })
 }
 
 /// Per-key state that lives across updates of the key's record: last use, requests in flight,
@@ -35,6 +52,8 @@ struct RateLimit {
 pub struct KeyLive {
     last_used: AtomicI64,
     dirty: AtomicBool,
+    /// The key's rate limit per minute, 0 for none.
+    per_minute: AtomicU32,
     /// Requests of this key in flight (its concurrency limit).
     pub in_flight: Arc<InFlight>,
     rate: ArcSwapOption<RateLimit>,
@@ -42,34 +61,51 @@ pub struct KeyLive {
 }
 
 impl KeyLive {
+    fn new(limit: Option<NonZeroU32>) -> Self {
+        let live = KeyLive::default();
+        live.set_rate(limit);
+        live
+    }
+
     fn set_rate(&self, limit: Option<NonZeroU32>) {
-        let current = self.rate.load();
-        if current.as_ref().map(|r| r.per_minute) == limit {
-            return;
-        }
-        self.rate.store(limit.map(|per_minute| {
-            Arc::new(RateLimit {
-                per_minute,
-                limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
-            })
-        }));
+        self.per_minute
+            .store(limit.map_or(0, NonZeroU32::get), Ordering::Release);
     }
 
     /// Takes one request token; `Err(seconds)` says when the next one is due.
     pub fn check_rate(&self) -> Result<(), u64> {
-        let guard = self.rate.load();
-        let Some(rate) = guard.as_ref() else {
+        let Some(per_minute) = NonZeroU32::new(self.per_minute.load(Ordering::Acquire)) else {
             return Ok(());
         };
-        rate.limiter.check().map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        let current = self.rate.load();
+        if let Some(rate) = current.as_ref()
+            && rate.per_minute == per_minute
+        {
+            return check(&rate.limiter);
+        }
+        // First request of the key, or its limit changed: a fresh limiter, installed by one
+        // compare-and-swap so that racing requests all end up on the same one.
+        let fresh = Arc::new(RateLimit {
+            per_minute,
+            limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
+        });
+        let prev = self.rate.compare_and_swap(&current, Some(fresh.clone()));
+        let won = match (prev.as_ref(), current.as_ref()) {
+            (Some(p), Some(c)) => Arc::ptr_eq(p, c),
+            (None, None) => true,
+            _ => false,
+        };
+        let rate = if won {
+            fresh
+        } else {
+            self.rate.load_full().unwrap_or(fresh)
+        };
+        check(&rate.limiter)
     }
 
     /// The key's usage counters with its account's and partner's; `None` if the account or
     /// partner is not registered with the meter.
-    pub fn links(&self, key: &Key, meter: &Meter, now: i64) -> Option<&Links> {
+    pub fn links(&self, key: &HotKey, meter: &Meter, now: i64) -> Option<&Links> {
         if let Some(links) = self.links.get() {
             return Some(links);
         }
@@ -82,11 +118,69 @@ impl KeyLive {
     }
 }
 
+/// A key's live state, created on first use (most loaded keys are never used between two
+/// restarts). Dereferences to the [`KeyLive`], creating it if needed.
+#[derive(Debug)]
+pub struct LazyLive {
+    cell: OnceLock<Arc<KeyLive>>,
+    /// The rate limit the live state starts with.
+    per_minute: Option<NonZeroU32>,
+}
+
+impl LazyLive {
+    fn new(per_minute: Option<NonZeroU32>) -> Self {
+        LazyLive {
+            cell: OnceLock::new(),
+            per_minute,
+        }
+    }
+
+    /// The live state of a key whose record is replaced: the same one as before, with the new
+    /// rate limit. It is forced into existence on the old record first, so a request still
+    /// holding the old record and the ones finding the new record share it.
+    fn carried(old: &LazyLive, per_minute: Option<NonZeroU32>) -> Self {
+        let live = old.force().clone();
+        live.set_rate(per_minute);
+        LazyLive {
+            cell: OnceLock::from(live),
+            per_minute,
+        }
+    }
+
+    fn force(&self) -> &Arc<KeyLive> {
+        self.cell
+            .get_or_init(|| Arc::new(KeyLive::new(self.per_minute)))
+    }
+
+    /// The live state if the key was used (or changed) since start.
+    fn get(&self) -> Option<&KeyLive> {
+        self.cell.get().map(|l| &**l)
+    }
+}
+
+impl Deref for LazyLive {
+    type Target = KeyLive;
+    fn deref(&self) -> &KeyLive {
+        self.force()
+    }
+}
+
 /// A key as the data plane holds it: the immutable record plus its live state.
 #[derive(Debug)]
 pub struct KeyEntry {
-    pub key: Key,
-    pub live: Arc<KeyLive>,
+    pub key: HotKey,
+    pub live: LazyLive,
+}
+
+impl KeyEntry {
+    fn new(key: HotKey, old: Option<&KeyEntry>) -> Self {
+        let per_minute = key.limits.rate_limit_per_minute;
+        let live = match old {
+            Some(old) => LazyLive::carried(&old.live, per_minute),
+            None => LazyLive::new(per_minute),
+        };
+        KeyEntry { key, live }
+    }
 }
 
 /// Hashes a digest by its first 8 bytes. Digests are HMAC outputs under the server secret, so
@@ -117,12 +211,64 @@ impl BuildHasher for BuildDigestHasher {
     }
 }
 
+/// A map entry that is its own key: an entry, hashed and compared by one of its fields, so a
+/// map holds one pointer per key and is searched by that field (`Borrow`).
+macro_rules! keyed_by {
+    ($name:ident, $key:ty, |$e:ident| $field:expr) => {
+        #[derive(Clone)]
+        struct $name(Arc<KeyEntry>);
+
+        impl $name {
+            fn field(&self) -> &$key {
+                let $e = &self.0;
+                $field
+            }
+        }
+        impl Hash for $name {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.field().hash(state)
+            }
+        }
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.field() == other.field()
+            }
+        }
+        impl Eq for $name {}
+        impl Borrow<$key> for $name {
+            fn borrow(&self) -> &$key {
+                self.field()
+            }
+        }
+    };
+}
+
+keyed_by!(ByDigest, Digest, |e| e.key.credential.digest());
+keyed_by!(ById, Uuid, |e| &e.key.id);
+// Only pairs go into the access-key map; a token key would be keyed by its id there.
+keyed_by!(ByAccessKey, Uuid, |e| match &e.key.credential {
+    Credential::Pair { access_key, .. } => access_key,
+    Credential::Token { .. } => &e.key.id,
+});
+
+/// Inserts `k`, replacing an equal key (and its entry) in place, so readers never miss it.
+fn put<K: Hash + Eq, S: BuildHasher + Clone>(map: &DashMap<K, (), S>, k: K) {
+    match map.entry(k) {
+        Entry::Occupied(o) => {
+            o.replace_entry(());
+        }
+        Entry::Vacant(v) => {
+            v.insert(());
+        }
+    }
+}
+
 /// Every key by digest, by access key and by id.
 #[derive(Default)]
 pub struct KeyIndex {
-    by_digest: DashMap<Digest, Arc<KeyEntry>, BuildDigestHasher>,
-    by_access_key: DashMap<Uuid, Arc<KeyEntry>>,
-    by_id: DashMap<Uuid, Arc<KeyEntry>>,
+    by_digest: DashMap<ByDigest, (), BuildDigestHasher>,
+    by_access_key: DashMap<ByAccessKey, (), RandomState>,
+    by_id: DashMap<ById, (), RandomState>,
     /// Keys whose `last_used_at` changed since the last flush.
     used: Mutex<Vec<Uuid>>,
 }
@@ -132,7 +278,7 @@ impl KeyIndex {
     pub fn from_keys(keys: Vec<Key>) -> Self {
         let index = KeyIndex::default();
         for key in keys {
-            index.upsert(key);
+            index.upsert(&key);
         }
         index
     }
@@ -148,44 +294,32 @@ impl KeyIndex {
     }
 
     /// Inserts or replaces a key, keeping its live state.
-    pub fn upsert(&self, key: Key) {
-        let live = match self.by_id.get(&key.id) {
-            Some(old) => old.live.clone(),
-            None => {
-                let live = KeyLive::default();
-                live.last_used
-                    .store(key.last_used_at.unwrap_or(0), Ordering::Relaxed);
-                Arc::new(live)
-            }
-        };
-        live.set_rate(key.limits.rate_limit_per_minute);
-        let entry = Arc::new(KeyEntry { key, live });
-        match &entry.key.credential {
-            Credential::Token { digest } => {
-                self.by_digest.insert(*digest, entry.clone());
-            }
-            Credential::Pair { access_key, .. } => {
-                self.by_access_key.insert(*access_key, entry.clone());
-            }
-        }
-        self.by_id.insert(entry.key.id, entry);
+    pub fn upsert(&self, key: &Key) {
+        self.upsert_hot(HotKey::from(key));
     }
 
-    /// Every key of a partner (a scan: management calls only, never the data plane).
-    pub fn keys_of_partner(&self, partner: Uuid) -> Vec<Arc<KeyEntry>> {
-        let mut keys: Vec<Arc<KeyEntry>> = self
-            .by_id
-            .iter()
-            .filter(|e| e.key.partner_id == partner)
-            .map(|e| e.clone())
-            .collect();
-        keys.sort_by_key(|e| (e.key.created_at, e.key.id));
-        keys
+    /// Inserts or replaces a key given as its compact record, keeping its live state.
+    pub fn upsert_hot(&self, key: HotKey) {
+        let old = self.get(key.id);
+        let entry = Arc::new(KeyEntry::new(key, old.as_deref()));
+        if let Some(old) = old
+            && old.key.credential != entry.key.credential
+        {
+            self.by_digest.remove(old.key.credential.digest());
+            if let Some(access_key) = old.key.credential.access_key() {
+                self.by_access_key.remove(&access_key);
+            }
+        }
+        match &entry.key.credential {
+            Credential::Token { .. } => put(&self.by_digest, ByDigest(entry.clone())),
+            Credential::Pair { .. } => put(&self.by_access_key, ByAccessKey(entry.clone())),
+        }
+        put(&self.by_id, ById(entry));
     }
 
     /// A key by id.
     pub fn get(&self, id: Uuid) -> Option<Arc<KeyEntry>> {
-        self.by_id.get(&id).map(|e| e.clone())
+        self.by_id.get(&id).map(|e| e.key().0.clone())
     }
 
     /// Finds the key a presented credential belongs to, or `None` if it matches no key.
@@ -193,14 +327,14 @@ impl KeyIndex {
         match presented {
             Presented::Token(token) => {
                 let digest = hasher.digest(token.as_bytes());
-                let entry = self.by_digest.get(&digest)?.clone();
+                let entry = self.by_digest.get(&digest)?.key().0.clone();
                 // The map found it by this digest; compare in constant time all the same.
                 hasher
                     .verify(token.as_bytes(), entry.key.credential.digest())
                     .then_some(entry)
             }
             Presented::Pair { access_key, secret } => {
-                let entry = self.by_access_key.get(access_key)?.clone();
+                let entry = self.by_access_key.get(access_key)?.key().0.clone();
                 hasher
                     .verify(secret.as_bytes(), entry.key.credential.digest())
                     .then_some(entry)
@@ -250,10 +384,13 @@ impl KeyIndex {
         }
     }
 
-    /// The live `last_used_at` of a key (newer than the store's until the next flush).
+    /// The `last_used_at` of a key recorded since start (newer than the store's until the
+    /// next flush); `None` if the key was not used since start.
     pub fn last_used(&self, id: Uuid) -> Option<i64> {
-        self.get(id)
-            .map(|e| e.live.last_used.load(Ordering::Relaxed))
+        self.get(id)?
+            .live
+            .get()
+            .map(|live| live.last_used.load(Ordering::Relaxed))
             .filter(|t| *t > 0)
     }
 }
@@ -292,7 +429,7 @@ mod tests {
         index.mark_used(&found, 100);
         let mut disabled = key;
         disabled.disabled = true;
-        index.upsert(disabled);
+        index.upsert(&disabled);
         let again = index
             .lookup(&Presented::Token(Cow::Borrowed("cr_one")), &hasher)
             .unwrap();
@@ -339,5 +476,59 @@ mod tests {
         assert!(index.take_used().is_empty());
         index.restore_used(&[(id, 11)]);
         assert_eq!(index.take_used(), vec![(id, 11)]);
+    }
+
+    #[test]
+    fn a_key_loaded_lazily_still_enforces_its_rate_limit() {
+        let hasher = KeyHasher::new(b"s");
+        let mut key = token_key(&hasher, "cr_rate");
+        key.limits.rate_limit_per_minute = NonZeroU32::new(2);
+        let id = key.id;
+        let index = KeyIndex::from_keys(vec![key.clone()]);
+        let entry = index.get(id).unwrap();
+        assert!(
+            entry.live.get().is_none(),
+            "no live state before the first use"
+        );
+        assert_eq!(index.last_used(id), None);
+        assert!(entry.live.check_rate().is_ok());
+        assert!(entry.live.check_rate().is_ok());
+        let wait = entry.live.check_rate().unwrap_err();
+        assert!((1..=30).contains(&wait), "{wait}");
+
+        // Raising the limit replaces the limiter; the record held by a request in flight
+        // shares the new one.
+        key.limits.rate_limit_per_minute = NonZeroU32::new(1000);
+        index.upsert(&key);
+        let again = index.get(id).unwrap();
+        assert!(again.live.check_rate().is_ok());
+        assert!(entry.live.check_rate().is_ok());
+        key.limits.rate_limit_per_minute = None;
+        index.upsert(&key);
+        for _ in 0..10_000 {
+            assert!(entry.live.check_rate().is_ok());
+        }
+    }
+
+    #[test]
+    fn a_change_before_the_first_use_keeps_one_live_state() {
+        let hasher = KeyHasher::new(b"s");
+        let mut key = token_key(&hasher, "cr_conc");
+        key.limits.concurrency_limit = NonZeroU32::new(1);
+        let id = key.id;
+        let index = KeyIndex::from_keys(vec![key.clone()]);
+        let old = index.get(id).unwrap();
+        key.disabled = true;
+        index.upsert(&key);
+        let new = index.get(id).unwrap();
+        // A request still holding the old record and one finding the new record count
+        // against the same concurrency limit.
+        let slot = old.live.in_flight.try_acquire(1).unwrap();
+        assert!(new.live.in_flight.try_acquire(1).is_none());
+        drop(slot);
+        assert!(new.live.in_flight.try_acquire(1).is_some());
+        index.mark_used(&old, 50);
+        assert_eq!(index.last_used(id), Some(50));
+        assert_eq!(index.len(), 1);
     }
 }

@@ -51,6 +51,40 @@ impl IpAllowList {
     pub fn entries(&self) -> &[String] {
         &self.source
     }
+
+    /// The networks alone, compact, for the data plane.
+    pub fn nets(&self) -> IpNets {
+        match self.nets.as_slice() {
+            [] => IpNets::Any,
+            [one] => IpNets::One(*one),
+            many => IpNets::Many(many.into()),
+        }
+    }
+}
+
+/// The networks of an allow-list without the entries' text, as the in-memory key index holds
+/// them: an empty or one-entry list (the usual ones) needs no allocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum IpNets {
+    /// No restriction.
+    #[default]
+    Any,
+    One(IpNetwork),
+    Many(Box<[IpNetwork]>),
+}
+
+impl IpNets {
+    /// Whether `ip` may use the key. IPv4-mapped IPv6 addresses match IPv4 entries.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        match self {
+            IpNets::Any => true,
+            IpNets::One(net) => net.contains(canonical(ip)),
+            IpNets::Many(nets) => {
+                let ip = canonical(ip);
+                nets.iter().any(|net| net.contains(ip))
+            }
+        }
+    }
 }
 
 /// A set of networks, e.g. the trusted proxies.
@@ -138,6 +172,32 @@ mod tests {
         let list = IpAllowList::parse(&["10.0.0.0/8"]).unwrap();
         assert!(list.allows(ip("::ffff:10.1.2.3")));
         assert!(!list.allows(ip("::ffff:11.1.2.3")));
+    }
+
+    #[test]
+    fn compact_nets_match_like_the_list() {
+        let lists = [
+            IpAllowList::default(),
+            IpAllowList::parse(&["10.0.0.0/8"]).unwrap(),
+            IpAllowList::parse(&["127.0.0.1", "2001:db8::/32"]).unwrap(),
+        ];
+        for list in &lists {
+            let nets = list.nets();
+            for addr in [
+                "10.1.2.3",
+                "::ffff:10.1.2.3",
+                "127.0.0.1",
+                "2001:db8::1",
+                "192.0.2.1",
+            ] {
+                assert_eq!(
+                    nets.allows(ip(addr)),
+                    list.allows(ip(addr)),
+                    "{addr} in {list:?}"
+                );
+            }
+        }
+        assert!(matches!(lists[1].nets(), IpNets::One(_)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod decision;
+pub mod hot_key;
 pub mod ip;
 pub mod key;
 pub mod permission;

@@ -3,14 +3,14 @@
 use std::net::IpAddr;
 
 use super::decision::{Decision, DenyCode};
-use super::key::Key;
+use super::hot_key::HotKey;
 use super::permission::Permission;
 
 /// Checks a known key against the request: revoked → disabled → expired → IP → permission.
 ///
 /// `now` is Unix seconds; `required` is the permission the route needs.
-pub fn check_key(key: &Key, now: i64, client_ip: IpAddr, required: Permission) -> Decision {
-    if key.revoked_at.is_some() {
+pub fn check_key(key: &HotKey, now: i64, client_ip: IpAddr, required: Permission) -> Decision {
+    if key.revoked {
         return Decision::deny(DenyCode::KeyRevoked);
     }
     if key.disabled {
@@ -35,7 +35,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::domain::ip::IpAllowList;
-    use crate::domain::key::{Credential, KeyLimits};
+    use crate::domain::key::{Credential, Key, KeyLimits};
     use crate::domain::permission::PermissionSet;
 
     /// A usable key with `read` permission and no restrictions, for tests.
@@ -75,7 +75,7 @@ pub(crate) mod tests {
     #[test]
     fn healthy_key_is_allowed() {
         assert_eq!(
-            check_key(&sample_key(), NOW, ip(), Permission::Read),
+            check_key(&HotKey::from(&sample_key()), NOW, ip(), Permission::Read),
             Decision::Allow
         );
     }
@@ -85,34 +85,34 @@ pub(crate) mod tests {
         let mut k = sample_key();
         k.revoked_at = Some(1);
         assert_eq!(
-            code(check_key(&k, NOW, ip(), Permission::Read)),
+            code(check_key(&HotKey::from(&k), NOW, ip(), Permission::Read)),
             Some("key_revoked")
         );
 
         let mut k = sample_key();
         k.disabled = true;
         assert_eq!(
-            code(check_key(&k, NOW, ip(), Permission::Read)),
+            code(check_key(&HotKey::from(&k), NOW, ip(), Permission::Read)),
             Some("key_disabled")
         );
 
         let mut k = sample_key();
         k.expiration_date = NaiveDate::from_ymd_opt(2026, 11, 23);
         assert_eq!(
-            code(check_key(&k, NOW, ip(), Permission::Read)),
+            code(check_key(&HotKey::from(&k), NOW, ip(), Permission::Read)),
             Some("key_expired")
         );
 
         let mut k = sample_key();
         k.ip_whitelist = IpAllowList::parse(&["10.0.0.0/8"]).unwrap();
         assert_eq!(
-            code(check_key(&k, NOW, ip(), Permission::Read)),
+            code(check_key(&HotKey::from(&k), NOW, ip(), Permission::Read)),
             Some("ip_not_allowed")
         );
 
         let k = sample_key();
         assert_eq!(
-            code(check_key(&k, NOW, ip(), Permission::Write)),
+            code(check_key(&HotKey::from(&k), NOW, ip(), Permission::Write)),
             Some("permission_denied")
         );
     }
@@ -125,7 +125,7 @@ pub(crate) mod tests {
         k.expiration_date = NaiveDate::from_ymd_opt(2000, 1, 1);
         k.ip_whitelist = IpAllowList::parse(&["10.0.0.0/8"]).unwrap();
         assert_eq!(
-            code(check_key(&k, NOW, ip(), Permission::Admin)),
+            code(check_key(&HotKey::from(&k), NOW, ip(), Permission::Admin)),
             Some("key_revoked")
         );
     }
@@ -136,11 +136,16 @@ pub(crate) mod tests {
         k.expiration_date = NaiveDate::from_ymd_opt(2026, 11, 24);
         let midnight = k.expires_at().unwrap();
         assert_eq!(
-            check_key(&k, midnight - 1, ip(), Permission::Read),
+            check_key(&HotKey::from(&k), midnight - 1, ip(), Permission::Read),
             Decision::Allow
         );
         assert_eq!(
-            code(check_key(&k, midnight, ip(), Permission::Read)),
+            code(check_key(
+                &HotKey::from(&k),
+                midnight,
+                ip(),
+                Permission::Read
+            )),
             Some("key_expired")
         );
     }
@@ -150,7 +155,7 @@ pub(crate) mod tests {
         let mut k = sample_key();
         k.permissions = PermissionSet::from_slice(&[Permission::Admin]);
         for p in Permission::ALL {
-            assert_eq!(check_key(&k, NOW, ip(), p), Decision::Allow);
+            assert_eq!(check_key(&HotKey::from(&k), NOW, ip(), p), Decision::Allow);
         }
     }
 }

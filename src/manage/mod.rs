@@ -234,7 +234,7 @@ impl Manager {
         };
         let _write = self.write_lock.lock().await;
         self.store.create_key(&key).await?;
-        self.index.upsert(key.clone());
+        self.index.upsert(&key);
         Ok(CreatedKey { key, secret })
     }
 
@@ -248,9 +248,9 @@ impl Manager {
         let Some(mut key) = self.store.update_key(id, &change).await? else {
             return Ok(None);
         };
-        self.index.upsert(key.clone());
+        self.index.upsert(&key);
         drop(_write);
-        key.last_used_at = self.index.last_used(id).or(key.last_used_at);
+        self.with_live_last_use(&mut key);
         Ok(Some(key))
     }
 
@@ -262,10 +262,9 @@ impl Manager {
         edit: impl FnOnce(&mut Key),
     ) -> Result<Option<Key>, ManageError> {
         let _write = self.write_lock.lock().await;
-        let Some(entry) = self.index.get(id) else {
+        let Some(mut key) = self.store.get_key(id).await? else {
             return Ok(None);
         };
-        let mut key = entry.key.clone();
         edit(&mut key);
         let Some(stored) = self
             .store
@@ -274,17 +273,32 @@ impl Manager {
         else {
             return Ok(None);
         };
-        self.index.upsert(stored.clone());
+        self.index.upsert(&stored);
         Ok(Some(stored))
     }
 
-    /// A key with its live `last_used_at`, from the index (no store round-trip).
-    pub fn key(&self, id: Uuid) -> Option<Key> {
-        self.index.get(id).map(|entry| {
-            let mut key = entry.key.clone();
-            key.last_used_at = self.index.last_used(id).or(key.last_used_at);
-            key
-        })
+    /// A key with every field, from the store, with its live `last_used_at`.
+    pub async fn key(&self, id: Uuid) -> Result<Option<Key>, ManageError> {
+        let Some(mut key) = self.store.get_key(id).await? else {
+            return Ok(None);
+        };
+        self.with_live_last_use(&mut key);
+        Ok(Some(key))
+    }
+
+    /// Every key of a partner, oldest first, from the store, with their live `last_used_at`.
+    pub async fn keys_of_partner(&self, partner: Uuid) -> Result<Vec<Key>, ManageError> {
+        let mut keys = self.store.keys_of_partner(partner).await?;
+        for key in &mut keys {
+            self.with_live_last_use(key);
+        }
+        Ok(keys)
+    }
+
+    /// Sets `last_used_at` to the last use seen by the data plane when that is newer than the
+    /// stored one (it reaches the store at the next flush).
+    fn with_live_last_use(&self, key: &mut Key) {
+        key.last_used_at = key.last_used_at.max(self.index.last_used(key.id));
     }
 
     /// Today's date (UTC) by the gateway's clock.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::config::model::Plan;
 use crate::domain::decision::{Denial, DenyCode};
-use crate::domain::key::Key;
+use crate::domain::hot_key::HotKey;
 
 use super::AccountLive;
 use super::PartnerLive;
@@ -100,7 +100,7 @@ fn quota(name: &'static str, what: &str, slot_end: i64, now: i64) -> Denial {
 
 /// Admits a request against every quota, or says which one refuses it.
 pub fn admit(
-    key: &Key,
+    key: &HotKey,
     links: &Links,
     in_flight: &Arc<InFlight>,
     plans: &HashMap<i64, Plan>,
@@ -132,7 +132,7 @@ pub fn admit(
     let day = links.key.cost_day.current(now, retired);
     let end = day.end;
     t.cost_raw.push(
-        Hold::reserve(day, est, limits.daily_cost_limit_micros).ok_or_else(|| {
+        Hold::reserve(day, est, limits.daily_cost_limit_micros()).ok_or_else(|| {
             quota(
                 "daily_cost_limit_usd",
                 "the key's daily cost limit",
@@ -144,7 +144,7 @@ pub fn admit(
     let total = links.key.cost_total.current(now, retired);
     let end = total.end;
     t.cost_raw.push(
-        Hold::reserve(total, est, limits.total_cost_limit_micros).ok_or_else(|| {
+        Hold::reserve(total, est, limits.total_cost_limit_micros()).ok_or_else(|| {
             quota(
                 "total_cost_limit_usd",
                 "the key's total cost limit",

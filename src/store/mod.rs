@@ -123,8 +123,13 @@ pub trait Store: Send + Sync + 'static {
     async fn create_key(&self, key: &Key) -> Result<(), StoreError>;
     /// A key by id.
     async fn get_key(&self, id: Uuid) -> Result<Option<Key>, StoreError>;
-    /// Every key, revoked ones included, for the in-memory index at start.
+    /// Every key, revoked ones included, oldest first.
     async fn load_keys(&self) -> Result<Vec<Key>, StoreError>;
+    /// Every key, revoked ones included, handed to `each` one at a time as the rows stream in
+    /// (the index at start), in no particular order.
+    async fn for_each_key(&self, each: &mut (dyn FnMut(Key) + Send)) -> Result<(), StoreError>;
+    /// Every key of a partner (all its accounts), revoked ones included, oldest first.
+    async fn keys_of_partner(&self, partner_id: Uuid) -> Result<Vec<Key>, StoreError>;
     /// Applies a change; returns the updated key, or `None` if there is no such key.
     async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError>;
     /// Records `last_used_at` for many keys in one transaction.

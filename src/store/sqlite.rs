@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -305,6 +306,26 @@ impl Store for SqliteStore {
             .into_iter()
             .map(Key::try_from)
             .collect()
+    }
+
+    async fn for_each_key(&self, each: &mut (dyn FnMut(Key) + Send)) -> Result<(), StoreError> {
+        let mut rows = sqlx::query_as::<_, KeyRow>(select_keys!("")).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            each(Key::try_from(row)?);
+        }
+        Ok(())
+    }
+
+    async fn keys_of_partner(&self, partner_id: Uuid) -> Result<Vec<Key>, StoreError> {
+        sqlx::query_as::<_, KeyRow>(select_keys!(
+            " WHERE partner_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(partner_id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(Key::try_from)
+        .collect()
     }
 
     async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError> {

@@ -246,8 +246,30 @@ async fn keys_round_trip_for_both_credential_kinds() {
     }
     let mut all = store.load_keys().await.unwrap();
     all.sort_by_key(|k| k.name.clone());
-    assert_eq!(all, vec![bare, pair_key, token_key]);
+    assert_eq!(all, vec![bare.clone(), pair_key.clone(), token_key.clone()]);
     assert_eq!(store.get_key(Uuid::new_v4()).await.unwrap(), None);
+
+    // Streamed one at a time, the same keys.
+    let mut streamed = Vec::new();
+    store.for_each_key(&mut |k| streamed.push(k)).await.unwrap();
+    streamed.sort_by_key(|k| k.name.clone());
+    assert_eq!(streamed, all);
+
+    // By partner, oldest first; another partner's keys are not listed.
+    let other_partner = partner("other123");
+    let other = account(other_partner.id, "default");
+    store.create_partner(&other_partner, &other).await.unwrap();
+    store
+        .create_key(&fresh_key(&other, "theirs", 4))
+        .await
+        .unwrap();
+    let mut oldest_first = vec![token_key, pair_key];
+    oldest_first.sort_by_key(|k| (k.created_at, k.id));
+    oldest_first.push(bare);
+    assert_eq!(
+        store.keys_of_partner(a.partner_id).await.unwrap(),
+        oldest_first
+    );
 }
 
 #[tokio::test]

@@ -11,7 +11,8 @@ use super::keys::{self, CreatedPair, KeyItem};
 use super::{V0Error, V0Result, done, ok, usage};
 use crate::api::ApiState;
 use crate::config::model::Plan;
-use crate::domain::key::{Account, Key};
+use crate::domain::hot_key::HotKey;
+use crate::domain::key::Account;
 use crate::domain::permission::Permission;
 
 /// The `provider` the stats report.
@@ -130,7 +131,7 @@ pub async fn delete_key(
     done()
 }
 
-async fn account_of(state: &ApiState, key: &Key) -> Result<Account, V0Error> {
+async fn account_of(state: &ApiState, key: &HotKey) -> Result<Account, V0Error> {
     state
         .manager
         .account(key.account_id)

@@ -15,8 +15,9 @@ use super::V0Error;
 use crate::api::partner_auth::AuthPartner;
 use crate::api::{ApiState, ClientAddr, json};
 use crate::domain::decision::{Decision, Denial, DenyCode};
+use crate::domain::hot_key::HotKey;
 use crate::domain::ip::canonical;
-use crate::domain::key::{Key, Partner};
+use crate::domain::key::Partner;
 use crate::domain::permission::Permission;
 use crate::domain::policy::check_key;
 use crate::proxy::client_ip::client_ip;
@@ -86,7 +87,7 @@ impl FromRequestParts<ApiState> for V0Partner {
 }
 
 /// The key behind the account API call: usable now, from this client IP, with `admin`.
-pub struct AdminKey(pub Key);
+pub struct AdminKey(pub HotKey);
 
 impl FromRequestParts<ApiState> for AdminKey {
     type Rejection = V0Error;

@@ -173,12 +173,13 @@ fn draft_key(partner: &Partner) -> Key {
 }
 
 /// The partner's own key, or 404 (another partner's key does not "exist").
-fn own_key(state: &ApiState, partner: Uuid, id: &str) -> Result<Key, ApiError> {
+async fn own_key(state: &ApiState, partner: Uuid, id: &str) -> Result<Key, ApiError> {
     let not_found = || ApiError::NotFound("key not found".to_string());
     let id = Uuid::parse_str(id).map_err(|_| not_found())?;
     state
         .manager
         .key(id)
+        .await?
         .filter(|k| k.partner_id == partner)
         .ok_or_else(not_found)
 }
@@ -200,13 +201,9 @@ fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
 pub async fn list(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
-) -> Json<Ok<Vec<KeyWithCost>>> {
-    let keys = state.manager.index.keys_of_partner(partner.id);
-    ok(keys
-        .iter()
-        .filter_map(|e| state.manager.key(e.key.id))
-        .map(|k| with_cost(&state, &k))
-        .collect())
+) -> Result<Json<Ok<Vec<KeyWithCost>>>, ApiError> {
+    let keys = state.manager.keys_of_partner(partner.id).await?;
+    Ok(ok(keys.iter().map(|k| with_cost(&state, k)).collect()))
 }
 
 /// `GET /keys/{id}`: the key with its cost and its LLM usage by model.
@@ -215,7 +212,7 @@ pub async fn get(
     AuthPartner(partner): AuthPartner,
     Path(id): Path<String>,
 ) -> Result<Json<Ok<KeyDetail>>, ApiError> {
-    let key = own_key(&state, partner.id, &id)?;
+    let key = own_key(&state, partner.id, &id).await?;
     let manager = &state.manager;
     let stored = manager
         .store
@@ -244,7 +241,7 @@ pub async fn patch(
     if fields.name.is_some() {
         return Err(ApiError::Validation("name: cannot be changed".into()));
     }
-    let key = own_key(&state, partner.id, &id)?;
+    let key = own_key(&state, partner.id, &id).await?;
     let manager = &state.manager;
     // Validate on a copy first, so a bad field changes nothing; the same `today` is used for
     // the write, so the second application cannot fail where the first passed.
@@ -286,7 +283,7 @@ async fn set_disabled(
     Path(id): Path<String>,
     disabled: bool,
 ) -> Result<Json<Ok<KeyObject>>, ApiError> {
-    let key = own_key(&state, partner.id, &id)?;
+    let key = own_key(&state, partner.id, &id).await?;
     let updated = state
         .manager
         .change_key(key.id, KeyChange::SetDisabled(disabled))
