@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::kubo::{FakeKubo, OVERHEAD, cid_of};
+use common::kubo::{FakeKubo, OVERHEAD, cid_of, cid_v1_of};
 use common::{Options, TestGateway, denial};
 use serde_json::{Value, json};
 
@@ -137,6 +137,18 @@ async fn add_records_the_pinned_root_with_the_nodes_size() {
     let cid = cid_of(&content);
     assert_eq!(json["Hash"], cid.as_str());
     assert!(kubo.pinned(&cid));
+    // kubo never pins during the upload: Tollgate pins the root through the ledger after.
+    let log = kubo.log();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("add?") && l.contains("pin=false")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l == &format!("pin/add?arg={cid}&recursive=true")),
+        "{log:?}"
+    );
     let s = stats(&t, "alice").await;
     assert_eq!(s["pinned_count"], 1);
     assert_eq!(s["pinned_bytes"], content.len() as u64 + OVERHEAD);
@@ -417,6 +429,11 @@ async fn pinning_side_channels_and_node_admin_are_refused() {
         "pin/verify",
         "refs/local",
         "key/export",
+        "files/write",
+        "files/ls",
+        "block/rm",
+        "pubsub/pub",
+        "stats/bw",
     ] {
         let resp = rpc(&t, &alice, cmd, "").await;
         assert_eq!(denial(resp, 403).await, "permission_denied", "{cmd}");
@@ -461,7 +478,8 @@ async fn node_errors_pass_through_and_record_nothing() {
     let Setup { t, kubo } = setup().await;
     let alice = account(&t, "alice").await;
     // A CID the node cannot find: kubo's own error, nothing recorded.
-    let resp = rpc(&t, &alice, "pin/add", "arg=QmUnknownCid0000000").await;
+    let unknown = cid_of(b"nobody has this");
+    let resp = rpc(&t, &alice, "pin/add", &format!("arg={unknown}")).await;
     assert_eq!(resp.status(), 500);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["Type"], "error");
@@ -492,4 +510,108 @@ async fn concurrent_pins_of_one_account_never_overshoot_the_count() {
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 9);
     assert_eq!(kubo.node.lock().unwrap().pins.len(), 3);
     assert_eq!(stats(&t, "alice").await["pinned_count"], 3);
+}
+
+#[tokio::test]
+async fn another_spelling_of_a_cid_is_the_same_pin() {
+    let Setup { t, kubo } = setup().await;
+    let (alice, bob) = (account(&t, "alice").await, account(&t, "bob").await);
+    let content = b"alice's v1 content";
+    kubo.provide(content);
+    let cid = cid_v1_of(content);
+    ok_json(rpc(&t, &alice, "pin/add", &format!("arg={cid}")).await).await;
+    // Bob pins the uppercase spelling: the ledger sees one CID with two holders...
+    let upper = cid.to_uppercase();
+    let json = ok_json(rpc(&t, &bob, "pin/add", &format!("arg={upper}")).await).await;
+    assert_eq!(
+        json,
+        json!({"Pins": [cid]}),
+        "answered in the canonical spelling"
+    );
+    // ...so his pin/rm leaves Alice's pin on the node.
+    ok_json(rpc(&t, &bob, "pin/rm", &format!("arg={upper}")).await).await;
+    assert!(kubo.pinned(&cid));
+    assert_eq!(kubo.calls("pin/rm"), 0);
+    let ls = ok_json(rpc(&t, &alice, "pin/ls", "").await).await;
+    assert!(ls["Keys"].get(&cid).is_some(), "{ls}");
+}
+
+#[tokio::test]
+async fn an_add_of_several_files_pins_and_counts_each_root() {
+    let Setup { t, kubo } = setup().await;
+    let alice = account(&t, "alice").await;
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"first".to_vec()).file_name("a.txt"),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"second".to_vec()).file_name("b.txt"),
+        );
+    let resp = t
+        .client
+        .post(format!("{}/api/v0/add", t.proxy))
+        .basic_auth(&alice.0, Some(&alice.1))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let lines = resp.text().await.unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    for content in [&b"first"[..], b"second"] {
+        assert!(kubo.pinned(&cid_of(content)));
+    }
+    let s = stats(&t, "alice").await;
+    assert_eq!(s["pinned_count"], 2);
+    assert_eq!(s["pinned_bytes"], 5 + 6 + 2 * OVERHEAD);
+    // Silencing kubo's output cannot hide a root: the option is not passed on.
+    let json = ok_json(add(&t, &alice, "silent=true", b"quiet please").await).await;
+    assert_eq!(json["Hash"], cid_of(b"quiet please").as_str());
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 3);
+}
+
+#[tokio::test]
+async fn add_needs_the_pin_permission_unless_it_does_not_pin() {
+    let Setup { t, kubo } = setup().await;
+    account(&t, "alice").await;
+    let body = json!({"uuid": "alice", "name": "writer", "permissions": ["read", "write"]});
+    let data = partner(&t, "/partner/user/key", body).await["data"].clone();
+    let writer = Pair(
+        data["access_key"].as_str().unwrap().into(),
+        data["access_secret"].as_str().unwrap().into(),
+    );
+    let resp = add(&t, &writer, "", b"would pin").await;
+    assert_eq!(denial(resp, 403).await, "permission_denied");
+    let json = ok_json(add(&t, &writer, "pin=false", b"does not pin").await).await;
+    assert!(!kubo.pinned(json["Hash"].as_str().unwrap()));
+    let resp = add(&t, &writer, "to-files=/mine", b"into MFS").await;
+    assert_eq!(denial(resp, 400).await, "bad_request");
+}
+
+#[tokio::test]
+async fn pin_update_onto_a_cid_another_account_holds() {
+    let Setup { t, kubo } = setup().await;
+    let (alice, bob) = (account(&t, "alice").await, account(&t, "bob").await);
+    let (old, _) = kubo.provide(b"old version");
+    let (new, _) = kubo.provide(b"new version");
+    ok_json(rpc(&t, &alice, "pin/add", &format!("arg={old}")).await).await;
+    ok_json(rpc(&t, &bob, "pin/add", &format!("arg={new}")).await).await;
+    // kubo's own pin/update refuses a `to` that is already pinned; Tollgate does not need it.
+    let json = ok_json(rpc(&t, &alice, "pin/update", &format!("arg={old}&arg={new}")).await).await;
+    assert_eq!(json, json!({"Pins": [old, new]}));
+    assert!(kubo.pinned(&new) && !kubo.pinned(&old));
+    assert_eq!(stats(&t, "alice").await["pinned_count"], 1);
+    let resp = rpc(&t, &alice, "pin/update", &format!("arg={new}&arg={new}")).await;
+    assert_eq!(denial(resp, 400).await, "bad_request");
+    let resp = rpc(&t, &alice, "pin/add", &format!("arg={old}&recursive=false")).await;
+    assert_eq!(
+        denial(resp, 400).await,
+        "bad_request",
+        "direct pins are not offered"
+    );
+    // Bob's pin of `new` survives Alice letting go of it.
+    ok_json(rpc(&t, &alice, "pin/rm", &format!("arg={new}")).await).await;
+    assert!(kubo.pinned(&new));
 }

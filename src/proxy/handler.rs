@@ -19,6 +19,7 @@ use crate::config::model::{Plan, RouteAction};
 use crate::domain::clock::Clock;
 use crate::domain::decision::{Decision, Denial, DenyCode};
 use crate::domain::ip::IpSet;
+use crate::domain::permission::Permission;
 use crate::domain::policy::check_key;
 use crate::domain::secret::KeyHasher;
 use crate::index::{KeyEntry, KeyIndex};
@@ -144,7 +145,7 @@ pub async fn handle(
 /// Checks, admits and forwards; a denial says which key it concerned once the key is known
 /// (for the access log).
 async fn serve(
-    state: &ProxyState,
+    state: &Arc<ProxyState>,
     mut parts: Parts,
     body: Incoming,
     client: IpAddr,
@@ -182,7 +183,7 @@ async fn serve(
         .saturating_add(call.as_ref().map_or(0, |c| c.estimate));
     let Checked {
         entry,
-        uri,
+        mut uri,
         now,
         kubo: kubo_call,
         ..
@@ -190,20 +191,26 @@ async fn serve(
     let ticket =
         admit_quotas(state, &entry, content_length, estimate, now).map_err(|d| (d, Some(key)))?;
     state.index.mark_used(&entry, now);
-    let mut add_pin = None;
+    let mut add = None;
     if let (Some(kubo), Some((command, query))) = (&state.kubo, kubo_call) {
-        let caller = caller(state, &entry, now);
+        let ctx = Ctx {
+            state: state.clone(),
+            rid: rid.clone(),
+            caller: caller(state, &entry, now),
+        };
         if command != Command::Add {
-            let ctx = Ctx { state, rid, caller };
-            let resp = kubo.serve(&ctx, command, &query).await;
+            let resp = kubo.serve(ctx, command, query).await;
             return resp
                 .map(|resp| (buffered_response(state, resp, ticket), key))
                 .map_err(|d| (d, Some(key)));
         }
-        add_pin = kubo
-            .reserve_add(&caller, &query, content_length)
-            .map_err(|d| (d, Some(key)))?
-            .map(|add| (kubo, caller, add));
+        let can_pin = entry.key.permissions.allows(Permission::Pin);
+        let plan = kubo
+            .plan_add(&ctx.caller, &query, content_length, can_pin)
+            .map_err(|d| (d, Some(key)))?;
+        uri =
+            with_query(&uri, &plan.query).ok_or((Denial::new(DenyCode::BadRequest), Some(key)))?;
+        add = Some((kubo, ctx, plan));
     }
     if let Some(call) = &call {
         let len = HeaderValue::from(call.body.len());
@@ -212,9 +219,9 @@ async fn serve(
         // `Accept-Encoding: gzip` by default).
         parts.headers.remove(ACCEPT_ENCODING);
     }
-    let body_limit = add_pin
+    let body_limit = add
         .as_ref()
-        .and_then(|(_, _, add)| add.body_limit)
+        .and_then(|(_, _, plan)| plan.body_limit)
         .map_or(state.max_request_body, |room| {
             room.min(state.max_request_body)
         });
@@ -227,14 +234,19 @@ async fn serve(
         body_limit,
     };
     let resp = forward(state, parts, payload, admitted, peer, rid).await;
-    let resp = match (resp, add_pin) {
-        (Ok(resp), Some((kubo, caller, add))) => {
-            let ctx = Ctx { state, rid, caller };
-            kubo.finish_add(&ctx, add, resp).await
-        }
+    let resp = match (resp, add) {
+        (Ok(resp), Some((kubo, ctx, plan))) => kubo.finish_add(ctx, plan, resp).await,
         (resp, _) => resp,
     };
     resp.map(|resp| (resp, key)).map_err(|d| (d, Some(key)))
+}
+
+/// `uri` with its query replaced.
+fn with_query(uri: &Uri, query: &str) -> Option<Uri> {
+    let mut parts = uri.clone().into_parts();
+    let pq = format!("{}?{query}", uri.path());
+    parts.path_and_query = Some(pq.parse().ok()?);
+    Uri::from_parts(parts).ok()
 }
 
 /// The account a kubo ledger command acts for, with its plan's limits.

@@ -1,7 +1,8 @@
 //! Upstream profiles: the default route table and fallback of each kind of upstream.
 //!
 //! `kubo` maps the IPFS RPC API (`/api/v0/...`) to permissions and refuses the node-admin
-//! commands for every key (an operator `[[routes]]` rule can re-enable one); `openai`,
+//! commands, and every command it does not list, for every key (an operator `[[routes]]` rule
+//! can enable one); `openai`,
 //! `anthropic` and `generic` need `read` for safe methods and `write` for the rest.
 
 use crate::config::model::{PathPattern, ProfileKind, RouteAction, RouteRule};
@@ -26,13 +27,12 @@ const KUBO_READ: &[&str] = &[
     "object/stat",
     "object/data",
     "object/links",
-    "files/ls",
-    "files/read",
-    "files/stat",
     "name/resolve",
     "resolve",
     "refs",
     "cid/*",
+    "multibase/*",
+    "commands",
     "key/list",
     "routing/findprovs",
     "dht/findprovs",
@@ -44,14 +44,6 @@ const KUBO_WRITE: &[&str] = &[
     "dag/put",
     "dag/import",
     "block/put",
-    "block/rm",
-    "files/write",
-    "files/mkdir",
-    "files/cp",
-    "files/mv",
-    "files/rm",
-    "files/flush",
-    "files/chcid",
     "object/put",
     "object/new",
     "object/patch/*",
@@ -83,16 +75,19 @@ const KUBO_DENY: &[&str] = &[
     // These list or walk every pin and block of the node, whoever owns them.
     "pin/verify",
     "refs/local",
+    // Deletes blocks whoever added them (pinned ones excepted).
+    "block/rm",
+    // MFS is one tree for the whole node: every account would read and change every other's
+    // files, and MFS content is kept by the garbage collector without counting as a pin.
+    "files/*",
 ];
 
 /// The compiled route table of `kind` with the operator's rules on top.
 pub fn route_table(kind: ProfileKind, operator: &[RouteRule]) -> RouteTable {
     match kind {
-        ProfileKind::Kubo => RouteTable::new(
-            operator,
-            &kubo_rules(),
-            Fallback::Action(RouteAction::Require(Permission::Admin)),
-        ),
+        ProfileKind::Kubo => {
+            RouteTable::new(operator, &kubo_rules(), Fallback::Action(RouteAction::Deny))
+        }
         ProfileKind::OpenAi | ProfileKind::Anthropic | ProfileKind::Generic => {
             RouteTable::new(operator, &[], Fallback::ByMethod)
         }
@@ -101,16 +96,12 @@ pub fn route_table(kind: ProfileKind, operator: &[RouteRule]) -> RouteTable {
 
 /// Every command `cmd` is matched both as `/api/v0/cmd` and as `/api/v0/cmd/...`: kubo treats
 /// extra path segments as arguments, so `/api/v0/shutdown/x` still runs `shutdown`. Anything
-/// outside `/api/v0/` (kubo's `/debug/pprof`, `/webui`, ...) is refused; unlisted RPC commands
-/// need `admin`.
+/// outside `/api/v0/` (kubo's `/debug/pprof`, `/webui`, ...) is refused, and so is every RPC
+/// command not listed here: `admin` is a permission partners hand to their customers, not an
+/// operator's, and kubo's other commands act for the whole node (`pubsub/*` and `key/sign`
+/// under its identity, `urlstore/add` pins outside the ledger, `stats/*`, `swarm/*`, ...).
 fn kubo_rules() -> Vec<RouteRule> {
-    let mut rules = vec![
-        rule(PathPattern::Prefix("/".into()), RouteAction::Deny),
-        rule(
-            PathPattern::Prefix("/api/v0/".into()),
-            RouteAction::Require(Permission::Admin),
-        ),
-    ];
+    let mut rules = vec![rule(PathPattern::Prefix("/".into()), RouteAction::Deny)];
     let groups: [(&[&str], RouteAction); 6] = [
         (KUBO_READ, RouteAction::Require(Permission::Read)),
         (KUBO_WRITE, RouteAction::Require(Permission::Write)),
@@ -166,7 +157,14 @@ mod tests {
         assert_eq!(post("/api/v0/shutdown"), Deny);
         assert_eq!(post("/api/v0/p2p/listen"), Deny);
         assert_eq!(post("/api/v0/cid/base32"), Require(Permission::Read));
-        assert_eq!(post("/api/v0/stats/bw"), Require(Permission::Admin));
+        assert_eq!(post("/api/v0/stats/bw"), Deny, "unlisted: refused");
+        assert_eq!(post("/api/v0/pubsub/pub"), Deny);
+        assert_eq!(
+            post("/api/v0/files/write"),
+            Deny,
+            "MFS is shared by all accounts"
+        );
+        assert_eq!(post("/api/v0/block/rm"), Deny);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! `dag/stat`, `block/stat`, `cat`, pins, keys and `name/publish`, and kubo's error object
 //! `{"Message","Code":0,"Type":"error"}` with status 500.
 //!
-//! Content is addressed by a fake CID (`Qm` + hex of its SHA-256); "the network" is the
-//! `available` map a test fills with [`FakeKubo::provide`]. Every command received is logged
-//! so tests can check what reached the node.
+//! Content is addressed by its real CIDv0 (dag-pb framing left out: SHA-256 of the bytes);
+//! "the network" is the `available` map a test fills with [`FakeKubo::provide`]. CID arguments
+//! are read as kubo reads them (any multibase spelling). Every command received is logged so
+//! tests can check what reached the node.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -82,8 +83,10 @@ impl FakeKubo {
     pub fn provide(&self, content: &[u8]) -> (String, u64) {
         let cid = cid_of(content);
         let mut node = self.node.lock().unwrap();
-        node.available
-            .insert(cid.clone(), Bytes::copy_from_slice(content));
+        // The blockstore keys blocks by hash: both CID versions find the content.
+        for key in [cid.clone(), cid_v1_of(content)] {
+            node.available.insert(key, Bytes::copy_from_slice(content));
+        }
         (cid, content.len() as u64 + OVERHEAD)
     }
 
@@ -102,10 +105,23 @@ impl FakeKubo {
     }
 }
 
+/// The CIDv0 (`Qm...`) of `content`.
 pub fn cid_of(content: &[u8]) -> String {
     let digest = Sha256::digest(content);
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("Qm{}", &hex[..44])
+    let hash = multihash::Multihash::<64>::wrap(0x12, &digest).expect("sha2-256 multihash");
+    cid::Cid::new_v0(hash).expect("v0").to_string()
+}
+
+/// The CIDv1 (dag-pb, `bafy...`) of the same hash as `cid_of`.
+pub fn cid_v1_of(content: &[u8]) -> String {
+    let v0 = cid::Cid::try_from(cid_of(content).as_str()).expect("cid");
+    cid::Cid::new_v1(0x70, *v0.hash()).to_string()
+}
+
+/// A CID argument as kubo reads it: any spelling, one canonical text.
+fn canonical(arg: &str) -> String {
+    let bare = arg.strip_prefix("/ipfs/").unwrap_or(arg);
+    cid::Cid::try_from(bare).map_or_else(|_| bare.to_string(), |c| c.to_string())
 }
 
 type Answer = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
@@ -159,7 +175,7 @@ impl Args {
 }
 
 fn run(node: &mut Node, cmd: &str, args: &Args, ct: &str, body: &[u8]) -> Answer {
-    let arg = args.get("arg").unwrap_or("").to_string();
+    let arg = canonical(args.get("arg").unwrap_or(""));
     match cmd {
         "version" => ok(json!({"Version": "0.32.1", "Commit": "fake", "System": "amd64/linux"})),
         "add" => add(node, args, ct, body),
@@ -185,26 +201,25 @@ fn run(node: &mut Node, cmd: &str, args: &Args, ct: &str, body: &[u8]) -> Answer
             None => not_found(&arg),
         },
         "pin/add" => {
-            let cids = args.all("arg");
-            if let Some(missing) = cids.iter().find(|c| !node.available.contains_key(**c)) {
+            let cids: Vec<String> = args.all("arg").into_iter().map(canonical).collect();
+            if let Some(missing) = cids.iter().find(|c| !node.available.contains_key(*c)) {
                 return not_found(missing);
             }
             for cid in &cids {
-                node.pins
-                    .insert(cid.to_string(), args.flag("recursive", true));
+                node.pins.insert(cid.clone(), args.flag("recursive", true));
             }
             ok(json!({"Pins": cids}))
         }
         "pin/rm" => {
-            let cids = args.all("arg");
-            if cids.iter().any(|c| !node.pins.contains_key(*c)) {
+            let cids: Vec<String> = args.all("arg").into_iter().map(canonical).collect();
+            if cids.iter().any(|c| !node.pins.contains_key(c)) {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "not pinned or pinned indirectly",
                 );
             }
             for cid in &cids {
-                node.pins.remove(*cid);
+                node.pins.remove(cid);
             }
             ok(json!({"Pins": cids}))
         }
@@ -216,6 +231,12 @@ fn run(node: &mut Node, cmd: &str, args: &Args, ct: &str, body: &[u8]) -> Answer
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "'from' cid was not recursively pinned already",
+                );
+            }
+            if node.pins.contains_key(to) {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "'to' cid was already recursively pinned",
                 );
             }
             if !node.available.contains_key(to) {

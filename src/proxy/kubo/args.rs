@@ -86,18 +86,22 @@ impl Query {
     }
 }
 
-/// A CID given as `Qm...`, `bafy...` or `/ipfs/<cid>`. Paths below a CID, IPNS paths and
-/// anything but base-encoded CID characters are refused: the ledger is keyed by CID.
+/// A CID given as `Qm...`, `bafy...` (any multibase) or `/ipfs/<cid>`, in its canonical text:
+/// CIDv0 in base58btc, CIDv1 in lowercase base32. The node keys pins by the CID's bytes, so one
+/// CID has many spellings (`bafy...`, `BAFY...`, `z...`, `f...`); the ledger must key them all
+/// alike, or one account could unpin another's CID through a second spelling. Paths below a
+/// CID and IPNS paths are refused: the ledger is keyed by CID.
 pub fn cid(arg: &str) -> Result<String, Denial> {
     let bare = arg.strip_prefix("/ipfs/").unwrap_or(arg);
-    let ok = (8..=128).contains(&bare.len()) && bare.bytes().all(|b| b.is_ascii_alphanumeric());
-    if ok {
-        Ok(bare.to_string())
-    } else {
-        Err(bad(format!(
+    let parsed = (bare.len() <= 256)
+        .then(|| ::cid::Cid::try_from(bare).ok())
+        .flatten();
+    match parsed {
+        Some(cid) => Ok(cid.to_string()),
+        None => Err(bad(format!(
             "`{}` is not a CID; pin by CID (resolve paths first)",
             shorten(arg)
-        )))
+        ))),
     }
 }
 
@@ -141,12 +145,15 @@ fn shorten(s: &str) -> String {
 mod tests {
     use super::*;
 
+    const V0: &str = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n";
+    const V1: &str = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+
     #[test]
     fn repeated_args_and_flags() {
-        let q = Query::parse(Some(
-            "arg=QmAbcdefgh1&arg=%2Fipfs%2Fbafy12345678&recursive=false&p",
-        ));
-        assert_eq!(q.cids().unwrap(), vec!["QmAbcdefgh1", "bafy12345678"]);
+        let q = Query::parse(Some(&format!(
+            "arg={V0}&arg=%2Fipfs%2F{V1}&recursive=false&p"
+        )));
+        assert_eq!(q.cids().unwrap(), vec![V0, V1]);
         assert!(!q.flag("recursive", true).unwrap());
         assert!(q.flag("p", false).unwrap());
         assert!(q.flag("missing", true).unwrap());
@@ -165,13 +172,31 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_of_a_cid_is_one_ledger_key() {
+        assert_eq!(cid(&V1.to_uppercase()).unwrap(), V1);
+        let cid_v1 = ::cid::Cid::try_from(V1).unwrap();
+        let base58 = cid_v1
+            .to_string_of_base(multibase::Base::Base58Btc)
+            .unwrap();
+        let base16 = cid_v1
+            .to_string_of_base(multibase::Base::Base16Lower)
+            .unwrap();
+        assert!(base58.starts_with('z') && base16.starts_with('f'));
+        assert_eq!(cid(&base58).unwrap(), V1);
+        assert_eq!(cid(&base16).unwrap(), V1);
+        // v0 and v1 of the same hash are different pins on the node: kept apart.
+        assert_eq!(cid(V0).unwrap(), V0);
+    }
+
+    #[test]
     fn only_plain_cids_are_accepted() {
         for bad in [
-            "/ipfs/QmAbcdefgh1/sub/path",
+            "/ipfs/QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n/sub/path",
             "/ipns/example.com",
             "Qm../../x",
             "short",
             "QmAbc%00defgh",
+            "QmAbcdefgh1",
         ] {
             assert!(cid(bad).is_err(), "{bad}");
         }

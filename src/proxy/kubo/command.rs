@@ -51,9 +51,10 @@ fn aliases(command: Command) -> &'static [(&'static str, &'static str)] {
 }
 
 /// Commands that can pin as a side effect, the option that does it and its kubo default.
-const PINNING_OPTIONS: [(&str, &str, bool); 3] = [
+const PINNING_OPTIONS: [(&str, &str, bool); 4] = [
     ("/api/v0/dag/put", "pin", false),
     ("/api/v0/block/put", "pin", false),
+    ("/api/v0/object/put", "pin", false),
     ("/api/v0/dag/import", "pin-roots", true),
 ];
 

@@ -31,7 +31,7 @@ const PUBLISH_OPTIONS: [&str; 9] = [
 ];
 
 /// `key/gen?arg=<name>`: a new name, within the plan's limit.
-pub async fn gen_key(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+pub async fn gen_key(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let account = ctx.caller.account;
     let name = args::name(
         q.get("arg")
@@ -51,7 +51,7 @@ pub async fn gen_key(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<B
     let mut pairs = vec![("arg", Cow::from(node_name.as_str()))];
     pairs.extend(options(q, &GEN_OPTIONS));
     let query = encode(pairs);
-    let answer = match rpc::call(ctx.state, ctx.rid, "key/gen", &query).await {
+    let answer = match rpc::call(&ctx.state, &ctx.rid, "key/gen", &query).await {
         Ok(answer) if answer.ok() => answer,
         failed => {
             kubo.ledger.release_name(account, name);
@@ -61,7 +61,7 @@ pub async fn gen_key(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<B
     if let Err(err) = kubo.store.put_ipns(account, name, ctx.caller.now).await {
         kubo.ledger.release_name(account, name);
         let query = encode([("arg", Cow::from(node_name.as_str()))]);
-        let _ = rpc::call(ctx.state, ctx.rid, "key/rm", &query).await;
+        let _ = rpc::call(&ctx.state, &ctx.rid, "key/rm", &query).await;
         return Err(unrecorded(&err));
     }
     let id = answer
@@ -72,9 +72,9 @@ pub async fn gen_key(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<B
 }
 
 /// `key/list`: the account's names only, without the prefix.
-pub async fn list(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+pub async fn list(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let query = encode(options(q, &LIST_OPTIONS));
-    let answer = rpc::call(ctx.state, ctx.rid, "key/list", &query).await?;
+    let answer = rpc::call(&ctx.state, &ctx.rid, "key/list", &query).await?;
     if !answer.ok() {
         return Ok(passthrough(answer));
     }
@@ -84,7 +84,7 @@ pub async fn list(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Byte
 }
 
 /// `key/rm?arg=<name>...`: removes names the account owns.
-pub async fn rm(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+pub async fn rm(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let account = ctx.caller.account;
     let names = q.all("arg");
     if names.is_empty() {
@@ -93,31 +93,43 @@ pub async fn rm(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>
     if let Some(stranger) = names.iter().find(|n| !kubo.ledger.owns_name(account, n)) {
         return Err(not_owned(stranger));
     }
-    let node_names: Vec<String> = names.iter().map(|n| on_node(account, n)).collect();
-    let query = encode(node_names.iter().map(|n| ("arg", Cow::from(n.as_str()))));
-    let answer = rpc::call(ctx.state, ctx.rid, "key/rm", &query).await?;
-    if !answer.ok() {
-        return Ok(passthrough(answer));
-    }
+    // One name at a time, as kubo removes them: a failure leaves the earlier ones removed and
+    // forgotten, the later ones kept and counted.
+    let mut keys = Vec::new();
     for name in &names {
+        let node_name = on_node(account, name);
+        let _lock = kubo.lock(&node_name).await;
+        if !kubo.ledger.owns_name(account, name) {
+            continue; // removed meanwhile by a concurrent request of the same account
+        }
+        let query = encode([("arg", Cow::from(node_name.as_str()))]);
+        let answer = rpc::call(&ctx.state, &ctx.rid, "key/rm", &query).await?;
+        if !answer.ok() && !answer.message().contains("no key named") {
+            return Ok(passthrough(answer));
+        }
         kubo.store
             .remove_ipns(account, name)
             .await
             .map_err(|e| unrecorded(&e))?;
         kubo.ledger.release_name(account, name);
+        keys.extend(own_keys_unchecked(account, answer.last().as_ref()));
     }
-    let keys = own_keys_unchecked(account, answer.last().as_ref());
     Ok(rpc::json(&json!({ "Keys": keys })))
 }
 
 /// `key/rename?arg=<old>&arg=<new>[&force=true]`: a rename keeps the count.
-pub async fn rename(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+pub async fn rename(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let account = ctx.caller.account;
     let [old, new]: [&str; 2] = q
         .all("arg")
         .try_into()
         .map_err(|_| bad("key/rename takes two arguments: the name and the new name"))?;
     let new = args::name(new)?;
+    if old == new {
+        return Err(bad("key/rename needs a new name"));
+    }
+    let (old_node, new_node) = (on_node(account, old), on_node(account, new));
+    let _locks = kubo.lock_all(&[&old_node, &new_node]).await;
     if !kubo.ledger.owns_name(account, old) {
         return Err(not_owned(old));
     }
@@ -127,13 +139,12 @@ pub async fn rename(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<By
             "key by that name already exists, refusing to overwrite: {new}"
         )));
     }
-    let (old_node, new_node) = (on_node(account, old), on_node(account, new));
     let query = encode([
         ("arg", Cow::from(old_node.as_str())),
         ("arg", Cow::from(new_node.as_str())),
         ("force", Cow::Borrowed(if force { "true" } else { "false" })),
     ]);
-    let answer = rpc::call(ctx.state, ctx.rid, "key/rename", &query).await?;
+    let answer = rpc::call(&ctx.state, &ctx.rid, "key/rename", &query).await?;
     if !answer.ok() {
         return Ok(passthrough(answer));
     }
@@ -156,7 +167,7 @@ pub async fn rename(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<By
 }
 
 /// `name/publish?arg=<path>&key=<name>`: only under one of the account's names.
-pub async fn publish(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+pub async fn publish(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let account = ctx.caller.account;
     let key = match q.get("key") {
         None | Some("self") => {
@@ -180,7 +191,7 @@ pub async fn publish(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<B
                 (k, Cow::from(v))
             }),
     );
-    let answer = rpc::call(ctx.state, ctx.rid, "name/publish", &query).await?;
+    let answer = rpc::call(&ctx.state, &ctx.rid, "name/publish", &query).await?;
     Ok(passthrough(answer))
 }
 

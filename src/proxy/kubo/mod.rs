@@ -19,7 +19,7 @@ use http::{HeaderValue, Response};
 use tokio::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-pub use add::AddPin;
+pub use add::AddPlan;
 use args::Query;
 use command::Command;
 
@@ -29,8 +29,10 @@ use crate::meter::pins::{PinLedger, PinLimits, PinRefusal};
 use crate::proxy::handler::ProxyState;
 use crate::store::{Store, StoreError};
 
-/// Lock stripes serialising operations on one CID (or one IPNS name).
-const STRIPES: usize = 64;
+/// Lock stripes serialising the ledger changes of one CID (or one IPNS name). Locks are held only
+/// around node calls on content the node already has (the size look-up, which may fetch, runs
+/// before), and several are always taken in stripe order.
+const STRIPES: usize = 1024;
 
 /// The ledger, its store and the locks that keep one CID's operations in order.
 pub struct Kubo {
@@ -64,9 +66,11 @@ impl Caller {
 }
 
 /// One request's view: the gateway state, the request id for the node calls, the caller.
-pub struct Ctx<'a> {
-    pub state: &'a ProxyState,
-    pub rid: &'a HeaderValue,
+/// Owned, so a ledger change can run in its own task to the end even if the client leaves.
+#[derive(Clone)]
+pub struct Ctx {
+    pub state: Arc<ProxyState>,
+    pub rid: HeaderValue,
     pub caller: Caller,
 }
 
@@ -86,15 +90,38 @@ impl Kubo {
         self.stripes[stripe_of(item)].lock().await
     }
 
-    /// Whether two items share a lock.
-    fn same_stripe(&self, a: &str, b: &str) -> bool {
-        stripe_of(a) == stripe_of(b)
+    /// The locks of several items, taken in stripe order (never two requests each holding one
+    /// lock the other waits for), each stripe once.
+    async fn lock_all(&self, items: &[&str]) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = items.iter().map(|i| stripe_of(i)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.stripes[stripe].lock().await);
+        }
+        guards
     }
 
-    /// Runs a ledger command (all but `add`, which is forwarded; see [`AddPin`]).
+    /// Runs a ledger command (all but `add`, which is forwarded; see [`AddPlan`]) in its own
+    /// task: once it has changed the node, it records the change even if the client hangs up.
     pub async fn serve(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        command: Command,
+        query: Query,
+    ) -> Result<Response<Bytes>, Denial> {
+        let kubo = self.clone();
+        let task = tokio::spawn(async move { kubo.run(&ctx, command, &query).await });
+        task.await.unwrap_or_else(|err| {
+            tracing::error!(error = %err, "kubo ledger task failed");
+            Err(Denial::new(DenyCode::UpstreamUnavailable))
+        })
+    }
+
+    async fn run(
         &self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx,
         command: Command,
         query: &Query,
     ) -> Result<Response<Bytes>, Denial> {

@@ -1,10 +1,16 @@
 //! `pin/add`, `pin/rm`, `pin/update` and `pin/ls` through the ledger.
 //!
-//! Each CID is handled on its own, in order, under its lock, as kubo itself pins arguments one
-//! by one: on a failure the CIDs before it stay pinned and recorded. A new pin's size is looked
-//! up on the node first (`dag/stat`, or `block/stat` for a direct pin) so the plan's limits are
-//! enforced before anything is pinned. The node keeps one pin per CID: it is pinned when the
-//! first account pins it and unpinned when the last holder lets go.
+//! Each CID is handled on its own, in order, as kubo itself pins arguments one by one: on a
+//! failure the CIDs before it stay pinned and recorded. A new pin's size is looked up on the
+//! node first (`dag/stat`, which fetches the DAG) so the plan's limits are enforced before it
+//! is pinned; the CID's lock is taken only after that, around the quick local pin and the
+//! ledger write. The node keeps one recursive pin per CID: pinned when the first account pins
+//! it, unpinned when the last holder lets go. Direct pins are not offered (a direct and a
+//! recursive holder of one CID could not both be charged what the node keeps).
+//!
+//! Order of changes: a new pin is made on the node, then recorded (the store, then memory); a
+//! pin that could not be recorded is taken back. A removed pin is forgotten by the ledger
+//! first and unpinned on the node after, so the ledger never charges for what it let go.
 
 use std::borrow::Cow;
 
@@ -19,43 +25,78 @@ use crate::domain::decision::{Denial, DenyCode};
 use crate::meter::pins::PinInfo;
 use crate::store::PinRow;
 
-/// `pin/add?arg=<cid>...&recursive=<bool>`.
-pub async fn add(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+const RECURSIVE: PinInfo = PinInfo {
+    size: 0,
+    recursive: true,
+};
+
+/// `pin/add?arg=<cid>...` (recursive).
+pub async fn add(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let cids = q.cids()?;
-    let recursive = q.flag("recursive", true)?;
-    let account = ctx.caller.account;
+    if !q.flag("recursive", true)? {
+        return Err(bad(
+            "direct pins (recursive=false) are not available through the gateway",
+        ));
+    }
     for cid in &cids {
-        let _lock = kubo.lock(cid).await;
-        let held = kubo.ledger.get(account, cid);
-        if held.is_some_and(|h| h.recursive || !recursive) {
-            continue;
-        }
-        let size = match stat(ctx, cid, recursive).await? {
-            Ok(size) => size,
-            Err(answer) => return Ok(passthrough(answer)),
-        };
-        let reservation = kubo
-            .ledger
-            .reserve(account, cid, size, None, ctx.caller.limits)
-            .map_err(refused)?;
-        let query = encode([("arg", cid.into()), ("recursive", flag(recursive))]);
-        let answer = rpc::call(ctx.state, ctx.rid, "pin/add", &query).await?;
-        if !answer.ok() {
+        if let Some(answer) = pin_one(kubo, ctx, cid).await? {
             return Ok(passthrough(answer));
         }
-        let info = PinInfo { size, recursive };
-        if let Err(err) = record(kubo, ctx, cid, info, None).await {
-            undo_pin(kubo, ctx, cid).await;
-            return Err(unrecorded(&err));
-        }
-        reservation.commit(cid, info, None);
     }
     Ok(rpc::json(&json!({ "Pins": cids })))
 }
 
+/// Pins `cid` for the caller unless it holds it already. `Some(answer)` if the node refused.
+pub(super) async fn pin_one(kubo: &Kubo, ctx: &Ctx, cid: &str) -> Result<Option<Answer>, Denial> {
+    let account = ctx.caller.account;
+    if kubo.ledger.get(account, cid).is_some() {
+        return Ok(None);
+    }
+    let size = match stat(ctx, cid).await? {
+        Ok(size) => size,
+        Err(answer) => return Ok(Some(answer)),
+    };
+    let _lock = kubo.lock(cid).await;
+    if kubo.ledger.get(account, cid).is_some() {
+        return Ok(None); // pinned meanwhile by a concurrent request of the same account
+    }
+    pin_sized(kubo, ctx, cid, size, None).await
+}
+
+/// Pins `cid` of `size` bytes for the caller, in place of its pin `replacing` if given (whose
+/// room then counts as free). The caller holds the lock of both CIDs.
+async fn pin_sized(
+    kubo: &Kubo,
+    ctx: &Ctx,
+    cid: &str,
+    size: u64,
+    replacing: Option<&str>,
+) -> Result<Option<Answer>, Denial> {
+    let account = ctx.caller.account;
+    let reservation = kubo
+        .ledger
+        .reserve(account, cid, size, replacing, ctx.caller.limits)
+        .map_err(refused)?;
+    let newly_on_node = kubo.ledger.holders(cid) == 0;
+    let query = encode([("arg", cid.into()), ("recursive", flag(true))]);
+    let answer = rpc::call(&ctx.state, &ctx.rid, "pin/add", &query).await?;
+    if !answer.ok() {
+        return Ok(Some(answer));
+    }
+    let info = PinInfo { size, ..RECURSIVE };
+    if let Err(err) = record(kubo, ctx, cid, info, replacing).await {
+        if newly_on_node {
+            unpin_orphan(ctx, cid).await;
+        }
+        return Err(unrecorded(&err));
+    }
+    reservation.commit(cid, info, replacing);
+    Ok(None)
+}
+
 /// `pin/rm?arg=<cid>...`: only CIDs the account pinned; the node unpins a CID when its last
 /// holder removes it.
-pub async fn rm(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+pub async fn rm(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let cids = q.cids()?;
     let account = ctx.caller.account;
     if let Some(stranger) = cids.iter().find(|c| kubo.ledger.get(account, c).is_none()) {
@@ -63,94 +104,73 @@ pub async fn rm(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>
     }
     for cid in &cids {
         let _lock = kubo.lock(cid).await;
-        if kubo.ledger.get(account, cid).is_none() {
-            continue; // removed meanwhile by a concurrent request of the same account
-        }
-        if kubo.ledger.holders(cid) == 1 {
-            if let Some(answer) = unpin_on_node(ctx, cid).await? {
-                return Ok(passthrough(answer));
-            }
-        }
-        kubo.store
-            .remove_pin(account, cid)
-            .await
-            .map_err(|e| unrecorded(&e))?;
-        kubo.ledger.remove(account, cid);
+        release(kubo, ctx, cid).await?;
     }
     Ok(rpc::json(&json!({ "Pins": cids })))
 }
 
+/// Forgets the caller's pin of `cid` (store, then memory) and unpins it on the node if no one
+/// else holds it. The caller holds the CID's lock.
+async fn release(kubo: &Kubo, ctx: &Ctx, cid: &str) -> Result<(), Denial> {
+    let account = ctx.caller.account;
+    if kubo.ledger.get(account, cid).is_none() {
+        return Ok(()); // removed meanwhile by a concurrent request of the same account
+    }
+    kubo.store
+        .remove_pin(account, cid)
+        .await
+        .map_err(|e| unrecorded(&e))?;
+    kubo.ledger.remove(account, cid);
+    if kubo.ledger.holders(cid) == 0 {
+        unpin_orphan(ctx, cid).await;
+    }
+    Ok(())
+}
+
 /// `pin/update?arg=<from>&arg=<to>&unpin=<bool>`: moves the account's pin from one CID to
-/// another. The old pin's room counts as free when `unpin` is set (kubo's default).
-pub async fn update(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+/// another. The old pin's room counts as free when `unpin` is set (kubo's default). On the
+/// node, `to` is pinned first, and `from` unpinned after the ledger let go of it, only if no
+/// other account holds it.
+pub async fn update(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let [from, to]: [String; 2] = q
         .cids()?
         .try_into()
         .map_err(|_| bad("pin/update takes two arguments: the pinned CID and the new one"))?;
+    if from == to {
+        return Err(bad("pin/update needs two different CIDs"));
+    }
     let unpin = q.flag("unpin", true)?;
     let account = ctx.caller.account;
-    // Both locks, always in the same order (two requests updating a→b and b→a must not wait
-    // on each other); a single lock when both CIDs share a stripe is the same mutex.
-    let (first, second) = if from <= to {
-        (&from, &to)
-    } else {
-        (&to, &from)
-    };
-    let _a = kubo.lock(first).await;
-    let _b = if kubo.same_stripe(first, second) {
-        None
-    } else {
-        Some(kubo.lock(second).await)
-    };
-    let Some(old) = kubo.ledger.get(account, &from) else {
+    if kubo.ledger.get(account, &from).is_none() {
         return Err(not_held(&from));
-    };
-    let size = match stat(ctx, &to, true).await? {
+    }
+    if !unpin {
+        return match pin_one(kubo, ctx, &to).await? {
+            Some(answer) => Ok(passthrough(answer)),
+            None => Ok(rpc::json(&json!({ "Pins": [from, to] }))),
+        };
+    }
+    let size = match stat(ctx, &to).await? {
         Ok(size) => size,
         Err(answer) => return Ok(passthrough(answer)),
     };
-    let replacing = unpin.then_some(from.as_str());
-    let reservation = kubo
-        .ledger
-        .reserve(account, &to, size, replacing, ctx.caller.limits)
-        .map_err(refused)?;
-    // The node's pin of `from` goes only if no other account holds it.
-    let unpin_node = unpin && kubo.ledger.holders(&from) == 1;
-    let answer = if old.recursive {
-        let query = encode([
-            ("arg", Cow::from(from.as_str())),
-            ("arg", Cow::from(to.as_str())),
-            ("unpin", flag(unpin_node)),
-        ]);
-        rpc::call(ctx.state, ctx.rid, "pin/update", &query).await?
-    } else {
-        let query = encode([("arg", Cow::from(to.as_str())), ("recursive", flag(true))]);
-        let answer = rpc::call(ctx.state, ctx.rid, "pin/add", &query).await?;
-        if answer.ok() && unpin_node {
-            // A direct pin cannot be updated by kubo; drop it now that `to` is pinned.
-            if let Some(failed) = unpin_on_node(ctx, &from).await? {
-                tracing::warn!(cid = %from, error = %failed.message(), "unpin after update failed");
-            }
-        }
-        answer
-    };
-    if !answer.ok() {
+    let _locks = kubo.lock_all(&[&from, &to]).await;
+    if kubo.ledger.get(account, &from).is_none() {
+        return Err(not_held(&from));
+    }
+    if let Some(answer) = pin_sized(kubo, ctx, &to, size, Some(&from)).await? {
         return Ok(passthrough(answer));
     }
-    let info = PinInfo {
-        size,
-        recursive: true,
-    };
-    record(kubo, ctx, &to, info, replacing)
-        .await
-        .map_err(|e| unrecorded(&e))?;
-    reservation.commit(&to, info, replacing);
+    // The store and the ledger no longer hold `from` for this account.
+    if kubo.ledger.holders(&from) == 0 {
+        unpin_orphan(ctx, &from).await;
+    }
     Ok(rpc::json(&json!({ "Pins": [from, to] })))
 }
 
 /// `pin/ls`: the account's own pins from the ledger, in kubo's shapes (`{"Keys":{..}}`, or one
 /// `{"Cid","Type"}` line each with `stream=true`). Indirect pins are not tracked.
-pub fn ls(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Denial> {
+pub fn ls(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let kind = q.get("type").unwrap_or("all");
     if !matches!(kind, "all" | "recursive" | "direct" | "indirect") {
         return Err(bad(format!(
@@ -196,49 +216,46 @@ pub fn ls(kubo: &Kubo, ctx: &Ctx<'_>, q: &Query) -> Result<Response<Bytes>, Deni
     Ok(rpc::json(&json!({ "Keys": keys })))
 }
 
-/// The size the node reports for `cid` (whole DAG, or the block for a direct pin), or the
-/// node's error answer.
-async fn stat(ctx: &Ctx<'_>, cid: &str, recursive: bool) -> Result<Result<u64, Answer>, Denial> {
-    let (command, query) = if recursive {
-        (
-            "dag/stat",
-            encode([("arg", cid.into()), ("progress", flag(false))]),
-        )
-    } else {
-        ("block/stat", encode([("arg", cid.into())]))
-    };
-    let answer = rpc::call(ctx.state, ctx.rid, command, &query).await?;
+/// The DAG size the node reports for `cid` (fetching it if needed), or the node's error.
+async fn stat(ctx: &Ctx, cid: &str) -> Result<Result<u64, Answer>, Denial> {
+    let query = encode([("arg", cid.into()), ("progress", flag(false))]);
+    let answer = rpc::call(&ctx.state, &ctx.rid, "dag/stat", &query).await?;
     if !answer.ok() {
         return Ok(Err(answer));
     }
     let last = answer.last().unwrap_or(Value::Null);
-    // kubo ≥ 0.22 answers `TotalSize` (with per-DAG `DagStats`), earlier ones `Size`.
-    let size = rpc::size_of(last.get("TotalSize")).or_else(|| rpc::size_of(last.get("Size")));
+    // kubo ≥ 0.22 answers `TotalSize` with per-DAG `DagStats` (and leaves out a zero
+    // `TotalSize`); earlier versions answer `Size`.
+    let size = rpc::size_of(last.get("TotalSize"))
+        .or_else(|| rpc::size_of(last.get("Size")))
+        .or_else(|| last.get("DagStats").map(|_| 0));
     size.map(Ok).ok_or_else(|| {
         Denial::with_message(
             DenyCode::UpstreamUnavailable,
-            format!("the node's {command} answer carried no size"),
+            "the node's dag/stat answer carried no size",
         )
     })
 }
 
-/// Unpins `cid` on the node; `Some(answer)` if the node refused. A CID the node no longer
-/// pins counts as unpinned (the ledger must be able to let go of it).
-async fn unpin_on_node(ctx: &Ctx<'_>, cid: &str) -> Result<Option<Answer>, Denial> {
-    // recursive=true removes a direct pin as well as a recursive one.
+/// Unpins a CID no account holds any more. A CID the node no longer pins is fine; any other
+/// failure leaves a pin on the node that no plan pays for, so it is logged for the operator.
+pub(super) async fn unpin_orphan(ctx: &Ctx, cid: &str) {
     let query = encode([("arg", cid.into()), ("recursive", flag(true))]);
-    let answer = rpc::call(ctx.state, ctx.rid, "pin/rm", &query).await?;
-    if answer.ok() || answer.message().contains("not pinned") {
-        Ok(None)
-    } else {
-        Ok(Some(answer))
+    match rpc::call(&ctx.state, &ctx.rid, "pin/rm", &query).await {
+        Ok(answer) if answer.ok() || answer.message().contains("not pinned") => {}
+        Ok(answer) => {
+            tracing::error!(cid, error = %answer.message(), "could not unpin a CID no account holds")
+        }
+        Err(denial) => {
+            tracing::error!(cid, error = %denial.message, "could not unpin a CID no account holds")
+        }
     }
 }
 
 /// Writes the account's pin to the store (removing `replacing` in the same transaction).
 async fn record(
     kubo: &Kubo,
-    ctx: &Ctx<'_>,
+    ctx: &Ctx,
     cid: &str,
     info: PinInfo,
     replacing: Option<&str>,
@@ -250,21 +267,6 @@ async fn record(
         recursive: info.recursive,
     };
     kubo.store.put_pin(&row, replacing, ctx.caller.now).await
-}
-
-/// Takes back a pin the ledger could not record, unless another account holds the CID.
-pub(super) async fn undo_pin(kubo: &Kubo, ctx: &Ctx<'_>, cid: &str) {
-    if kubo.ledger.holders(cid) == 0 {
-        match unpin_on_node(ctx, cid).await {
-            Ok(None) => {}
-            Ok(Some(answer)) => {
-                tracing::error!(cid, error = %answer.message(), "could not undo an unrecorded pin")
-            }
-            Err(denial) => {
-                tracing::error!(cid, error = %denial.message, "could not undo an unrecorded pin")
-            }
-        }
-    }
 }
 
 fn not_held(cid: &str) -> Denial {
