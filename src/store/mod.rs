@@ -6,6 +6,7 @@ mod rows;
 pub mod sqlite;
 mod sqlite_accounts;
 mod sqlite_edit;
+mod usage_journal;
 mod usage_sql;
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store kind not supported yet: {0}")]
     Unsupported(String),
+    #[error("store background work interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// A key change applied by the management APIs.
