@@ -92,8 +92,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The async runtime: multi-threaded, except on a single CPU (e.g. pinned with `taskset`), where
+/// a `current_thread` runtime does the same work without the work-stealing machinery.
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+    let single = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if single {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")

@@ -10,6 +10,7 @@ mod sqlite_accounts;
 mod sqlite_edit;
 mod sqlite_kubo;
 mod sqlite_llm;
+mod usage_journal;
 mod usage_sql;
 
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store kind not supported yet: {0}")]
     Unsupported(String),
+    #[error("store background work interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// A key change applied by the management APIs.

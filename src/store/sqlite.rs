@@ -291,6 +291,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_key(&self, id: Uuid) -> Result<Option<Key>, StoreError> {
+        super::usage_journal::fold_touches_now(&self.pool).await?;
         sqlx::query_as::<_, KeyRow>(select_keys!(" WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
@@ -300,6 +301,7 @@ impl Store for SqliteStore {
     }
 
     async fn load_keys(&self) -> Result<Vec<Key>, StoreError> {
+        super::usage_journal::fold_touches_now(&self.pool).await?;
         sqlx::query_as::<_, KeyRow>(select_keys!(" ORDER BY created_at, id"))
             .fetch_all(&self.pool)
             .await?
@@ -309,6 +311,7 @@ impl Store for SqliteStore {
     }
 
     async fn for_each_key(&self, each: &mut (dyn FnMut(Key) + Send)) -> Result<(), StoreError> {
+        super::usage_journal::fold_touches_now(&self.pool).await?;
         let mut rows = sqlx::query_as::<_, KeyRow>(select_keys!("")).fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
             each(Key::try_from(row)?);
@@ -317,6 +320,7 @@ impl Store for SqliteStore {
     }
 
     async fn keys_of_partner(&self, partner_id: Uuid) -> Result<Vec<Key>, StoreError> {
+        super::usage_journal::fold_touches_now(&self.pool).await?;
         sqlx::query_as::<_, KeyRow>(select_keys!(
             " WHERE partner_id = $1 ORDER BY created_at, id"
         ))
@@ -368,17 +372,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for (id, at) in used {
-            sqlx::query(
-                "UPDATE keys SET last_used_at = CASE \
-                 WHEN last_used_at IS NULL OR last_used_at < $1 THEN $1 ELSE last_used_at END \
-                 WHERE id = $2",
-            )
-            .bind(*at)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
+        super::usage_journal::append_touches(&mut tx, used).await?;
         tx.commit().await?;
         Ok(())
     }

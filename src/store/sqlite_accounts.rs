@@ -96,6 +96,7 @@ pub async fn live_keys_of_account(
     pool: &SqlitePool,
     account_id: Uuid,
 ) -> Result<Vec<Key>, StoreError> {
+    super::usage_journal::fold_touches_now(pool).await?;
     let sql = format!(
         "SELECT {KEY_COLUMNS} FROM keys WHERE account_id = $1 AND revoked_at IS NULL \
          ORDER BY created_at, rowid"

@@ -44,6 +44,7 @@ pub async fn usage_daily(
     from: &str,
     to: &str,
 ) -> Result<Vec<(String, String, u64)>, StoreError> {
+    super::usage_journal::fold_now(pool).await?;
     let rows = sqlx::query(
         "SELECT day, metric, value FROM usage_daily \
          WHERE scope = $1 AND scope_id = $2 AND day >= $3 AND day <= $4 ORDER BY day",

@@ -362,12 +362,34 @@ async fn touch_keys_keeps_the_latest_time() {
         .await
         .unwrap();
     store.touch_keys(&[]).await.unwrap();
+    // A key listed twice in one batch keeps the later time.
+    store
+        .touch_keys(&[(k1.id, 700), (k1.id, 600)])
+        .await
+        .unwrap();
     let last = |id| {
         let store = store.clone();
         async move { store.get_key(id).await.unwrap().unwrap().last_used_at }
     };
-    assert_eq!(last(k1.id).await, Some(500));
+    assert_eq!(last(k1.id).await, Some(700));
     assert_eq!(last(k2.id).await, Some(900));
+    // The journal folds by itself once it holds enough batches.
+    let batches = crate::store::usage_journal::FOLD_AFTER_BATCHES;
+    for at in 1000..1000 + batches {
+        store.touch_keys(&[(k2.id, at)]).await.unwrap();
+    }
+    let pool = store.pool.clone();
+    let journal: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM touch_journal")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(journal, 0);
+    let stored: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM keys WHERE id = $1")
+        .bind(k2.id.to_string())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(999 + batches));
 }
 
 /// `(id, name, price_micros, pinned_bytes_limit, ipns_limit)` as stored.
@@ -586,13 +608,13 @@ async fn usage_batches_apply_once_and_charge_the_balance() {
         .unwrap()
         .balance_micros;
     assert_eq!(balance, start + 1_000 - 140);
-    let daily: i64 = sqlx::query_scalar("SELECT value FROM usage_daily WHERE scope_id = $1")
-        .bind(p.id.to_string())
-        .fetch_one(&store.pool)
+    let daily = store
+        .usage_daily("partner", p.id, "2026-11-23", "2026-11-23")
         .await
         .unwrap();
     assert_eq!(
-        daily, 140,
+        daily,
+        vec![("2026-11-23".into(), "cost_micros".into(), 140)],
         "lifetime totals are not double-counted in daily sums"
     );
     assert_eq!(
@@ -682,4 +704,61 @@ async fn llm_usage_adds_up_once_per_token() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn the_usage_journal_folds_after_enough_batches_and_before_reads() {
+    use crate::meter::usage::{Metric, Scope};
+    use crate::meter::window::Window;
+    use crate::meter::{Batch, Delta};
+    use crate::store::usage_journal::FOLD_AFTER_BATCHES;
+
+    let (_dir, store) = store().await;
+    let id = Uuid::new_v4();
+    let batch = Batch {
+        deltas: vec![Delta {
+            scope: Scope::Key,
+            id,
+            metric: Metric::Requests,
+            window: Window::Day,
+            label: "2026-11-23".into(),
+            day: "2026-11-23".into(),
+            amount: 2,
+        }],
+        charges: vec![],
+    };
+    let count = |sql: &'static str| {
+        let pool = store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let journal = "SELECT COUNT(*) FROM usage_journal";
+    let total = "SELECT COALESCE(SUM(value), 0) FROM counters";
+    for i in 1..FOLD_AFTER_BATCHES {
+        assert!(
+            store
+                .apply_usage(&format!("t{i}"), &batch, 100)
+                .await
+                .unwrap()
+        );
+    }
+    assert_eq!(count(journal).await, FOLD_AFTER_BATCHES - 1);
+    assert_eq!(count(total).await, 0, "not folded yet");
+    assert!(store.apply_usage("last", &batch, 100).await.unwrap());
+    assert_eq!(count(journal).await, 0);
+    assert_eq!(count(total).await, 2 * FOLD_AFTER_BATCHES);
+    // A batch still in the journal is in what the readers see.
+    assert!(store.apply_usage("one-more", &batch, 100).await.unwrap());
+    let rows = store.load_counters(&["2026-11-23".into()]).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].value, 2 * FOLD_AFTER_BATCHES as u64 + 2);
+    let daily = store
+        .usage_daily("key", id, "2026-11-23", "2026-11-23")
+        .await
+        .unwrap();
+    assert_eq!(daily[0].2, 2 * FOLD_AFTER_BATCHES as u64 + 2);
 }

@@ -1,5 +1,6 @@
 //! Usage persistence in SQL shared by the stores: counter totals per window, daily sums and
-//! partner balance charges, applied as one idempotent transaction per flush batch.
+//! partner balance charges, applied as one idempotent transaction per flush batch (counter
+//! deltas through the usage journal, see `usage_journal`).
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
@@ -15,11 +16,12 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// How long applied batch tokens are remembered (a retried flush is far younger).
 const TOKEN_TTL_SECS: i64 = 86_400;
 
-/// Counter totals of the given windows.
+/// Counter totals of the given windows (the journal folded in first).
 pub async fn load_counters(
     pool: &SqlitePool,
     windows: &[String],
 ) -> Result<Vec<CounterRow>, StoreError> {
+    super::usage_journal::fold_now(pool).await?;
     let mut out = Vec::new();
     for window in windows {
         let rows = sqlx::query(
@@ -67,18 +69,8 @@ pub async fn apply_usage(
         tx.rollback().await?;
         return Ok(false);
     }
-    // Multi-row upserts: one statement per chunk instead of two per delta, which keeps the
-    // flush cheap when thousands of keys were used in the interval.
-    for chunk in batch.deltas.chunks(ROWS_PER_STATEMENT) {
-        upsert_counters(&mut tx, chunk).await?;
-        let daily: Vec<&Delta> = chunk
-            .iter()
-            .filter(|d| d.window != Window::Lifetime)
-            .collect();
-        if !daily.is_empty() {
-            upsert_daily(&mut tx, &daily).await?;
-        }
-    }
+    // The deltas go to the journal; they reach `counters` and `usage_daily` when it is folded.
+    super::usage_journal::append(&mut tx, &batch.deltas).await?;
     for (partner, amount) in &batch.charges {
         sqlx::query("UPDATE partners SET balance_micros = balance_micros - $1 WHERE id = $2")
             .bind(int(*amount))
@@ -92,6 +84,25 @@ pub async fn apply_usage(
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Adds deltas to their window totals and daily sums (the journal fold).
+pub async fn write_totals(
+    tx: &mut Transaction<'_, Sqlite>,
+    deltas: &[Delta],
+) -> Result<(), StoreError> {
+    // Multi-row upserts: one statement per chunk instead of two per delta.
+    for chunk in deltas.chunks(ROWS_PER_STATEMENT) {
+        upsert_counters(tx, chunk).await?;
+        let daily: Vec<&Delta> = chunk
+            .iter()
+            .filter(|d| d.window != Window::Lifetime)
+            .collect();
+        if !daily.is_empty() {
+            upsert_daily(tx, &daily).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds the deltas to their window totals.
