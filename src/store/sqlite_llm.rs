@@ -16,17 +16,7 @@ pub async fn apply_llm_usage(
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO flush_batches (token, applied_at) VALUES ($1, $2) \
-         ON CONFLICT (token) DO NOTHING",
-    )
-    .bind(token)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        > 0;
-    if !fresh {
+    if !super::usage_sql::claim_token(&mut tx, token, now).await? {
         return Ok(false);
     }
     // 500 rows × 8 binds stays far below SQLite's bind limit.

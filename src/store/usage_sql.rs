@@ -47,6 +47,23 @@ pub async fn load_counters(
     Ok(out)
 }
 
+/// Records a flush batch's idempotency token in `tx`; `false` if it was applied before.
+pub async fn claim_token(
+    tx: &mut Transaction<'_, Sqlite>,
+    token: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO flush_batches (token, applied_at) VALUES ($1, $2) \
+         ON CONFLICT (token) DO NOTHING",
+    )
+    .bind(token)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Applies a batch once; `Ok(false)` if its token was applied before.
 pub async fn apply_usage(
     pool: &SqlitePool,
@@ -55,17 +72,7 @@ pub async fn apply_usage(
     now: i64,
 ) -> Result<bool, StoreError> {
     let mut tx = pool.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO flush_batches (token, applied_at) VALUES ($1, $2) \
-         ON CONFLICT (token) DO NOTHING",
-    )
-    .bind(token)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
+    if !claim_token(&mut tx, token, now).await? {
         tx.rollback().await?;
         return Ok(false);
     }
