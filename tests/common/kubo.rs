@@ -189,10 +189,18 @@ fn run(node: &mut Node, cmd: &str, args: &Args, ct: &str, body: &[u8]) -> Answer
         "dag/stat" => match node.available.get(&arg) {
             Some(data) => {
                 let size = data.len() as u64 + OVERHEAD;
-                ok(
-                    json!({"UniqueBlocks": 1, "TotalSize": size, "SharedSize": 0, "Ratio": 1,
-                    "DagStats": [{"Cid": {"/": arg}, "Size": size, "NumBlocks": 1}]}),
-                )
+                let summary = json!({"UniqueBlocks": 1, "TotalSize": size, "SharedSize": 0,
+                    "Ratio": 1, "DagStats": [{"Cid": {"/": arg}, "Size": size, "NumBlocks": 1}]});
+                if !args.flag("progress", true) {
+                    return ok(summary);
+                }
+                // As kubo streams it: the running summary after each "block" (100 bytes here),
+                // then the final one.
+                let mut lines: Vec<Bytes> = (1..=size / 100)
+                    .map(|n| Bytes::from(format!("{}\n", json!({"TotalSize": n * 100}))))
+                    .collect();
+                lines.push(Bytes::from(format!("{summary}\n")));
+                stream(lines)
             }
             None => not_found(&arg),
         },

@@ -22,7 +22,7 @@ use super::args::{Query, bad, cid as parse_cid, encode};
 use super::rpc::{self, Answer, passthrough};
 use super::{Ctx, Kubo, refused, unrecorded};
 use crate::domain::decision::{Denial, DenyCode};
-use crate::meter::pins::PinInfo;
+use crate::meter::pins::{PinInfo, PinRefusal};
 use crate::store::PinRow;
 
 const RECURSIVE: PinInfo = PinInfo {
@@ -52,7 +52,8 @@ pub(super) async fn pin_one(kubo: &Kubo, ctx: &Ctx, cid: &str) -> Result<Option<
     if kubo.ledger.get(account, cid).is_some() {
         return Ok(None);
     }
-    let size = match stat(ctx, cid).await? {
+    let room = kubo.ledger.room(account, ctx.caller.limits);
+    let size = match stat(ctx, cid, room).await? {
         Ok(size) => size,
         Err(answer) => return Ok(Some(answer)),
     };
@@ -150,7 +151,13 @@ pub async fn update(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>
             None => Ok(rpc::json(&json!({ "Pins": [from, to] }))),
         };
     }
-    let size = match stat(ctx, &to).await? {
+    // The old pin's room counts as free for the new one.
+    let freed = kubo.ledger.get(account, &from).map_or(0, |p| p.size);
+    let room = kubo
+        .ledger
+        .room(account, ctx.caller.limits)
+        .map(|r| r.saturating_add(freed));
+    let size = match stat(ctx, &to, room).await? {
         Ok(size) => size,
         Err(answer) => return Ok(passthrough(answer)),
     };
@@ -216,25 +223,44 @@ pub fn ls(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> 
     Ok(rpc::json(&json!({ "Keys": keys })))
 }
 
-/// The DAG size the node reports for `cid` (fetching it if needed), or the node's error.
-async fn stat(ctx: &Ctx, cid: &str) -> Result<Result<u64, Answer>, Denial> {
-    let query = encode([("arg", cid.into()), ("progress", flag(false))]);
-    let answer = rpc::call(&ctx.state, &ctx.rid, "dag/stat", &query).await?;
-    if !answer.ok() {
-        return Ok(Err(answer));
+/// The DAG size the node reports for `cid`, or the node's error. The look-up fetches the DAG:
+/// it is followed as it goes (`progress=true`, a running total per block) and stopped once the
+/// total passes `room`, the bytes the account may still pin, so a DAG too large for the plan
+/// is refused (429) without being fetched to the end.
+async fn stat(ctx: &Ctx, cid: &str, room: Option<u64>) -> Result<Result<u64, Answer>, Denial> {
+    let query = encode([("arg", cid.into()), ("progress", flag(true))]);
+    let fits = |v: &Value| match (room, dag_size(v)) {
+        (Some(room), Some(size)) => size <= room,
+        _ => true,
+    };
+    let last = match rpc::call_streamed(&ctx.state, &ctx.rid, "dag/stat", &query, fits).await? {
+        Err(answer) => return Ok(Err(answer)),
+        Ok(None) => {
+            let limit = ctx.caller.limits.bytes.unwrap_or_default();
+            return Err(refused(PinRefusal::Bytes { limit }));
+        }
+        Ok(Some(last)) => last,
+    };
+    if last.get("Type").and_then(Value::as_str) == Some("error") {
+        return Ok(Err(Answer {
+            status: http::StatusCode::INTERNAL_SERVER_ERROR,
+            content_type: None,
+            body: Bytes::from(last.to_string()),
+        }));
     }
-    let last = answer.last().unwrap_or(Value::Null);
-    // kubo ≥ 0.22 answers `TotalSize` with per-DAG `DagStats` (and leaves out a zero
-    // `TotalSize`); earlier versions answer `Size`.
-    let size = rpc::size_of(last.get("TotalSize"))
-        .or_else(|| rpc::size_of(last.get("Size")))
-        .or_else(|| last.get("DagStats").map(|_| 0));
+    // A zero `TotalSize` is left out of kubo's answer (its per-DAG `DagStats` stay).
+    let size = dag_size(&last).or_else(|| last.get("DagStats").map(|_| 0));
     size.map(Ok).ok_or_else(|| {
         Denial::with_message(
             DenyCode::UpstreamUnavailable,
             "the node's dag/stat answer carried no size",
         )
     })
+}
+
+/// The (running) size of a `dag/stat` object: `TotalSize` from kubo 0.22, `Size` before.
+fn dag_size(v: &Value) -> Option<u64> {
+    rpc::size_of(v.get("TotalSize")).or_else(|| rpc::size_of(v.get("Size")))
 }
 
 /// Unpins a CID no account holds any more. A CID the node no longer pins is fine; any other

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::domain::decision::{Denial, DenyCode};
@@ -53,6 +54,90 @@ pub async fn call(
     command: &str,
     query: &str,
 ) -> Result<Answer, Denial> {
+    within_timeout(state, async {
+        let resp = send(state, rid, command, query).await?;
+        let (head, body) = resp.into_parts();
+        let body = Limited::new(body, MAX_ANSWER)
+            .collect()
+            .await
+            .map_err(|_| broke_off(state))?
+            .to_bytes();
+        Ok(Answer {
+            status: head.status,
+            content_type: head.headers.get(CONTENT_TYPE).cloned(),
+            body,
+        })
+    })
+    .await
+}
+
+/// Like [`call`], for a command answering with a stream of JSON objects (`dag/stat` with
+/// progress): each object is handed to `keep_going` as it arrives; when it says stop, the
+/// connection is dropped, which cancels the command on the node. `Ok(Ok(Some(last)))` for a
+/// complete answer, `Ok(Ok(None))` if stopped, `Ok(Err(answer))` for the node's error.
+pub async fn call_streamed(
+    state: &ProxyState,
+    rid: &HeaderValue,
+    command: &str,
+    query: &str,
+    mut keep_going: impl FnMut(&Value) -> bool + Send,
+) -> Result<Result<Option<Value>, Answer>, Denial> {
+    within_timeout(state, async {
+        let resp = send(state, rid, command, query).await?;
+        if resp.status() != StatusCode::OK {
+            let (head, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|_| broke_off(state))?
+                .to_bytes();
+            let content_type = head.headers.get(CONTENT_TYPE).cloned();
+            return Ok(Err(Answer {
+                status: head.status,
+                content_type,
+                body,
+            }));
+        }
+        let mut body = resp.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut last = None;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame.map_err(|_| broke_off(state))?.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let Ok(value) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                if !keep_going(&value) {
+                    return Ok(Ok(None));
+                }
+                last = Some(value);
+            }
+            if pending.len() > MAX_ANSWER {
+                return Err(broke_off(state));
+            }
+        }
+        if let Ok(value) = serde_json::from_slice::<Value>(&pending) {
+            if !keep_going(&value) {
+                return Ok(Ok(None));
+            }
+            last = Some(value);
+        }
+        Ok(Ok(last))
+    })
+    .await
+}
+
+/// Sends the command and returns the node's answer head with its body to read.
+async fn send(
+    state: &ProxyState,
+    rid: &HeaderValue,
+    command: &str,
+    query: &str,
+) -> Result<Response<Incoming>, Denial> {
     let uri = state
         .upstream
         .uri_for(&format!("/api/v0/{command}"), Some(query))
@@ -66,33 +151,19 @@ pub async fn call(
     if let Some((name, value)) = &state.upstream_auth {
         req.headers_mut().insert(name, value.clone());
     }
-    let exchange = async {
-        let resp = state.upstream.send(req).await.map_err(|err| {
-            let (denial, kind) = classify(&err);
-            state.metrics.record_upstream_error(kind);
-            tracing::warn!(error = %err, command, "kubo call failed");
-            denial
-        })?;
-        let (head, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|_| {
-                state
-                    .metrics
-                    .record_upstream_error(UpstreamErrorKind::Other);
-                Denial::with_message(
-                    DenyCode::UpstreamUnavailable,
-                    "the node's answer broke off or was too large",
-                )
-            })?
-            .to_bytes();
-        Ok(Answer {
-            status: head.status,
-            content_type: head.headers.get(CONTENT_TYPE).cloned(),
-            body,
-        })
-    };
+    state.upstream.send(req).await.map_err(|err| {
+        let (denial, kind) = classify(&err);
+        state.metrics.record_upstream_error(kind);
+        tracing::warn!(error = %err, command, "kubo call failed");
+        denial
+    })
+}
+
+/// Runs a node exchange within the response timeout (504 beyond it).
+async fn within_timeout<T>(
+    state: &ProxyState,
+    exchange: impl std::future::Future<Output = Result<T, Denial>>,
+) -> Result<T, Denial> {
     match tokio::time::timeout(state.response_timeout, exchange).await {
         Ok(answer) => answer,
         Err(_) => {
@@ -102,6 +173,16 @@ pub async fn call(
             Err(Denial::new(DenyCode::UpstreamTimeout))
         }
     }
+}
+
+fn broke_off(state: &ProxyState) -> Denial {
+    state
+        .metrics
+        .record_upstream_error(UpstreamErrorKind::Other);
+    Denial::with_message(
+        DenyCode::UpstreamUnavailable,
+        "the node's answer broke off or was too large",
+    )
 }
 
 /// The node's answer as the client's response.
