@@ -588,6 +588,9 @@ async fn add_needs_the_pin_permission_unless_it_does_not_pin() {
     assert!(!kubo.pinned(json["Hash"].as_str().unwrap()));
     let resp = add(&t, &writer, "to-files=/mine", b"into MFS").await;
     assert_eq!(denial(resp, 400).await, "bad_request");
+    // kubo's short name of `encoding` is read too: an XML answer would hide the roots.
+    let resp = add(&t, &writer, "pin=false&enc=xml", b"as xml").await;
+    assert_eq!(denial(resp, 400).await, "bad_request");
 }
 
 #[tokio::test]

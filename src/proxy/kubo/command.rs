@@ -39,7 +39,12 @@ const COMMANDS: [(&str, Command); 10] = [
 /// kubo's short names of the options Tollgate reads, per command.
 fn aliases(command: Command) -> &'static [(&'static str, &'static str)] {
     match command {
-        Command::Add => &[("n", "only-hash")],
+        Command::Add => &[
+            ("n", "only-hash"),
+            ("q", "quiet"),
+            ("Q", "quieter"),
+            ("enc", "encoding"),
+        ],
         Command::PinAdd | Command::PinRm => &[("r", "recursive")],
         Command::PinLs => &[("t", "type"), ("s", "stream"), ("q", "quiet")],
         Command::KeyGen => &[("t", "type"), ("s", "size")],
@@ -113,6 +118,7 @@ mod tests {
         assert!(parse_str("/api/v0/add", "pin=false&pin=true").is_err());
         assert!(parse_str("/api/v0/dag/put", "pin=false&pin=true").is_err());
         assert!(parse_str("/api/v0/name/publish", "key=a&k=self").is_err());
+        assert!(parse_str("/api/v0/add", "encoding=json&enc=xml").is_err());
     }
 
     #[test]
