@@ -131,6 +131,11 @@ pub fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, Cow<'a, str>)>) -> S
     out.finish()
 }
 
+/// A boolean option's value as kubo reads it.
+pub fn bool_text(value: bool) -> Cow<'static, str> {
+    Cow::Borrowed(if value { "true" } else { "false" })
+}
+
 /// A 400 denial with `message`.
 pub fn bad(message: impl Into<Cow<'static, str>>) -> Denial {
     Denial::with_message(DenyCode::BadRequest, message)

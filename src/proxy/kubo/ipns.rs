@@ -142,7 +142,7 @@ pub async fn rename(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>
     let query = encode([
         ("arg", Cow::from(old_node.as_str())),
         ("arg", Cow::from(new_node.as_str())),
-        ("force", Cow::Borrowed(if force { "true" } else { "false" })),
+        ("force", args::bool_text(force)),
     ]);
     let answer = rpc::call(&ctx.state, &ctx.rid, "key/rename", &query).await?;
     if !answer.ok() {

@@ -12,13 +12,11 @@
 //! pin that could not be recorded is taken back. A removed pin is forgotten by the ledger
 //! first and unpinned on the node after, so the ledger never charges for what it let go.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use http::Response;
 use serde_json::{Map, Value, json};
 
-use super::args::{Query, bad, cid as parse_cid, encode};
+use super::args::{Query, bad, bool_text, cid as parse_cid, encode};
 use super::rpc::{self, Answer, passthrough};
 use super::{Ctx, Kubo, refused, unrecorded};
 use crate::domain::decision::{Denial, DenyCode};
@@ -79,7 +77,7 @@ async fn pin_sized(
         .reserve(account, cid, size, replacing, ctx.caller.limits)
         .map_err(refused)?;
     let newly_on_node = kubo.ledger.holders(cid) == 0;
-    let query = encode([("arg", cid.into()), ("recursive", flag(true))]);
+    let query = encode([("arg", cid.into()), ("recursive", bool_text(true))]);
     let answer = rpc::call(&ctx.state, &ctx.rid, "pin/add", &query).await?;
     if !answer.ok() {
         return Ok(Some(answer));
@@ -228,7 +226,7 @@ pub fn ls(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> 
 /// total passes `room`, the bytes the account may still pin, so a DAG too large for the plan
 /// is refused (429) without being fetched to the end.
 async fn stat(ctx: &Ctx, cid: &str, room: Option<u64>) -> Result<Result<u64, Answer>, Denial> {
-    let query = encode([("arg", cid.into()), ("progress", flag(true))]);
+    let query = encode([("arg", cid.into()), ("progress", bool_text(true))]);
     let fits = |v: &Value| match (room, dag_size(v)) {
         (Some(room), Some(size)) => size <= room,
         _ => true,
@@ -266,7 +264,7 @@ fn dag_size(v: &Value) -> Option<u64> {
 /// Unpins a CID no account holds any more. A CID the node no longer pins is fine; any other
 /// failure leaves a pin on the node that no plan pays for, so it is logged for the operator.
 pub(super) async fn unpin_orphan(ctx: &Ctx, cid: &str) {
-    let query = encode([("arg", cid.into()), ("recursive", flag(true))]);
+    let query = encode([("arg", cid.into()), ("recursive", bool_text(true))]);
     match rpc::call(&ctx.state, &ctx.rid, "pin/rm", &query).await {
         Ok(answer) if answer.ok() || answer.message().contains("not pinned") => {}
         Ok(answer) => {
@@ -300,8 +298,4 @@ fn not_held(cid: &str) -> Denial {
         DenyCode::PermissionDenied,
         format!("{cid} is not pinned by this account"),
     )
-}
-
-fn flag(value: bool) -> Cow<'static, str> {
-    Cow::Borrowed(if value { "true" } else { "false" })
 }

@@ -56,19 +56,24 @@ pub async fn call(
 ) -> Result<Answer, Denial> {
     within_timeout(state, async {
         let resp = send(state, rid, command, query).await?;
-        let (head, body) = resp.into_parts();
-        let body = Limited::new(body, MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|_| broke_off(state))?
-            .to_bytes();
-        Ok(Answer {
-            status: head.status,
-            content_type: head.headers.get(CONTENT_TYPE).cloned(),
-            body,
-        })
+        read_whole(state, resp).await
     })
     .await
+}
+
+/// Reads a node answer in full (at most `MAX_ANSWER` bytes).
+async fn read_whole(state: &ProxyState, resp: Response<Incoming>) -> Result<Answer, Denial> {
+    let (head, body) = resp.into_parts();
+    let body = Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|_| broke_off(state))?
+        .to_bytes();
+    Ok(Answer {
+        status: head.status,
+        content_type: head.headers.get(CONTENT_TYPE).cloned(),
+        body,
+    })
 }
 
 /// Like [`call`], for a command answering with a stream of JSON objects (`dag/stat` with
@@ -85,18 +90,7 @@ pub async fn call_streamed(
     within_timeout(state, async {
         let resp = send(state, rid, command, query).await?;
         if resp.status() != StatusCode::OK {
-            let (head, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_ANSWER)
-                .collect()
-                .await
-                .map_err(|_| broke_off(state))?
-                .to_bytes();
-            let content_type = head.headers.get(CONTENT_TYPE).cloned();
-            return Ok(Err(Answer {
-                status: head.status,
-                content_type,
-                body,
-            }));
+            return read_whole(state, resp).await.map(Err);
         }
         let mut body = resp.into_body();
         let mut pending: Vec<u8> = Vec::new();
