@@ -164,6 +164,7 @@ impl Gateway {
             llm: Llm::new(config.upstream.profile, config.prices.clone()),
             kubo: kubo.clone(),
         });
+        let upstream = state.upstream.clone();
         let proxy_listener = bind(config.listen.proxy).await?;
         let api_listener = bind(config.listen.api).await?;
         let proxy_addr = local_addr(&proxy_listener, config.listen.proxy)?;
@@ -204,6 +205,11 @@ impl Gateway {
                         hyper::service::Service::call(&inner, req)
                     })
                 },
+            )),
+            tokio::spawn(reap_loop(
+                upstream,
+                config.upstream.pool_idle_timeout,
+                stopped.clone(),
             )),
             tokio::spawn(flush_loop(
                 manager.clone(),
@@ -264,6 +270,23 @@ async fn flush_loop(
         }
     }
     flush_once(&manager, &metrics).await;
+}
+
+/// Closes idle upstream connections past `upstream.pool_idle_timeout`, checking twice per
+/// timeout (pooled connections are not polled while idle).
+async fn reap_loop(
+    upstream: UpstreamClient,
+    idle_timeout: std::time::Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let every = (idle_timeout / 2).max(std::time::Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => upstream.reap_idle(),
+            _ = server::stopped(&mut stopped) => break,
+        }
+    }
 }
 
 /// One flush of everything pending (usage first, then `last_used_at`); failures are kept for

@@ -37,7 +37,7 @@ use crate::proxy::kubo::{Caller, Ctx, Kubo};
 use crate::proxy::llm::{Call, Llm};
 use crate::proxy::request_body::{RequestBody, Upload, UploadState};
 use crate::proxy::routes::RouteTable;
-use crate::proxy::upstream::{UpstreamClient, classify};
+use crate::proxy::upstream::{SendError, UpstreamClient, classify};
 use crate::proxy::{ProxyBody, client_ip, path, respond};
 
 /// Everything the data plane needs, built once at start.
@@ -424,7 +424,7 @@ fn content_length(parts: &Parts) -> Option<u64> {
 fn failed(
     state: &ProxyState,
     entry: &KeyEntry,
-    failure: Result<hyper_util::client::legacy::Error, Upload>,
+    failure: Result<SendError, Upload>,
     upload: Upload,
 ) -> Denial {
     match (upload, failure) {

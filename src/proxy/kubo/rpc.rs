@@ -5,14 +5,13 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::domain::decision::{Denial, DenyCode};
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::handler::ProxyState;
 use crate::proxy::headers::REQUEST_ID;
-use crate::proxy::upstream::classify;
+use crate::proxy::upstream::{UpstreamBody, classify};
 
 /// The largest node answer read in full (pin and key answers are a few hundred bytes).
 const MAX_ANSWER: usize = 8 << 20;
@@ -62,7 +61,7 @@ pub async fn call(
 }
 
 /// Reads a node answer in full (at most `MAX_ANSWER` bytes).
-async fn read_whole(state: &ProxyState, resp: Response<Incoming>) -> Result<Answer, Denial> {
+async fn read_whole(state: &ProxyState, resp: Response<UpstreamBody>) -> Result<Answer, Denial> {
     let (head, body) = resp.into_parts();
     let body = Limited::new(body, MAX_ANSWER)
         .collect()
@@ -131,7 +130,7 @@ async fn send(
     rid: &HeaderValue,
     command: &str,
     query: &str,
-) -> Result<Response<Incoming>, Denial> {
+) -> Result<Response<UpstreamBody>, Denial> {
     let uri = state
         .upstream
         .uri_for(&format!("/api/v0/{command}"), Some(query))

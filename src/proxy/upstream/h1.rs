@@ -1,0 +1,322 @@
+//! Cleartext HTTP/1.1 to the upstream, driven by the task that serves the request.
+//!
+//! hyper-util's pooled client runs each upstream connection as a task of its own: every exchange
+//! crosses tasks twice (request in, response out) and spawns a third task to hand the connection
+//! back to the pool. Here the request's own task polls the connection while it waits for the
+//! response head and while the response body streams to the client, and puts the connection back
+//! in the pool once the body has ended cleanly (hyper says the connection is ready for another
+//! request). A response dropped early, an error, or an upstream that closes drops the
+//! connection instead.
+//!
+//! Idle connections are not polled. One the upstream closed in the meantime is found out when it
+//! is next used; a request it had not started writing is retried on another connection, as
+//! hyper-util does. Idle connections older than `pool_idle_timeout` are dropped on use and by
+//! [`H1Pool::reap`].
+
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{TrySendError, http1};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::SendError;
+use crate::proxy::ProxyBody;
+
+/// TCP keep-alive on upstream connections (as hyper-util's connector was set up).
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// Idle connections to one upstream, most recently used last.
+pub struct H1Pool {
+    /// `host:port` to connect to.
+    addr: String,
+    /// The `Host` header for requests that carry none.
+    host: HeaderValue,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+struct Idle {
+    conn: Box<Conn>,
+    since: Instant,
+}
+
+/// One upstream connection: the handle requests are sent on and the connection state machine
+/// (`None` once it has finished).
+struct Conn {
+    sender: http1::SendRequest<ProxyBody>,
+    driver: Option<http1::Connection<TokioIo<TcpStream>, ProxyBody>>,
+}
+
+impl H1Pool {
+    pub fn new(
+        addr: String,
+        host: HeaderValue,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        max_idle: usize,
+    ) -> Self {
+        H1Pool {
+            addr,
+            host,
+            connect_timeout,
+            idle_timeout,
+            max_idle,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Sends `req` (absolute or origin form) and returns the response head; the body streams
+    /// through the returned [`PooledBody`], which drives the connection.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = Uri::from(pq);
+        }
+        req.headers_mut()
+            .entry(HOST)
+            .or_insert_with(|| self.host.clone());
+        loop {
+            let (mut conn, reused) = match self.checkout() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            match conn.exchange(req).await {
+                Ok(resp) => return Ok(self.body_for(conn, resp).await),
+                // A pooled connection the upstream had closed; the request was not sent.
+                Err(Failed::Unsent(unsent)) if reused => req = unsent,
+                Err(Failed::Unsent(_) | Failed::Closed) => return Err(SendError::Closed),
+                Err(Failed::Error(err)) => return Err(SendError::Http(err)),
+            }
+        }
+    }
+
+    /// Drops idle connections past the idle timeout.
+    pub fn reap(&self) {
+        let now = Instant::now();
+        let expired: Vec<Idle> = {
+            let mut idle = self.lock();
+            let keep = idle
+                .iter()
+                .position(|i| now.duration_since(i.since) < self.idle_timeout)
+                .unwrap_or(idle.len());
+            idle.drain(..keep).collect()
+        };
+        drop(expired);
+    }
+
+    /// How many connections wait in the pool.
+    pub fn idle_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used idle connection that may still be open.
+    fn checkout(&self) -> Option<Box<Conn>> {
+        let now = Instant::now();
+        let mut stale = Vec::new();
+        let found = {
+            let mut idle = self.lock();
+            loop {
+                match idle.pop_back() {
+                    None => break None,
+                    Some(i) if now.duration_since(i.since) >= self.idle_timeout => {
+                        // The newest is too old, so all are.
+                        stale.push(i);
+                        stale.extend(idle.drain(..));
+                    }
+                    Some(i) if i.conn.sender.is_closed() || i.conn.driver.is_none() => {
+                        stale.push(i)
+                    }
+                    Some(i) => break Some(i.conn),
+                }
+            }
+        };
+        drop(stale);
+        found
+    }
+
+    fn checkin(&self, conn: Box<Conn>) {
+        if self.max_idle == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let evicted = {
+            let mut idle = self.lock();
+            let evicted = if idle.len() >= self.max_idle {
+                idle.pop_front()
+            } else {
+                None
+            };
+            idle.push_back(Idle { conn, since: now });
+            evicted
+        };
+        drop(evicted);
+    }
+
+    async fn connect(&self) -> Result<Box<Conn>, SendError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| SendError::ConnectTimeout)?
+            .map_err(SendError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Http)?;
+        Ok(Box::new(Conn {
+            sender,
+            driver: Some(driver),
+        }))
+    }
+
+    /// The response with a body that drives `conn`; a response without a body hands the
+    /// connection back at once.
+    async fn body_for(
+        self: &Arc<Self>,
+        mut conn: Box<Conn>,
+        resp: Response<Incoming>,
+    ) -> Response<PooledBody> {
+        if resp.body().is_end_stream() {
+            if poll_fn(|cx| Poll::Ready(conn.drive(cx))).await {
+                self.checkin(conn);
+            }
+            return resp.map(|body| PooledBody {
+                body,
+                conn: None,
+                pool: self.clone(),
+            });
+        }
+        resp.map(|body| PooledBody {
+            body,
+            conn: Some(conn),
+            pool: self.clone(),
+        })
+    }
+}
+
+impl Conn {
+    /// Sends the request and polls the connection until the response head is in.
+    async fn exchange(&mut self, req: Request<ProxyBody>) -> Result<Response<Incoming>, Failed> {
+        let mut answer = pin!(self.sender.try_send_request(req));
+        let driver = &mut self.driver;
+        poll_fn(|cx| {
+            if let Some(conn) = driver
+                && Pin::new(conn).poll_without_shutdown(cx).is_ready()
+            {
+                // The connection is over; dropping it hands a request it never started
+                // writing back to `answer` (hyper's dispatcher does so on drop).
+                *driver = None;
+            }
+            match answer.as_mut().poll(cx) {
+                Poll::Ready(Ok(resp)) => Poll::Ready(Ok(resp)),
+                Poll::Ready(Err(err)) => Poll::Ready(Err(Failed::from(err))),
+                // hyper answers every request once its connection is dropped; be safe anyway.
+                Poll::Pending if driver.is_none() => Poll::Ready(Err(Failed::Closed)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Polls the connection once; says whether it is still open and ready for another request.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(conn) = &mut self.driver else {
+            return false;
+        };
+        if Pin::new(conn).poll_without_shutdown(cx).is_ready() {
+            self.driver = None;
+            return false;
+        }
+        self.sender.is_ready()
+    }
+}
+
+/// Why an exchange failed.
+enum Failed {
+    /// The connection closed before the request was written: it can go on another.
+    Unsent(Request<ProxyBody>),
+    Error(hyper::Error),
+    /// The connection ended without an answer or an error.
+    Closed,
+}
+
+impl From<TrySendError<Request<ProxyBody>>> for Failed {
+    fn from(mut err: TrySendError<Request<ProxyBody>>) -> Self {
+        match err.take_message() {
+            Some(req) => Failed::Unsent(req),
+            None => Failed::Error(err.into_error()),
+        }
+    }
+}
+
+/// A response body from a pooled connection: polling it drives the connection, and the
+/// connection goes back to the pool when the body ends.
+pub struct PooledBody {
+    body: Incoming,
+    conn: Option<Box<Conn>>,
+    pool: Arc<H1Pool>,
+}
+
+impl PooledBody {
+    fn release(&mut self, cx: &mut Context<'_>) {
+        if let Some(mut conn) = self.conn.take()
+            && conn.drive(cx)
+        {
+            self.pool.checkin(conn);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(conn) = &mut this.conn
+            && let Some(driver) = &mut conn.driver
+            && Pin::new(driver).poll_without_shutdown(cx).is_ready()
+        {
+            // Finished (the upstream closed, or an error the body reports next): not reusable.
+            this.conn = None;
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => this.release(cx),
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(cx),
+            Poll::Ready(Some(Err(_))) => this.conn = None,
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,207 @@
+//! The cleartext upstream pool, against a raw TCP upstream that counts its connections: pooled
+//! connections are reused, one the upstream closed is replaced without failing the request,
+//! bodiless answers keep their connection, and idle connections are closed after
+//! `upstream.pool_idle_timeout`.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Options, TestGateway, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, mpsc};
+
+/// How the raw upstream treats a connection after answering.
+#[derive(Clone, Copy)]
+enum After {
+    /// Keep it open for the next request.
+    KeepAlive,
+    /// Keep it open until the test says to close it, then close it without a word (as an
+    /// upstream whose keep-alive timeout ran out does).
+    CloseWhenTold,
+}
+
+/// A raw HTTP/1.1 upstream: answers `GET` with `ok`, `HEAD` and `/empty` without a body.
+struct RawUpstream {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+    /// One message per connection the upstream closed (after its answer).
+    closed: mpsc::UnboundedReceiver<()>,
+    /// Closes a connection waiting in `After::CloseWhenTold`.
+    close: Arc<Notify>,
+}
+
+async fn raw_upstream(after: After) -> RawUpstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (closed_tx, closed) = mpsc::unbounded_channel();
+    let close = Arc::new(Notify::new());
+    let (acc, opn, cls) = (accepted.clone(), open.clone(), close.clone());
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            acc.fetch_add(1, Ordering::SeqCst);
+            opn.fetch_add(1, Ordering::SeqCst);
+            let (opn, closed_tx, cls) = (opn.clone(), closed_tx.clone(), cls.clone());
+            tokio::spawn(async move {
+                serve_conn(stream, after, &cls).await;
+                opn.fetch_sub(1, Ordering::SeqCst);
+                let _ = closed_tx.send(());
+            });
+        }
+    });
+    RawUpstream {
+        url,
+        accepted,
+        open,
+        closed,
+        close,
+    }
+}
+
+async fn serve_conn(mut stream: TcpStream, after: After, close: &Notify) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(head) = read_head(&mut stream, &mut buf).await else {
+            return;
+        };
+        let answer: &[u8] = if head.starts_with("HEAD ") {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+        } else if head.starts_with("GET /empty ") {
+            b"HTTP/1.1 204 No Content\r\n\r\n"
+        } else {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+        };
+        if stream.write_all(answer).await.is_err() {
+            return;
+        }
+        if let After::CloseWhenTold = after {
+            close.notified().await;
+            return;
+        }
+    }
+}
+
+/// Reads one request head (the tests send no request bodies).
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            buf.drain(..end + 4);
+            return Some(head);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Waits (up to 10 s) for the upstream to close a connection.
+async fn closed_within(up: &mut RawUpstream) {
+    tokio::time::timeout(Duration::from_secs(10), up.closed.recv())
+        .await
+        .expect("the connection was not closed")
+        .expect("upstream running");
+}
+
+async fn gateway_before(upstream: &RawUpstream, upstream_extra: &str) -> (TestGateway, String) {
+    let t = TestGateway::with(Options {
+        upstream_url: Some(upstream.url.clone()),
+        upstream_extra: upstream_extra.into(),
+        ..Default::default()
+    })
+    .await;
+    let (_, key) = t.rw_key().await;
+    (t, key)
+}
+
+async fn get(t: &TestGateway, key: &str, path: &str) -> reqwest::Response {
+    t.client
+        .get(format!("{}{path}", t.proxy))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn sequential_requests_share_one_upstream_connection() {
+    let up = raw_upstream(After::KeepAlive).await;
+    let (t, key) = gateway_before(&up, "").await;
+    for _ in 0..20 {
+        let resp = get(&t, &key, "/a").await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn bodiless_answers_keep_their_connection() {
+    let up = raw_upstream(After::KeepAlive).await;
+    let (t, key) = gateway_before(&up, "").await;
+    for _ in 0..5 {
+        assert_eq!(get(&t, &key, "/empty").await.status(), 204);
+        let head = t
+            .client
+            .head(format!("{}/a", t.proxy))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200);
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_is_replaced_without_failing_the_request() {
+    let mut up = raw_upstream(After::CloseWhenTold).await;
+    let (t, key) = gateway_before(&up, "").await;
+    for i in 1..=5 {
+        let resp = get(&t, &key, "/a").await;
+        assert_eq!(resp.status(), 200, "request {i}");
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        // The upstream closes the connection Tollgate keeps pooled; the next request finds
+        // it closed and goes out on a new one.
+        up.close.notify_one();
+        closed_within(&mut up).await;
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let up = raw_upstream(After::KeepAlive).await;
+    let (t, key) = gateway_before(&up, "pool_idle_timeout = \"1s\"\n").await;
+    assert_eq!(get(&t, &key, "/a").await.status(), 200);
+    assert_eq!(up.open.load(Ordering::SeqCst), 1);
+    let open = up.open.clone();
+    let closed = eventually(Duration::from_secs(10), || {
+        let open = open.clone();
+        async move { open.load(Ordering::SeqCst) == 0 }
+    })
+    .await;
+    assert!(closed, "the idle connection is still open");
+    // And the next request opens a new one.
+    assert_eq!(get(&t, &key, "/a").await.status(), 200);
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn pool_max_idle_per_host_zero_keeps_no_connection() {
+    let mut up = raw_upstream(After::KeepAlive).await;
+    let (t, key) = gateway_before(&up, "pool_max_idle_per_host = 0\n").await;
+    for _ in 0..3 {
+        assert_eq!(get(&t, &key, "/a").await.status(), 200);
+        closed_within(&mut up).await;
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
+}
