@@ -20,6 +20,7 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::domain::hot_key::HotKey;
@@ -328,10 +329,9 @@ impl KeyIndex {
             Presented::Token(token) => {
                 let digest = hasher.digest(token.as_bytes());
                 let entry = self.by_digest.get(&digest)?.key().0.clone();
-                // The map found it by this digest; compare in constant time all the same.
-                hasher
-                    .verify(token.as_bytes(), entry.key.credential.digest())
-                    .then_some(entry)
+                // The map found it by this digest; compare in constant time all the same
+                // (without hashing the token a second time).
+                bool::from(digest.ct_eq(entry.key.credential.digest())).then_some(entry)
             }
             Presented::Pair { access_key, secret } => {
                 let entry = self.by_access_key.get(access_key)?.key().0.clone();

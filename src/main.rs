@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand};
 use tollgate::config::{self, model::Config, model::LogFormat};
 use tollgate::gateway::{self, Gateway};
 
-/// mimalloc: the proxy allocates small, short-lived buffers on every request; glibc's malloc
-/// spent ~8 % of a request's CPU in `perf`, mimalloc about half of that.
+/// mimalloc: the proxy allocates small, short-lived buffers on every request; under `perf`
+/// glibc's malloc and free took ~8 % of an allowed request's CPU, mimalloc ~2 %.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -257,18 +257,39 @@ impl Meter {
     /// Takes every unflushed amount, marking it flushed (a failed batch is kept in `pending`).
     pub fn take_batch(&self, now: i64) -> Batch {
         let mut batch = Batch::default();
-        let today = Window::Day.label_in(self.offset, now);
-        let all = self
-            .keys
+        let today = self.today(now);
+        Meter::take_usages(&mut batch, &self.usages(), &today);
+        self.take_rest(&mut batch, &today);
+        batch
+    }
+
+    /// The day label of `now` in the metering calendar.
+    pub fn today(&self, now: i64) -> String {
+        Window::Day.label_in(self.offset, now)
+    }
+
+    /// Every key's, account's and partner's usage record (to take a batch in steps: each
+    /// step [`Meter::take_usages`] of some, then [`Meter::take_rest`]).
+    pub fn usages(&self) -> Vec<Arc<ScopeUsage>> {
+        self.keys
             .iter()
             .map(|u| u.clone())
             .chain(self.accounts.iter().map(|a| a.usage.clone()))
-            .chain(self.partners.iter().map(|p| p.usage.clone()));
-        for usage in all {
+            .chain(self.partners.iter().map(|p| p.usage.clone()))
+            .collect()
+    }
+
+    /// Takes the unflushed amounts of `usages` into `batch`.
+    pub fn take_usages(batch: &mut Batch, usages: &[Arc<ScopeUsage>], today: &str) {
+        for usage in usages {
             for cell in usage.cells() {
-                take(&mut batch, cell.owner(), cell.peek(), &today);
+                take(batch, cell.owner(), cell.peek(), today);
             }
         }
+    }
+
+    /// Takes the slots retired by rollovers and the partners' charges into `batch`.
+    pub fn take_rest(&self, batch: &mut Batch, today: &str) {
         let retired = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
         for (owner, slot) in retired {
             // Requests still holding the old slot may add to it: keep it until nobody does.
@@ -278,7 +299,7 @@ impl Meter {
                     .unwrap_or_else(|e| e.into_inner())
                     .push((owner, slot.clone()));
             }
-            take(&mut batch, owner, slot, &today);
+            take(batch, owner, slot, today);
         }
         for p in self.partners.iter() {
             let amount = p.spent.take_unflushed();
@@ -286,7 +307,6 @@ impl Meter {
                 batch.charges.push((p.id, amount));
             }
         }
-        batch
     }
 }
 

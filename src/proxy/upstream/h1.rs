@@ -97,7 +97,7 @@ impl H1Pool {
             match conn.exchange(req).await {
                 Ok(resp) => return Ok(self.body_for(conn, resp).await),
                 // A pooled connection the upstream had closed; the request was not sent.
-                Err(Failed::Unsent(unsent)) if reused => req = unsent,
+                Err(Failed::Unsent(unsent)) if reused => req = *unsent,
                 Err(Failed::Unsent(_) | Failed::Closed) => return Err(SendError::Closed),
                 Err(Failed::Error(err)) => return Err(SendError::Http(err)),
             }
@@ -253,7 +253,7 @@ impl Conn {
 /// Why an exchange failed.
 enum Failed {
     /// The connection closed before the request was written: it can go on another.
-    Unsent(Request<ProxyBody>),
+    Unsent(Box<Request<ProxyBody>>),
     Error(hyper::Error),
     /// The connection ended without an answer or an error.
     Closed,
@@ -262,7 +262,7 @@ enum Failed {
 impl From<TrySendError<Request<ProxyBody>>> for Failed {
     fn from(mut err: TrySendError<Request<ProxyBody>>) -> Self {
         match err.take_message() {
-            Some(req) => Failed::Unsent(req),
+            Some(req) => Failed::Unsent(Box::new(req)),
             None => Failed::Error(err.into_error()),
         }
     }

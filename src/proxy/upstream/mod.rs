@@ -69,7 +69,7 @@ impl SendError {
 #[derive(Clone)]
 enum Transport {
     Plain(Arc<h1::H1Pool>),
-    Tls(Client<HttpsConnector<HttpConnector>, ProxyBody>),
+    Tls(Box<Client<HttpsConnector<HttpConnector>, ProxyBody>>),
 }
 
 /// A client bound to one upstream base URL.
@@ -93,7 +93,7 @@ impl UpstreamClient {
             None => bracket(host),
         };
         let transport = if https {
-            Transport::Tls(tls_client(cfg)?)
+            Transport::Tls(Box::new(tls_client(cfg)?))
         } else {
             let host_header =
                 HeaderValue::from_str(&authority).map_err(|_| UpstreamError::NoHost)?;
