@@ -324,7 +324,6 @@ async fn flush_llm_usage(manager: &Manager, metrics: &Metrics) {
     }
 }
 
-/// Writes the meter's deltas as one idempotent batch; a failed batch is retried as is.
 /// Usage records taken between two yields to the runtime while a flush batch is built: with
 /// thousands of keys in use, taking them all at once held the serving thread for ~10 ms each
 /// second (the p99 of the load benchmark showed it).
@@ -344,6 +343,7 @@ async fn take_batch_in_steps(meter: &Meter, now: i64) -> Batch {
     batch
 }
 
+/// Writes the meter's deltas as one idempotent batch; a failed batch is retried as is.
 async fn flush_usage(manager: &Manager, metrics: &Metrics) {
     let meter = &manager.meter;
     let now = manager.clock.now_unix();

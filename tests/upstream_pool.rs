@@ -19,12 +19,15 @@ use tokio::sync::{Notify, mpsc};
 enum After {
     /// Keep it open for the next request.
     KeepAlive,
+    /// Answer with `connection: close` and close.
+    Announce,
     /// Keep it open until the test says to close it, then close it without a word (as an
     /// upstream whose keep-alive timeout ran out does).
     CloseWhenTold,
 }
 
-/// A raw HTTP/1.1 upstream: answers `GET` with `ok`, `HEAD` and `/empty` without a body.
+/// A raw HTTP/1.1 upstream: answers `GET` with `ok`, `HEAD` and `/empty` without a body, and
+/// `POST` with the length of the body it read.
 struct RawUpstream {
     url: String,
     accepted: Arc<AtomicUsize>,
@@ -70,14 +73,31 @@ async fn serve_conn(mut stream: TcpStream, after: After, close: &Notify) {
         let Some(head) = read_head(&mut stream, &mut buf).await else {
             return;
         };
-        let answer: &[u8] = if head.starts_with("HEAD ") {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
-        } else if head.starts_with("GET /empty ") {
-            b"HTTP/1.1 204 No Content\r\n\r\n"
+        let announce = if let After::Announce = after {
+            "connection: close\r\n"
         } else {
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+            ""
         };
-        if stream.write_all(answer).await.is_err() {
+        let answer = if head.starts_with("HEAD ") {
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{announce}\r\n")
+        } else if head.starts_with("GET /empty ") {
+            format!("HTTP/1.1 204 No Content\r\n{announce}\r\n")
+        } else if head.starts_with("POST ") {
+            let Some(len) = read_body(&mut stream, &mut buf, &head).await else {
+                return;
+            };
+            let text = len.to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n{announce}\r\n{text}",
+                text.len()
+            )
+        } else {
+            format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{announce}\r\nok")
+        };
+        if stream.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+        if let After::Announce = after {
             return;
         }
         if let After::CloseWhenTold = after {
@@ -87,7 +107,30 @@ async fn serve_conn(mut stream: TcpStream, after: After, close: &Notify) {
     }
 }
 
-/// Reads one request head (the tests send no request bodies).
+/// Reads the `content-length` body of a request whose head was read; returns its length.
+async fn read_body(stream: &mut TcpStream, buf: &mut Vec<u8>, head: &str) -> Option<usize> {
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(str::to_owned)
+        })?
+        .trim()
+        .parse()
+        .ok()?;
+    while buf.len() < len {
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    buf.drain(..len);
+    Some(len)
+}
+
+/// Reads one request head.
 async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<String> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -204,4 +247,36 @@ async fn pool_max_idle_per_host_zero_keeps_no_connection() {
         closed_within(&mut up).await;
     }
     assert_eq!(up.accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn request_bodies_go_out_and_the_connection_is_reused() {
+    let up = raw_upstream(After::KeepAlive).await;
+    let (t, key) = gateway_before(&up, "").await;
+    for len in [1usize, 1000, 100_000] {
+        let resp = t
+            .client
+            .post(format!("{}/upload", t.proxy))
+            .bearer_auth(&key)
+            .body(vec![b'x'; len])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), len.to_string());
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_that_says_connection_close_gets_a_new_connection_each_time() {
+    let up = raw_upstream(After::Announce).await;
+    let (t, key) = gateway_before(&up, "").await;
+    for _ in 0..3 {
+        let resp = get(&t, &key, "/a").await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "ok");
+        assert_eq!(get(&t, &key, "/empty").await.status(), 204);
+    }
+    assert_eq!(up.accepted.load(Ordering::SeqCst), 6);
 }

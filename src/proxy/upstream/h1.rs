@@ -8,10 +8,16 @@
 //! request). A response dropped early, an error, or an upstream that closes drops the
 //! connection instead.
 //!
-//! Idle connections are not polled. One the upstream closed in the meantime is found out when it
-//! is next used; a request it had not started writing is retried on another connection, as
-//! hyper-util does. Idle connections older than `pool_idle_timeout` are dropped on use and by
-//! [`H1Pool::reap`].
+//! Idle connections have no task polling them. One the upstream closed in the meantime is found
+//! out when it is next used (it is polled once before a request is written), or by
+//! [`H1Pool::reap`], which also drops those older than `pool_idle_timeout`; a request that a
+//! closed connection had not started writing is retried on another, as hyper-util does.
+//!
+//! Two differences from a connection task, both about a response that ends before its upload:
+//! the rest of the request body is only sent while the response is read, and once the response
+//! has ended the connection (and the unsent rest of the upload) is dropped rather than pooled.
+//! Upgrades (101) are not supported: the handler strips `Upgrade`, and hyper never pools a
+//! connection after a 101.
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
@@ -91,31 +97,47 @@ impl H1Pool {
             .or_insert_with(|| self.host.clone());
         loop {
             let (mut conn, reused) = match self.checkout() {
-                Some(conn) => (conn, true),
+                Some(mut conn) => {
+                    if !still_open(&mut conn).await {
+                        continue;
+                    }
+                    (conn, true)
+                }
                 None => (self.connect().await?, false),
             };
             match conn.exchange(req).await {
                 Ok(resp) => return Ok(self.body_for(conn, resp).await),
                 // A pooled connection the upstream had closed; the request was not sent.
                 Err(Failed::Unsent(unsent)) if reused => req = *unsent,
-                Err(Failed::Unsent(_) | Failed::Closed) => return Err(SendError::Closed),
+                Err(Failed::Unsent(_)) => return Err(SendError::Closed),
                 Err(Failed::Error(err)) => return Err(SendError::Http(err)),
             }
         }
     }
 
-    /// Drops idle connections past the idle timeout.
+    /// Drops idle connections past the idle timeout, and those the upstream has closed (each
+    /// is polled once, without a task to wake: nothing waits on an idle connection).
     pub fn reap(&self) {
         let now = Instant::now();
-        let expired: Vec<Idle> = {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let dropped: Vec<Idle> = {
             let mut idle = self.lock();
             let keep = idle
                 .iter()
                 .position(|i| now.duration_since(i.since) < self.idle_timeout)
                 .unwrap_or(idle.len());
-            idle.drain(..keep).collect()
+            let mut dropped: Vec<Idle> = idle.drain(..keep).collect();
+            let mut i = 0;
+            while i < idle.len() {
+                if idle[i].conn.drive(&mut cx) {
+                    i += 1;
+                } else if let Some(closed) = idle.remove(i) {
+                    dropped.push(closed);
+                }
+            }
+            dropped
         };
-        drop(expired);
+        drop(dropped);
     }
 
     /// How many connections wait in the pool.
@@ -226,13 +248,9 @@ impl Conn {
                 // writing back to `answer` (hyper's dispatcher does so on drop).
                 *driver = None;
             }
-            match answer.as_mut().poll(cx) {
-                Poll::Ready(Ok(resp)) => Poll::Ready(Ok(resp)),
-                Poll::Ready(Err(err)) => Poll::Ready(Err(Failed::from(err))),
-                // hyper answers every request once its connection is dropped; be safe anyway.
-                Poll::Pending if driver.is_none() => Poll::Ready(Err(Failed::Closed)),
-                Poll::Pending => Poll::Pending,
-            }
+            // Once the connection is dropped hyper always answers (its dispatcher's drop sends
+            // on the request's channel); a `Pending` here is tokio's budget, which wakes us.
+            answer.as_mut().poll(cx).map_err(Failed::from)
         })
         .await
     }
@@ -250,13 +268,18 @@ impl Conn {
     }
 }
 
+/// Polls a pooled connection once before it is used, so that an upstream's close that has
+/// already arrived is seen before a request is written to the dead socket (where it would fail
+/// instead of being retried). Outside tokio's budget: a budget `Pending` would hide the close.
+async fn still_open(conn: &mut Conn) -> bool {
+    tokio::task::unconstrained(poll_fn(|cx| Poll::Ready(conn.drive(cx)))).await
+}
+
 /// Why an exchange failed.
 enum Failed {
     /// The connection closed before the request was written: it can go on another.
     Unsent(Box<Request<ProxyBody>>),
     Error(hyper::Error),
-    /// The connection ended without an answer or an error.
-    Closed,
 }
 
 impl From<TrySendError<Request<ProxyBody>>> for Failed {
