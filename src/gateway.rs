@@ -208,6 +208,7 @@ impl Gateway {
             )),
             tokio::spawn(reap_loop(
                 upstream,
+                metrics.clone(),
                 config.upstream.pool_idle_timeout,
                 stopped.clone(),
             )),
@@ -272,18 +273,26 @@ async fn flush_loop(
     flush_once(&manager, &metrics).await;
 }
 
-/// Closes idle upstream connections past `upstream.pool_idle_timeout`, checking twice per
-/// timeout (pooled connections are not polled while idle).
+/// Closes idle upstream connections past `upstream.pool_idle_timeout` or closed by the
+/// upstream, every half timeout but at least every 5 s (and at most every second), and
+/// reports how many are left.
 async fn reap_loop(
     upstream: UpstreamClient,
+    metrics: Arc<Metrics>,
     idle_timeout: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let every = (idle_timeout / 2).max(std::time::Duration::from_secs(1));
+    let every = (idle_timeout / 2).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(5),
+    );
     let mut tick = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = tick.tick() => upstream.reap_idle(),
+            _ = tick.tick() => {
+                upstream.reap_idle();
+                metrics.upstream_idle.set(upstream.idle_connections() as i64);
+            }
             _ = server::stopped(&mut stopped) => break,
         }
     }

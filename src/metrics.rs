@@ -42,6 +42,8 @@ pub struct Metrics {
     upstream_errors: Vec<IntCounter>,
     /// Number of keys in the in-memory index.
     pub keys_loaded: IntGauge,
+    /// Idle keep-alive connections to a cleartext upstream, as of the last reap.
+    pub upstream_idle: IntGauge,
     /// Failed background flushes to the store.
     pub store_flush_errors: IntCounter,
     /// Request body bytes read from clients.
@@ -88,6 +90,11 @@ impl Metrics {
         .expect("valid metric");
         let keys_loaded =
             IntGauge::new("tollgate_keys_loaded", "Keys held in memory.").expect("valid metric");
+        let upstream_idle = IntGauge::new(
+            "tollgate_upstream_idle_connections",
+            "Idle keep-alive connections to a cleartext upstream (as of the last reap).",
+        )
+        .expect("valid metric");
         let store_flush_errors = IntCounter::new(
             "tollgate_store_flush_errors_total",
             "Background flushes to the store that failed (retried on the next interval).",
@@ -128,6 +135,7 @@ impl Metrics {
             Box::new(latency.clone()),
             Box::new(upstream.clone()),
             Box::new(keys_loaded.clone()),
+            Box::new(upstream_idle.clone()),
             Box::new(store_flush_errors.clone()),
         ] {
             registry.register(c).expect("unique metric");
@@ -147,6 +155,7 @@ impl Metrics {
                 .map(|k| upstream.with_label_values(&[k.as_str()]))
                 .collect(),
             keys_loaded,
+            upstream_idle,
             store_flush_errors,
             bytes_in: bytes.with_label_values(&["in"]),
             bytes_out: bytes.with_label_values(&["out"]),

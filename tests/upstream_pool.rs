@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Options, TestGateway, eventually};
+use common::{Options, TestGateway, eventually, metric_value, metrics_text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
@@ -154,6 +154,15 @@ async fn closed_within(up: &mut RawUpstream) {
         .expect("upstream running");
 }
 
+/// Polls `/metrics` until `tollgate_upstream_idle_connections` is `n` (up to 10 s).
+async fn idle_gauge_reaches(t: &TestGateway, n: f64) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        let text = metrics_text(t).await;
+        metric_value(&text, "tollgate_upstream_idle_connections") == Some(n)
+    })
+    .await
+}
+
 async fn gateway_before(upstream: &RawUpstream, upstream_extra: &str) -> (TestGateway, String) {
     let t = TestGateway::with(Options {
         upstream_url: Some(upstream.url.clone()),
@@ -226,6 +235,10 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let (t, key) = gateway_before(&up, "pool_idle_timeout = \"1s\"\n").await;
     assert_eq!(get(&t, &key, "/a").await.status(), 200);
     assert_eq!(up.open.load(Ordering::SeqCst), 1);
+    assert!(
+        idle_gauge_reaches(&t, 1.0).await,
+        "one idle connection is reported"
+    );
     let open = up.open.clone();
     let closed = eventually(Duration::from_secs(10), || {
         let open = open.clone();
@@ -233,6 +246,10 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     })
     .await;
     assert!(closed, "the idle connection is still open");
+    assert!(
+        idle_gauge_reaches(&t, 0.0).await,
+        "no idle connection is reported"
+    );
     // And the next request opens a new one.
     assert_eq!(get(&t, &key, "/a").await.status(), 200);
     assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
@@ -279,4 +296,22 @@ async fn an_upstream_that_says_connection_close_gets_a_new_connection_each_time(
         assert_eq!(get(&t, &key, "/empty").await.status(), 204);
     }
     assert_eq!(up.accepted.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn idle_connections_the_upstream_closed_are_dropped_without_waiting_for_a_request() {
+    let mut up = raw_upstream(After::CloseWhenTold).await;
+    // A long idle timeout: only the close can explain the connection leaving the pool.
+    let (t, key) = gateway_before(&up, "pool_idle_timeout = \"60s\"\n").await;
+    assert_eq!(get(&t, &key, "/a").await.status(), 200);
+    assert!(
+        idle_gauge_reaches(&t, 1.0).await,
+        "one idle connection is reported"
+    );
+    up.close.notify_one();
+    closed_within(&mut up).await;
+    assert!(
+        idle_gauge_reaches(&t, 0.0).await,
+        "the closed connection is still pooled"
+    );
 }
