@@ -51,7 +51,6 @@ missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v hey >/dev/null 2>&1 || missing+=(hey)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if ((${#missing[@]})); then
@@ -69,7 +68,7 @@ fi
 # --- build -------------------------------------------------------------------------------------
 if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     log "cargo build --release (target dir $CARGO_TARGET_DIR)"
-    (cd "$ROOT" && cargo build --release --bin tollgate --example seed_keys)
+    (cd "$ROOT" && cargo build --release --bin tollgate --example seed_keys --example open_loop)
 fi
 
 # --- processes ---------------------------------------------------------------------------------
@@ -372,25 +371,24 @@ done
 
 # --- added latency at a fixed rate ------------------------------------------------------------
 # wrk keeps every connection busy, so its latencies at saturation measure throughput. Added
-# latency is measured open-loop instead: hey sends RATE requests/s over CONNECTIONS connections
-# (a rate every target sustains), one allowed key, small body; p50/p99 per target, interleaved.
+# latency is measured open-loop instead: examples/open_loop.rs sends RATE requests/s over
+# CONNECTIONS connections, each on a fixed schedule (a rate every target sustains), one allowed
+# key, small body, timed in µs; p50/p99/p99.9 per target, interleaved.
+PROBE="$CARGO_TARGET_DIR/release/examples/open_loop"
 LAT="$WORK/latency.tsv"
-printf 'round\ttarget\tp50_us\tp99_us\trps\n' >"$LAT"
-run_hey() { # target → "p50_us p99_us rps"
+printf 'round\ttarget\tp50_us\tp99_us\trps\tp999_us\terrors\tlate\n' >"$LAT"
+run_probe() { # target → "p50_us p99_us p999_us rps errors late"
     local t="$1" auth=()
-    [[ "$t" != direct ]] && auth=(-H "Authorization: Bearer $(head -n 1 "$WORK/sample.txt")")
-    taskset -c "$LOAD_CPU" hey -z "${DURATION}s" -c "$CONNECTIONS" \
-        -q "$(((RATE + CONNECTIONS - 1) / CONNECTIONS))" "${auth[@]}" \
-        "http://127.0.0.1:${PORT[$t]}/small" |
-        awk '/Requests\/sec:/ {rps = $2} / 50% in / {p50 = $3 * 1e6} / 99% in / {p99 = $3 * 1e6}
-             END {printf "%.0f %.0f %.0f\n", p50, p99, rps}'
+    [[ "$t" != direct ]] && auth=(--header "Authorization: Bearer $(head -n 1 "$WORK/sample.txt")")
+    taskset -c "$LOAD_CPU" "$PROBE" --url "http://127.0.0.1:${PORT[$t]}/small" --rate "$RATE" \
+        --connections "$CONNECTIONS" --seconds "$DURATION" "${auth[@]}"
 }
 if [[ "$RATE" -gt 0 ]]; then
     for r in $(seq 1 "$ROUNDS"); do
         for t in "${TARGETS[@]}"; do
-            read -r p50 p99 rps <<<"$(run_hey "$t")"
-            printf '%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$p50" "$p99" "$rps" >>"$LAT"
-            log "round $r fixed ${RATE}/s $t: p50 ${p50}us p99 ${p99}us ($rps req/s)"
+            read -r p50 p99 p999 rps errors late <<<"$(run_probe "$t")"
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$t" "$p50" "$p99" "$rps" "$p999" "$errors" "$late" >>"$LAT"
+            log "round $r fixed ${RATE}/s $t: p50 ${p50}us p99 ${p99}us p99.9 ${p999}us ($rps req/s, $errors errors, $late late sends)"
         done
     done
 fi
@@ -467,13 +465,13 @@ fmt_ms() { awk -v v="$1" 'BEGIN {if (v == "-") print "-"; else printf "%.2f", v 
     if [[ "$RATE" -gt 0 ]]; then
         lat() { awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $2 == t {print $c}' "$LAT" | median; }
         d50=$(lat direct 3) d99=$(lat direct 4)
-        echo "Added latency at a fixed $RATE req/s (hey, $CONNECTIONS connections, open loop, small body, medians of $ROUNDS runs; goal: added p99 ≤ 0.3 ms):"
+        echo "Added latency at a fixed $RATE req/s (examples/open_loop.rs: $CONNECTIONS connections, each on a fixed schedule, µs timing, small body, medians of $ROUNDS runs; goal: added p99 ≤ 0.3 ms):"
         echo
-        echo "| target | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |"
-        echo "|---|---:|---:|---:|---:|---:|"
+        echo "| target | achieved req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | errors | late sends |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
         for t in "${TARGETS[@]}"; do
             p50=$(lat "$t" 3) p99=$(lat "$t" 4)
-            echo "| $t | $(fmt_int "$(lat "$t" 5)") | $(fmt_ms "$p50") | $(fmt_ms "$p99") | $(fmt_ms "$(awk -v a="$p50" -v b="$d50" 'BEGIN {print a - b}')") | $(fmt_ms "$(awk -v a="$p99" -v b="$d99" 'BEGIN {print a - b}')") |"
+            echo "| $t | $(fmt_int "$(lat "$t" 5)") | $(fmt_ms "$p50") | $(fmt_ms "$p99") | $(fmt_ms "$(lat "$t" 6)") | $(fmt_ms "$(awk -v a="$p50" -v b="$d50" 'BEGIN {print a - b}')") | $(fmt_ms "$(awk -v a="$p99" -v b="$d99" 'BEGIN {print a - b}')") | $(lat "$t" 7) | $(lat "$t" 8) |"
         done
         echo
     fi
