@@ -338,8 +338,8 @@ async fn flush_llm_usage(manager: &Manager, metrics: &Metrics) {
 /// second (the p99 of the load benchmark showed it).
 const FLUSH_STEP: usize = 256;
 
-/// [`Meter::take_batch`], yielding to the requests waiting on this thread every `FLUSH_STEP`
-/// usage records.
+/// Takes every unflushed amount into a batch (a failed batch is kept in `pending`), yielding to
+/// the requests waiting on this thread every `FLUSH_STEP` usage records.
 async fn take_batch_in_steps(meter: &Meter, now: i64) -> Batch {
     let today = meter.today(now);
     let usages = meter.usages();

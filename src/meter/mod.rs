@@ -254,22 +254,14 @@ impl Meter {
         Arc::new(ScopeUsage::new(scope, id, now, self.offset, &self.initial))
     }
 
-    /// Takes every unflushed amount, marking it flushed (a failed batch is kept in `pending`).
-    pub fn take_batch(&self, now: i64) -> Batch {
-        let mut batch = Batch::default();
-        let today = self.today(now);
-        Meter::take_usages(&mut batch, &self.usages(), &today);
-        self.take_rest(&mut batch, &today);
-        batch
-    }
-
     /// The day label of `now` in the metering calendar.
     pub fn today(&self, now: i64) -> String {
         Window::Day.label_in(self.offset, now)
     }
 
-    /// Every key's, account's and partner's usage record (to take a batch in steps: each
-    /// step [`Meter::take_usages`] of some, then [`Meter::take_rest`]).
+    /// Every key's, account's and partner's usage record. A flush batch (every unflushed
+    /// amount, marked flushed) is [`Meter::take_usages`] of these, in steps, then
+    /// [`Meter::take_rest`].
     pub fn usages(&self) -> Vec<Arc<ScopeUsage>> {
         self.keys
             .iter()

@@ -62,8 +62,11 @@ struct Idle {
 /// (`None` once it has finished).
 struct Conn {
     sender: http1::SendRequest<ProxyBody>,
-    driver: Option<http1::Connection<TokioIo<TcpStream>, ProxyBody>>,
+    driver: Option<Driver>,
 }
+
+/// hyper's state machine of one upstream connection.
+type Driver = http1::Connection<TokioIo<TcpStream>, ProxyBody>;
 
 impl H1Pool {
     pub fn new(
@@ -241,13 +244,9 @@ impl Conn {
         let mut answer = pin!(self.sender.try_send_request(req));
         let driver = &mut self.driver;
         poll_fn(|cx| {
-            if let Some(conn) = driver
-                && Pin::new(conn).poll_without_shutdown(cx).is_ready()
-            {
-                // The connection is over; dropping it hands a request it never started
-                // writing back to `answer` (hyper's dispatcher does so on drop).
-                *driver = None;
-            }
+            // A connection that is over is dropped, which hands a request it never started
+            // writing back to `answer` (hyper's dispatcher does so on drop).
+            poll_driver(driver, cx);
             // Once the connection is dropped hyper always answers (its dispatcher's drop sends
             // on the request's channel); a `Pending` here is tokio's budget, which wakes us.
             answer.as_mut().poll(cx).map_err(Failed::from)
@@ -257,15 +256,20 @@ impl Conn {
 
     /// Polls the connection once; says whether it is still open and ready for another request.
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(conn) = &mut self.driver else {
-            return false;
-        };
-        if Pin::new(conn).poll_without_shutdown(cx).is_ready() {
-            self.driver = None;
-            return false;
-        }
-        self.sender.is_ready()
+        poll_driver(&mut self.driver, cx) && self.sender.is_ready()
     }
+}
+
+/// Polls a connection's state machine once; `false` once it has finished (it is then dropped).
+fn poll_driver(driver: &mut Option<Driver>, cx: &mut Context<'_>) -> bool {
+    let Some(conn) = driver else {
+        return false;
+    };
+    if Pin::new(conn).poll_without_shutdown(cx).is_ready() {
+        *driver = None;
+        return false;
+    }
+    true
 }
 
 /// Polls a pooled connection once before it is used, so that an upstream's close that has
@@ -319,8 +323,7 @@ impl Body for PooledBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         if let Some(conn) = &mut this.conn
-            && let Some(driver) = &mut conn.driver
-            && Pin::new(driver).poll_without_shutdown(cx).is_ready()
+            && !poll_driver(&mut conn.driver, cx)
         {
             // Finished (the upstream closed, or an error the body reports next): not reusable.
             this.conn = None;
