@@ -64,7 +64,7 @@ pub struct Gateway {
 
 /// Opens the store and derives the key hasher (shared by `serve` and the CLI commands).
 pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, KeyHasher), StartError> {
-    let store = store::open(&config.store.url).await?;
+    let store = store::open(&config.store).await?;
     store.sync_plans(&config.plans).await?;
     let secret = match &config.security.secret {
         Some(secret) => secret.clone(),
@@ -371,7 +371,7 @@ async fn flush_usage(manager: &Manager, metrics: &Metrics) {
     if batch.is_empty() {
         return;
     }
-    if let Err(err) = manager.store.apply_usage(&token, &batch, now).await {
+    if let Err(err) = manager.store.apply_usage(&token, &batch, now, 0).await {
         metrics.store_flush_errors.inc();
         tracing::warn!(error = %err, deltas = batch.deltas.len(), "flushing usage failed; will retry");
         *meter.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((token, batch));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tollgate::domain::clock::{Clock, SystemClock};
 use tollgate::meter::Meter;
-use tollgate::store::{Store, sqlite::SqliteStore};
+use tollgate::store::{PartnerStore, UsageStore, sqlite::SqliteStore};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 

@@ -99,6 +99,13 @@ pub struct TlsFile {
 pub struct StoreFile {
     pub url: Option<String>,
     pub flush_interval: Option<String>,
+    pub sync_interval: Option<String>,
+    pub pool_size: Option<i64>,
+    pub statement_timeout: Option<String>,
+    pub reconcile_interval: Option<String>,
+    pub budget_mode: Option<String>,
+    pub lease_fraction: Option<f64>,
+    pub lease_ttl: Option<String>,
 }
 
 /// `[upstream]`.

@@ -79,8 +79,48 @@ pub struct TlsFiles {
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
     pub url: StoreUrl,
-    /// How often counters and `last_used_at` are flushed to the store.
+    /// How often counters and `last_used_at` are flushed to the store (`sync_interval`; with
+    /// PostgreSQL each flush also reads back the other instances' totals).
     pub flush_interval: Duration,
+    /// PostgreSQL connections per instance.
+    pub pool_size: u32,
+    /// PostgreSQL `statement_timeout` of every connection.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: how often every key, partner and account changed recently is re-read, the
+    /// safety net under change notifications.
+    pub reconcile_interval: Duration,
+    /// How money budgets (partner balances, key cost limits) are shared between instances.
+    pub budget_mode: BudgetMode,
+    /// Lease mode: the share of the remaining budget one lease takes.
+    pub lease_fraction_ppm: u32,
+    /// Lease mode: a lease not renewed for this long is returned by the other instances.
+    pub lease_ttl: Duration,
+}
+
+impl StoreConfig {
+    /// The store at `url` with every other setting at its default.
+    pub fn for_url(url: StoreUrl) -> Self {
+        use super::validate::defaults as d;
+        StoreConfig {
+            url,
+            flush_interval: d::FLUSH_INTERVAL,
+            pool_size: d::POOL_SIZE,
+            statement_timeout: d::STATEMENT_TIMEOUT,
+            reconcile_interval: d::RECONCILE_INTERVAL,
+            budget_mode: BudgetMode::Lease,
+            lease_fraction_ppm: d::LEASE_FRACTION_PPM,
+            lease_ttl: d::LEASE_TTL,
+        }
+    }
+}
+
+/// How money budgets are shared between instances on PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetMode {
+    /// Each instance spends from a slice of the budget it took under a row lock: overshoot 0.
+    Lease,
+    /// Instances sync usage every interval: overshoot at most one interval of traffic.
+    Sync,
 }
 
 /// Which store to open.

@@ -16,7 +16,8 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
 use super::model::{
-    Config, Limits, Listen, Log, LogFormat, Management, Metering, StoreConfig, StoreUrl, TlsFiles,
+    BudgetMode, Config, Limits, Listen, Log, LogFormat, Management, Metering, StoreConfig,
+    StoreUrl, TlsFiles,
 };
 use super::units;
 
@@ -33,8 +34,18 @@ pub mod defaults {
     pub const API: &str = "127.0.0.1:8081";
     /// `store.url`.
     pub const STORE_URL: &str = "sqlite://tollgate.db";
-    /// `store.flush_interval`.
+    /// `store.sync_interval` (alias `flush_interval`).
     pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+    /// `store.pool_size`.
+    pub const POOL_SIZE: u32 = 10;
+    /// `store.statement_timeout`.
+    pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// `store.reconcile_interval`.
+    pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+    /// `store.lease_fraction` (a tenth of what is left).
+    pub const LEASE_FRACTION_PPM: u32 = 100_000;
+    /// `store.lease_ttl`.
+    pub const LEASE_TTL: Duration = Duration::from_secs(30);
     /// `upstream.connect_timeout`.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// `upstream.response_timeout`.
@@ -299,11 +310,75 @@ fn store(f: &StoreFile, e: &mut Errors) -> Option<StoreConfig> {
         "store.url",
         store_url(f.url.as_deref().unwrap_or(defaults::STORE_URL)),
     );
-    let flush = duration(f.flush_interval.as_deref(), defaults::FLUSH_INTERVAL, true);
-    let flush_interval = e.check("store.flush_interval", flush);
+    let flush_interval = match (&f.sync_interval, &f.flush_interval) {
+        (Some(_), Some(_)) => e.check::<Duration>(
+            "store.flush_interval",
+            Err("is the old name of `sync_interval`; give only `sync_interval`".into()),
+        ),
+        (Some(v), None) => e.check(
+            "store.sync_interval",
+            duration(Some(v), defaults::FLUSH_INTERVAL, true),
+        ),
+        (None, v) => e.check(
+            "store.flush_interval",
+            duration(v.as_deref(), defaults::FLUSH_INTERVAL, true),
+        ),
+    };
+    let pool_size = e.check(
+        "store.pool_size",
+        match f.pool_size {
+            None => Ok(defaults::POOL_SIZE),
+            Some(n) => u32::try_from(n)
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| format!("must be between 1 and 1000, not {n}")),
+        },
+    );
+    let statement_timeout = e.check(
+        "store.statement_timeout",
+        duration(
+            f.statement_timeout.as_deref(),
+            defaults::STATEMENT_TIMEOUT,
+            true,
+        ),
+    );
+    let reconcile_interval = e.check(
+        "store.reconcile_interval",
+        duration(
+            f.reconcile_interval.as_deref(),
+            defaults::RECONCILE_INTERVAL,
+            true,
+        ),
+    );
+    let budget_mode = e.check(
+        "store.budget_mode",
+        match f.budget_mode.as_deref() {
+            None | Some("lease") => Ok(BudgetMode::Lease),
+            Some("sync") => Ok(BudgetMode::Sync),
+            Some(other) => Err(format!("expected \"lease\" or \"sync\", not `{other}`")),
+        },
+    );
+    let lease_fraction_ppm = e.check(
+        "store.lease_fraction",
+        match f.lease_fraction {
+            None => Ok(defaults::LEASE_FRACTION_PPM),
+            Some(v) if v > 0.0 && v <= 1.0 => Ok((v * 1e6).round() as u32),
+            Some(v) => Err(format!("must be greater than 0 and at most 1, not {v}")),
+        },
+    );
+    let lease_ttl = e.check(
+        "store.lease_ttl",
+        duration(f.lease_ttl.as_deref(), defaults::LEASE_TTL, true),
+    );
     Some(StoreConfig {
         url: url?,
         flush_interval: flush_interval?,
+        pool_size: pool_size?,
+        statement_timeout: statement_timeout?,
+        reconcile_interval: reconcile_interval?,
+        budget_mode: budget_mode?,
+        lease_fraction_ppm: lease_fraction_ppm?,
+        lease_ttl: lease_ttl?,
     })
 }
 

@@ -4,23 +4,22 @@
 //! The one exception is the kubo ledger commands (pins, IPNS names), whose changes are written
 //! before the client hears back, like a management write.
 
+pub mod cluster;
+mod common;
+pub mod postgres;
 mod rows;
+mod sql;
 pub mod sqlite;
-mod sqlite_accounts;
-mod sqlite_edit;
-mod sqlite_kubo;
-mod sqlite_llm;
-mod usage_journal;
-mod usage_sql;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::config::model::{Plan, StoreUrl};
+use crate::config::model::{Plan, StoreConfig, StoreUrl};
 use crate::domain::key::{Account, Digest, Key, Partner};
 use crate::meter::Batch;
+use crate::meter::llm_usage::LlmRow;
 
 /// A stored counter total for one window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +59,11 @@ pub enum StoreError {
     },
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "the store `{url}` was migrated by a newer Tollgate (schema version {version} is unknown \
+         to this binary); upgrade this binary, Tollgate never migrates down"
+    )]
+    TooNew { url: String, version: i64 },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
     #[error("a record with this {0} already exists")]
@@ -84,20 +88,22 @@ pub enum KeyChange {
     Edit(Box<Key>),
 }
 
-/// Durable storage behind the gateway.
+/// Health, settings and the plan mirror.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait SettingsStore: Send + Sync {
     /// Cheap round-trip used by `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
-
     /// Reads a named setting (e.g. the generated server secret).
     async fn get_setting(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Writes a named setting only if it is not set yet; returns the value now stored.
     async fn init_setting(&self, name: &str, value: &str) -> Result<String, StoreError>;
-
     /// Mirrors the TOML plans into the `plans` table (insert or update by id).
     async fn sync_plans(&self, plans: &[Plan]) -> Result<(), StoreError>;
+}
 
+/// Partners (resellers): identity, management token, balance, tier and suspension.
+#[async_trait]
+pub trait PartnerStore: Send + Sync {
     /// Creates a partner together with its default account (used by reseller keys).
     async fn create_partner(
         &self,
@@ -108,6 +114,8 @@ pub trait Store: Send + Sync + 'static {
     async fn partners_by_token_prefix(&self, prefix: &str) -> Result<Vec<Partner>, StoreError>;
     /// A partner by id.
     async fn get_partner(&self, id: Uuid) -> Result<Option<Partner>, StoreError>;
+    /// Every partner (for the meter at start).
+    async fn load_partners(&self) -> Result<Vec<Partner>, StoreError>;
     /// Replaces a partner's token (prefix and argon2id hash).
     async fn set_partner_token(
         &self,
@@ -115,12 +123,48 @@ pub trait Store: Send + Sync + 'static {
         prefix: &str,
         hash: &str,
     ) -> Result<bool, StoreError>;
+    /// Sets a partner's tier multiplier (ppm) and/or suspension; `false` if no such partner.
+    async fn update_partner(
+        &self,
+        id: Uuid,
+        tier_ppm: Option<u64>,
+        suspended: Option<bool>,
+    ) -> Result<bool, StoreError>;
+    /// Adds `micros` (may be negative) to a partner's balance; the new balance, or `None`.
+    async fn add_partner_balance(&self, id: Uuid, micros: i64) -> Result<Option<i64>, StoreError>;
+}
 
+/// Accounts (Gateway3 users) and their plans.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     /// Creates an account; a duplicate `(partner_id, external_id)` is `Conflict("uuid")`.
     async fn create_account(&self, account: &Account) -> Result<(), StoreError>;
     /// The partner's default account (the one reseller keys belong to).
     async fn default_account(&self, partner_id: Uuid) -> Result<Option<Account>, StoreError>;
+    /// A partner's account by the partner's own identifier for it (Gateway3 `uuid`). The
+    /// partner's default account is never returned.
+    async fn account_by_external_id(
+        &self,
+        partner_id: Uuid,
+        external_id: &str,
+    ) -> Result<Option<Account>, StoreError>;
+    /// An account by id.
+    async fn get_account(&self, id: Uuid) -> Result<Option<Account>, StoreError>;
+    /// Every account (for the meter at start).
+    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Moves an account to `plan_id` and debits `charge_micros` from its partner's balance in
+    /// the same transaction; if the balance does not cover the charge, nothing changes.
+    async fn set_account_plan(
+        &self,
+        account_id: Uuid,
+        plan_id: i64,
+        charge_micros: u64,
+    ) -> Result<PlanChange, StoreError>;
+}
 
+/// Sub-keys.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     /// Inserts a key (digest only). A name already used by a live (not revoked) key of the
     /// account is `Conflict("name")`.
     async fn create_key(&self, key: &Key) -> Result<(), StoreError>;
@@ -133,22 +177,29 @@ pub trait Store: Send + Sync + 'static {
     async fn for_each_key(&self, each: &mut (dyn FnMut(Key) + Send)) -> Result<(), StoreError>;
     /// Every key of a partner (all its accounts), revoked ones included, oldest first.
     async fn keys_of_partner(&self, partner_id: Uuid) -> Result<Vec<Key>, StoreError>;
+    /// The account's keys that are not revoked, oldest first.
+    async fn live_keys_of_account(&self, account_id: Uuid) -> Result<Vec<Key>, StoreError>;
     /// Applies a change; returns the updated key, or `None` if there is no such key.
     async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError>;
     /// Records `last_used_at` for many keys in one transaction.
     async fn touch_keys(&self, used: &[(Uuid, i64)]) -> Result<(), StoreError>;
+}
 
-    /// Every account (for the meter at start).
-    async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
-    /// Every partner (for the meter at start).
-    async fn load_partners(&self) -> Result<Vec<Partner>, StoreError>;
+/// Usage: counter totals per window, daily series, LLM usage by model.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
     /// Counter totals of the given windows (e.g. today, this month, `lifetime`).
     async fn load_counters(&self, windows: &[String]) -> Result<Vec<CounterRow>, StoreError>;
     /// Applies a usage batch in one transaction: counter totals, daily sums and partner balance
-    /// charges. `token` makes it idempotent: a batch already applied returns `Ok(false)`.
-    async fn apply_usage(&self, token: &str, batch: &Batch, now: i64) -> Result<bool, StoreError>;
-    /// Adds `micros` (may be negative) to a partner's balance; the new balance, or `None`.
-    async fn add_partner_balance(&self, id: Uuid, micros: i64) -> Result<Option<i64>, StoreError>;
+    /// charges. `token` makes it idempotent: a batch already applied is `applied: false`. In
+    /// the same transaction it reads back what changed since `since` (see [`Synced`]).
+    async fn apply_usage(
+        &self,
+        token: &str,
+        batch: &Batch,
+        now: i64,
+        since: i64,
+    ) -> Result<Synced, StoreError>;
     /// `(day, metric, value)` daily sums of one scope (`key`, `account`, `partner`) from `from`
     /// to `to` (`YYYY-MM-DD`, inclusive).
     async fn usage_daily(
@@ -158,6 +209,21 @@ pub trait Store: Send + Sync + 'static {
         from: &str,
         to: &str,
     ) -> Result<Vec<(String, String, u64)>, StoreError>;
+    /// Adds LLM usage rows to `day`'s sums; `token` makes it idempotent like `apply_usage`.
+    async fn apply_llm_usage(
+        &self,
+        token: &str,
+        day: &str,
+        rows: &[LlmRow],
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// A key's lifetime LLM usage by model.
+    async fn llm_usage_of_key(&self, key_id: Uuid) -> Result<Vec<LlmRow>, StoreError>;
+}
+
+/// Replayable responses of creations sent with an `Idempotency-Key`.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
     /// An idempotent create response stored at or after `since`: `(body hash, sealed)`.
     async fn get_idempotent(
         &self,
@@ -175,34 +241,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         expire_before: i64,
     ) -> Result<(), StoreError>;
-    /// Sets a partner's tier multiplier (ppm) and/or suspension; `false` if no such partner.
-    async fn update_partner(
-        &self,
-        id: Uuid,
-        tier_ppm: Option<u64>,
-        suspended: Option<bool>,
-    ) -> Result<bool, StoreError>;
+}
 
-    /// A partner's account by the partner's own identifier for it (Gateway3 `uuid`). The
-    /// partner's default account is never returned.
-    async fn account_by_external_id(
-        &self,
-        partner_id: Uuid,
-        external_id: &str,
-    ) -> Result<Option<Account>, StoreError>;
-    /// An account by id.
-    async fn get_account(&self, id: Uuid) -> Result<Option<Account>, StoreError>;
-    /// Moves an account to `plan_id` and debits `charge_micros` from its partner's balance in
-    /// the same transaction; if the balance does not cover the charge, nothing changes.
-    async fn set_account_plan(
-        &self,
-        account_id: Uuid,
-        plan_id: i64,
-        charge_micros: u64,
-    ) -> Result<PlanChange, StoreError>;
-    /// The account's keys that are not revoked, oldest first.
-    async fn live_keys_of_account(&self, account_id: Uuid) -> Result<Vec<Key>, StoreError>;
-
+/// The kubo ledger: pins and IPNS names per account.
+#[async_trait]
+pub trait LedgerStore: Send + Sync {
     /// Every pin of the kubo ledger.
     async fn load_pins(&self) -> Result<Vec<PinRow>, StoreError>;
     /// Records a pin (updating size and kind if the account holds the CID already); with
@@ -221,30 +264,52 @@ pub trait Store: Send + Sync + 'static {
     async fn put_ipns(&self, account_id: Uuid, name: &str, now: i64) -> Result<(), StoreError>;
     /// Forgets an account's IPNS name; `false` if it owned none by that name.
     async fn remove_ipns(&self, account_id: Uuid, name: &str) -> Result<bool, StoreError>;
-
-    /// Adds LLM usage rows to `day`'s sums; `token` makes it idempotent like `apply_usage`.
-    async fn apply_llm_usage(
-        &self,
-        token: &str,
-        day: &str,
-        rows: &[crate::meter::llm_usage::LlmRow],
-        now: i64,
-    ) -> Result<bool, StoreError>;
-    /// A key's lifetime LLM usage by model.
-    async fn llm_usage_of_key(
-        &self,
-        key_id: Uuid,
-    ) -> Result<Vec<crate::meter::llm_usage::LlmRow>, StoreError>;
 }
 
-/// Opens (and migrates) the store named by `url`.
-pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
-    match url {
+/// Durable storage behind the gateway: every role, implemented by each back-end.
+pub trait Store:
+    SettingsStore
+    + PartnerStore
+    + AccountStore
+    + KeyStore
+    + UsageStore
+    + IdempotencyStore
+    + LedgerStore
+    + 'static
+{
+    /// The back-end's change feed, if it is shared by several instances (PostgreSQL).
+    fn cluster(&self) -> Option<&dyn cluster::ClusterStore> {
+        None
+    }
+}
+
+/// What one usage sync read back besides applying its batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    /// Whether the batch was applied now (`false`: its token was applied before).
+    pub applied: bool,
+    /// Counter totals changed by anyone since the cursor given (empty for a store that only one
+    /// instance uses).
+    pub totals: Vec<CounterRow>,
+    /// Stored balances of partners changed since the cursor: `(partner, balance)`.
+    pub balances: Vec<(Uuid, i64)>,
+    /// The cursor to give next time.
+    pub cursor: i64,
+}
+
+/// Opens (and migrates) the store named by `config.url`.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match &config.url {
         StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
-        StoreUrl::Postgres(url) => Err(StoreError::Unsupported(format!(
-            "{}: PostgreSQL support lands with multi-instance sync",
-            redact(url)
-        ))),
+        StoreUrl::Postgres(url) => {
+            let settings = postgres::PgSettings {
+                pool_size: config.pool_size,
+                statement_timeout: config.statement_timeout,
+            };
+            Ok(Arc::new(
+                postgres::PostgresStore::open(url, settings).await?,
+            ))
+        }
     }
 }
 
@@ -256,6 +321,51 @@ pub fn redact(url: &str) -> String {
             u.to_string()
         }
         _ => url.to_string(),
+    }
+}
+
+/// Applies the pending migrations; a schema with versions this binary does not know (a newer
+/// Tollgate migrated it) is `TooNew` and left untouched.
+pub(crate) async fn migrate<'a, A>(
+    migrator: &sqlx::migrate::Migrator,
+    pool: A,
+    url: &str,
+) -> Result<(), StoreError>
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    match migrator.run(pool).await {
+        Err(sqlx::migrate::MigrateError::VersionMissing(version)) => Err(StoreError::TooNew {
+            url: redact(url),
+            version,
+        }),
+        other => Ok(other?),
+    }
+}
+
+/// Maps a unique-constraint violation to `Conflict(field)`, anything else to `Query`.
+pub(crate) fn write_error(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let what = db.constraint().unwrap_or_else(|| db.message());
+            StoreError::Conflict(conflict_field(what))
+        }
+        _ => StoreError::Query(err),
+    }
+}
+
+/// The field a unique violation is about, from SQLite's message (`UNIQUE constraint failed:
+/// keys.account_id, keys.name`) or a PostgreSQL constraint name (`keys_account_id_name_key`).
+fn conflict_field(what: &str) -> &'static str {
+    if what.contains("digest") || what.contains("access_key") {
+        "credential"
+    } else if what.contains("external_id") {
+        "uuid"
+    } else if what.contains("name") {
+        "name"
+    } else {
+        "id"
     }
 }
 
@@ -276,3 +386,6 @@ pub enum PlanChange {
     /// There is no such account.
     NoAccount,
 }
+
+#[cfg(test)]
+mod tests;

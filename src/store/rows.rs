@@ -21,6 +21,19 @@ pub(crate) fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// The five limit columns of a plan (pinned count, pinned bytes, ingress, egress, IPNS names);
+/// NULL = unlimited.
+pub(crate) fn plan_limits(plan: &crate::config::model::Plan) -> [Option<i64>; 5] {
+    let limit = |v: Option<std::num::NonZeroU64>| v.map(|v| int(v.get()));
+    [
+        limit(plan.pinned_count_limit),
+        limit(plan.pinned_bytes_limit),
+        limit(plan.ingress_limit),
+        limit(plan.egress_limit),
+        plan.ipns_limit.map(|v| i64::from(v.get())),
+    ]
+}
+
 /// The `kind` column of a credential.
 pub(crate) fn kind(credential: &Credential) -> &'static str {
     match credential {
@@ -230,4 +243,100 @@ fn non_zero(value: Option<i64>) -> Result<Option<NonZeroU32>, String> {
                 .ok_or_else(|| format!("value {v} is not in 1..=4294967295"))
         })
         .transpose()
+}
+
+/// A query of either back-end (`$1`-style placeholders work in both).
+type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
+
+/// Binds every key column in `KeyRow` order (for [`super::sql::INSERT_KEY`]).
+pub(crate) fn bind_key<'q, DB>(q: Query<'q, DB>, key: &Key) -> Query<'q, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let q = q
+        .bind(key.id.to_string())
+        .bind(key.account_id.to_string())
+        .bind(key.partner_id.to_string())
+        .bind(key.name.clone())
+        .bind(key.label.clone())
+        .bind(key.description.clone())
+        .bind(kind(&key.credential).to_string())
+        .bind(key.credential.access_key().map(|k| k.to_string()))
+        .bind(key.credential.digest().to_vec())
+        .bind(i64::from(key.permissions.bits()))
+        .bind(ip_whitelist_json(&key.ip_whitelist))
+        .bind(date_text(key.expiration_date))
+        .bind(key.disabled)
+        .bind(key.created_at)
+        .bind(key.created_by.clone())
+        .bind(key.revoked_at)
+        .bind(key.revoked_by.clone())
+        .bind(key.last_used_at);
+    bind_limits(q, key)
+}
+
+/// Binds a key's editable fields in [`super::sql::EDIT_KEY`] order (the id is bound last by
+/// the caller).
+pub(crate) fn bind_edit<'q, DB>(q: Query<'q, DB>, key: &Key) -> Query<'q, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let q = q
+        .bind(key.label.clone())
+        .bind(key.description.clone())
+        .bind(i64::from(key.permissions.bits()))
+        .bind(ip_whitelist_json(&key.ip_whitelist))
+        .bind(date_text(key.expiration_date));
+    bind_limits(q, key)
+}
+
+/// Binds the four limits and the model allow-list.
+fn bind_limits<'q, DB>(q: Query<'q, DB>, key: &Key) -> Query<'q, DB>
+where
+    DB: sqlx::Database,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let limits = &key.limits;
+    q.bind(limits.daily_cost_limit_micros.map(int))
+        .bind(limits.total_cost_limit_micros.map(int))
+        .bind(limits.concurrency_limit.map(|v| i64::from(v.get())))
+        .bind(limits.rate_limit_per_minute.map(|v| i64::from(v.get())))
+        .bind(models_json(&limits.models))
+}
+
+/// Sums of one model: model, requests, input, cached input, output tokens, cost.
+pub(crate) type LlmSums = (String, i64, i64, i64, i64, i64);
+
+/// A key's LLM usage by model from [`super::sql::LLM_USAGE_OF_KEY`] rows.
+pub(crate) fn llm_rows(key_id: Uuid, rows: Vec<LlmSums>) -> Vec<crate::meter::llm_usage::LlmRow> {
+    let count = |v: i64| u64::try_from(v).unwrap_or(0);
+    rows.into_iter()
+        .map(
+            |(model, requests, input, cached, output, cost)| crate::meter::llm_usage::LlmRow {
+                key_id,
+                model,
+                requests: count(requests),
+                input_tokens: count(input),
+                cached_input_tokens: count(cached),
+                output_tokens: count(output),
+                cost_micros: count(cost),
+            },
+        )
+        .collect()
+}
+
+/// An account id column of the kubo ledger.
+pub(crate) fn account_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("account id {text}: {e}")))
 }

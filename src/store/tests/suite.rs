@@ -1,24 +1,37 @@
-//! Tests of the SQLite store against real database files in temporary directories.
+//! The store tests, written once and run on both back-ends (see `on_both_backends!`).
 
 use std::num::{NonZeroU32, NonZeroU64};
 
 use chrono::NaiveDate;
-use tempfile::TempDir;
+use uuid::Uuid;
 
-use super::*;
-use crate::config::model::StoreUrl;
+use super::{TestStore, on_both_backends};
+use crate::config::model::Plan;
 use crate::domain::ip::IpAllowList;
-use crate::domain::key::{Credential, KeyLimits};
+use crate::domain::key::{Account, Credential, Key, KeyLimits, Partner};
 use crate::domain::permission::{Permission, PermissionSet};
-use crate::store::{IpnsRow, PinRow};
+use crate::store::{IpnsRow, KeyChange, PinRow, PlanChange, StoreError};
 
-async fn store() -> (TempDir, SqliteStore) {
-    let dir = TempDir::new().unwrap();
-    let store = SqliteStore::open(&dir.path().join("tollgate.db"))
-        .await
-        .unwrap();
-    (dir, store)
-}
+on_both_backends!(
+    partner_and_default_account_round_trip,
+    create_partner_is_atomic,
+    partners_by_token_prefix_and_new_token,
+    duplicate_account_uuid_is_a_conflict,
+    keys_round_trip_for_both_credential_kinds,
+    duplicate_key_name_or_credential_is_a_conflict,
+    update_key_disable_enable_revoke,
+    touch_keys_keeps_the_latest_time,
+    sync_plans_upserts_by_id_and_accounts_may_reference_them,
+    init_setting_keeps_the_first_value,
+    foreign_keys_are_enforced,
+    corrupt_rows_name_the_key_and_field,
+    usage_batches_apply_once_and_charge_the_balance,
+    pins_and_ipns_names_round_trip,
+    llm_usage_adds_up_once_per_token,
+    accounts_are_found_by_partner_and_external_id_only,
+    a_plan_change_and_its_charge_are_one_transaction,
+    names_are_unique_among_live_keys_only,
+);
 
 fn partner(prefix: &str) -> Partner {
     Partner {
@@ -46,7 +59,7 @@ fn account(partner_id: Uuid, external_id: &str) -> Account {
 }
 
 /// A partner with its default account, stored.
-async fn tenant(store: &SqliteStore) -> (Partner, Account) {
+async fn tenant(store: &TestStore) -> (Partner, Account) {
     let p = partner("abcd1234");
     let a = account(p.id, "default");
     store.create_partner(&p, &a).await.unwrap();
@@ -96,35 +109,29 @@ fn fresh_key(account: &Account, name: &str, byte: u8) -> Key {
     }
 }
 
-#[tokio::test]
-async fn reopen_is_idempotent_and_keeps_data() {
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("nested.db");
-    let first = SqliteStore::open(&path).await.unwrap();
-    first.ping().await.unwrap();
-    let (p, a) = tenant(&first).await;
-    let k = fresh_key(&a, "ci", 1);
-    first.create_key(&k).await.unwrap();
-    first.pool.close().await;
-
-    let second = SqliteStore::open(&path).await.unwrap();
-    assert_eq!(second.get_partner(p.id).await.unwrap(), Some(p));
-    assert_eq!(second.load_keys().await.unwrap(), vec![k]);
+/// The plans the account tests use.
+async fn plans(store: &TestStore) {
+    store
+        .sync_plans(&[plan(1, "Free", 0), plan(2, "Pro", 0)])
+        .await
+        .unwrap();
 }
 
-#[tokio::test]
-async fn generic_open_returns_a_working_store() {
-    let dir = TempDir::new().unwrap();
-    let url = StoreUrl::Sqlite(dir.path().join("t.db"));
-    let store = crate::store::open(&url).await.unwrap();
-    store.ping().await.unwrap();
-    assert!(store.load_keys().await.unwrap().is_empty());
+/// A partner with `balance` and its default account.
+async fn funded(store: &TestStore, balance: i64) -> Partner {
+    let p = Partner {
+        balance_micros: balance,
+        ..partner(&format!("p{}", Uuid::new_v4().simple()))
+    };
+    store
+        .create_partner(&p, &account(p.id, "default"))
+        .await
+        .unwrap();
+    p
 }
 
-#[tokio::test]
-async fn partner_and_default_account_round_trip() {
-    let (_dir, store) = store().await;
-    let (p, a) = tenant(&store).await;
+async fn partner_and_default_account_round_trip(store: &TestStore) {
+    let (p, a) = tenant(store).await;
     assert_eq!(store.get_partner(p.id).await.unwrap(), Some(p.clone()));
     assert_eq!(store.default_account(p.id).await.unwrap(), Some(a));
     // A second account is not the default one.
@@ -145,10 +152,8 @@ async fn partner_and_default_account_round_trip() {
     assert_eq!(store.default_account(Uuid::new_v4()).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn create_partner_is_atomic() {
-    let (_dir, store) = store().await;
-    let (p, a) = tenant(&store).await;
+async fn create_partner_is_atomic(store: &TestStore) {
+    let (p, a) = tenant(store).await;
     // The default account clashes (same id), so the new partner must not be stored either.
     let q = partner("other");
     let clash = Account {
@@ -160,10 +165,8 @@ async fn create_partner_is_atomic() {
     assert!(store.get_partner(p.id).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn partners_by_token_prefix_and_new_token() {
-    let (_dir, store) = store().await;
-    let (p, _) = tenant(&store).await;
+async fn partners_by_token_prefix_and_new_token(store: &TestStore) {
+    let (p, _) = tenant(store).await;
     let q = partner("abcd1234");
     store
         .create_partner(&q, &account(q.id, "default"))
@@ -201,10 +204,8 @@ async fn partners_by_token_prefix_and_new_token() {
     );
 }
 
-#[tokio::test]
-async fn duplicate_account_uuid_is_a_conflict() {
-    let (_dir, store) = store().await;
-    let (p, _) = tenant(&store).await;
+async fn duplicate_account_uuid_is_a_conflict(store: &TestStore) {
+    let (p, _) = tenant(store).await;
     store.create_account(&account(p.id, "u-1")).await.unwrap();
     let err = store
         .create_account(&account(p.id, "u-1"))
@@ -217,10 +218,8 @@ async fn duplicate_account_uuid_is_a_conflict() {
     store.create_account(&account(q.id, "u-1")).await.unwrap();
 }
 
-#[tokio::test]
-async fn keys_round_trip_for_both_credential_kinds() {
-    let (_dir, store) = store().await;
-    let (_, a) = tenant(&store).await;
+async fn keys_round_trip_for_both_credential_kinds(store: &TestStore) {
+    let (_, a) = tenant(store).await;
     let token_key = key(&a, "token", token(7));
     let pair_key = key(
         &a,
@@ -272,10 +271,8 @@ async fn keys_round_trip_for_both_credential_kinds() {
     );
 }
 
-#[tokio::test]
-async fn duplicate_key_name_or_credential_is_a_conflict() {
-    let (_dir, store) = store().await;
-    let (p, a) = tenant(&store).await;
+async fn duplicate_key_name_or_credential_is_a_conflict(store: &TestStore) {
+    let (p, a) = tenant(store).await;
     store.create_key(&fresh_key(&a, "ci", 1)).await.unwrap();
     let err = store.create_key(&fresh_key(&a, "ci", 2)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict("name")), "{err:?}");
@@ -303,10 +300,8 @@ async fn duplicate_key_name_or_credential_is_a_conflict() {
     store.create_key(&fresh_key(&b, "ci", 4)).await.unwrap();
 }
 
-#[tokio::test]
-async fn update_key_disable_enable_revoke() {
-    let (_dir, store) = store().await;
-    let (_, a) = tenant(&store).await;
+async fn update_key_disable_enable_revoke(store: &TestStore) {
+    let (_, a) = tenant(store).await;
     let k = fresh_key(&a, "ci", 1);
     store.create_key(&k).await.unwrap();
 
@@ -344,10 +339,8 @@ async fn update_key_disable_enable_revoke() {
     assert_eq!(unknown.await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn touch_keys_keeps_the_latest_time() {
-    let (_dir, store) = store().await;
-    let (_, a) = tenant(&store).await;
+async fn touch_keys_keeps_the_latest_time(store: &TestStore) {
+    let (_, a) = tenant(store).await;
     let (k1, k2) = (fresh_key(&a, "one", 1), fresh_key(&a, "two", 2));
     store.create_key(&k1).await.unwrap();
     store.create_key(&k2).await.unwrap();
@@ -367,29 +360,9 @@ async fn touch_keys_keeps_the_latest_time() {
         .touch_keys(&[(k1.id, 700), (k1.id, 600)])
         .await
         .unwrap();
-    let last = |id| {
-        let store = store.clone();
-        async move { store.get_key(id).await.unwrap().unwrap().last_used_at }
-    };
+    let last = |id| async move { store.get_key(id).await.unwrap().unwrap().last_used_at };
     assert_eq!(last(k1.id).await, Some(700));
     assert_eq!(last(k2.id).await, Some(900));
-    // The journal folds by itself once it holds enough batches.
-    let batches = crate::store::usage_journal::FOLD_AFTER_BATCHES;
-    for at in 1000..1000 + batches {
-        store.touch_keys(&[(k2.id, at)]).await.unwrap();
-    }
-    let pool = store.pool.clone();
-    let journal: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM touch_journal")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(journal, 0);
-    let stored: Option<i64> = sqlx::query_scalar("SELECT last_used_at FROM keys WHERE id = $1")
-        .bind(k2.id.to_string())
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, Some(999 + batches));
 }
 
 /// `(id, name, price_micros, pinned_bytes_limit, ipns_limit)` as stored.
@@ -408,9 +381,7 @@ fn plan(id: i64, name: &str, price: u64) -> Plan {
     }
 }
 
-#[tokio::test]
-async fn sync_plans_upserts_by_id_and_accounts_may_reference_them() {
-    let (_dir, store) = store().await;
+async fn sync_plans_upserts_by_id_and_accounts_may_reference_them(store: &TestStore) {
     store
         .sync_plans(&[plan(1, "free", 0), plan(2, "pro", 9_000_000)])
         .await
@@ -420,12 +391,7 @@ async fn sync_plans_upserts_by_id_and_accounts_may_reference_them() {
         ..plan(2, "pro+", 12_000_000)
     };
     store.sync_plans(&[renamed]).await.unwrap();
-    let rows: Vec<PlanRow> = sqlx::query_as(
-        "SELECT id, name, price_micros, pinned_bytes_limit, ipns_limit FROM plans ORDER BY id",
-    )
-    .fetch_all(&store.pool)
-    .await
-    .unwrap();
+    let rows: Vec<PlanRow> = store.fetch_plans().await;
     assert_eq!(
         rows,
         vec![
@@ -434,7 +400,7 @@ async fn sync_plans_upserts_by_id_and_accounts_may_reference_them() {
         ]
     );
 
-    let (p, _) = tenant(&store).await;
+    let (p, _) = tenant(store).await;
     let on_plan = Account {
         plan_id: Some(2),
         ..account(p.id, "paying")
@@ -450,9 +416,7 @@ async fn sync_plans_upserts_by_id_and_accounts_may_reference_them() {
     ));
 }
 
-#[tokio::test]
-async fn init_setting_keeps_the_first_value() {
-    let (_dir, store) = store().await;
+async fn init_setting_keeps_the_first_value(store: &TestStore) {
     assert_eq!(store.get_setting("secret").await.unwrap(), None);
     assert_eq!(store.init_setting("secret", "one").await.unwrap(), "one");
     assert_eq!(store.init_setting("secret", "two").await.unwrap(), "one");
@@ -462,10 +426,8 @@ async fn init_setting_keeps_the_first_value() {
     );
 }
 
-#[tokio::test]
-async fn foreign_keys_are_enforced() {
-    let (_dir, store) = store().await;
-    let (p, a) = tenant(&store).await;
+async fn foreign_keys_are_enforced(store: &TestStore) {
+    let (p, a) = tenant(store).await;
     let orphan = fresh_key(&account(p.id, "missing"), "ci", 1);
     assert!(matches!(
         store.create_key(&orphan).await,
@@ -484,87 +446,42 @@ async fn foreign_keys_are_enforced() {
     assert!(store.load_keys().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn unopenable_paths_are_open_errors_naming_the_path() {
-    let dir = TempDir::new().unwrap();
-    let missing_dir = dir.path().join("no").join("such").join("t.db");
-    for path in [missing_dir.as_path(), dir.path()] {
-        let Err(err) = SqliteStore::open(path).await else {
-            panic!("{} opened", path.display());
-        };
-        match &err {
-            StoreError::Open { url, .. } => assert!(url.contains(&*path.to_string_lossy())),
-            other => panic!("{other:?}"),
-        }
-        assert!(err.to_string().contains(&*path.to_string_lossy()));
-    }
-}
-
-#[tokio::test]
-async fn corrupt_rows_name_the_key_and_field() {
-    let (_dir, store) = store().await;
-    let (_, a) = tenant(&store).await;
+async fn corrupt_rows_name_the_key_and_field(store: &TestStore) {
+    let (_, a) = tenant(store).await;
     let cases = [
         ("ip_whitelist", "ip_whitelist = 'not json'"),
         ("ip_whitelist", "ip_whitelist = '[\"example.com\"]'"),
         ("expiration_date", "expiration_date = '2027-02-30'"),
-        ("digest", "digest = x'0102'"),
+        ("digest", ""),
     ];
     for (i, (field, set)) in cases.into_iter().enumerate() {
         let k = fresh_key(&a, &format!("k{i}"), i as u8 + 1);
         store.create_key(&k).await.unwrap();
-        let sql = format!("UPDATE keys SET {set} WHERE id = $1");
-        sqlx::query(&sql)
-            .bind(k.id.to_string())
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        let id = k.id.to_string();
+        if set.is_empty() {
+            store.set_digest(&id, &[1, 2]).await;
+        } else {
+            let sql = format!("UPDATE keys SET {set} WHERE id = $1");
+            store.exec(&sql, &[&id]).await;
+        }
         let err = store.get_key(k.id).await.unwrap_err();
         let StoreError::Corrupt(msg) = &err else {
             panic!("{err:?}");
         };
-        assert!(
-            msg.contains(&k.id.to_string()) && msg.contains(field),
-            "{msg}"
-        );
+        assert!(msg.contains(&id) && msg.contains(field), "{msg}");
         assert!(matches!(
             store.load_keys().await,
             Err(StoreError::Corrupt(_))
         ));
-        sqlx::query("DELETE FROM keys WHERE id = $1")
-            .bind(k.id.to_string())
-            .execute(&store.pool)
-            .await
-            .unwrap();
+        store.exec("DELETE FROM keys WHERE id = $1", &[&id]).await;
     }
 }
 
-#[tokio::test]
-async fn connections_use_wal_full_sync_and_foreign_keys() {
-    let (_dir, store) = store().await;
-    let mut conn = store.pool.acquire().await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    assert_eq!((mode.as_str(), sync, fk), ("wal", 2, 1));
-}
-
-#[tokio::test]
-async fn usage_batches_apply_once_and_charge_the_balance() {
+async fn usage_batches_apply_once_and_charge_the_balance(store: &TestStore) {
     use crate::meter::usage::{Metric, Scope};
     use crate::meter::window::Window;
     use crate::meter::{Batch, Delta};
 
-    let (_dir, store) = store().await;
     let p = partner("abcdefgh");
     store
         .create_partner(&p, &account(p.id, "default"))
@@ -591,10 +508,28 @@ async fn usage_batches_apply_once_and_charge_the_balance() {
         ],
         charges: vec![(p.id, 70)],
     };
-    assert!(store.apply_usage("t1", &batch, 100).await.unwrap());
+    assert!(
+        store
+            .apply_usage("t1", &batch, 100, 0)
+            .await
+            .unwrap()
+            .applied
+    );
     // A retry of the same batch (its acknowledgement was lost) changes nothing.
-    assert!(!store.apply_usage("t1", &batch, 101).await.unwrap());
-    assert!(store.apply_usage("t2", &batch, 102).await.unwrap());
+    assert!(
+        !store
+            .apply_usage("t1", &batch, 101, 0)
+            .await
+            .unwrap()
+            .applied
+    );
+    assert!(
+        store
+            .apply_usage("t2", &batch, 102, 0)
+            .await
+            .unwrap()
+            .applied
+    );
     let rows = store
         .load_counters(&["2026-11-23".into(), "lifetime".into()])
         .await
@@ -623,10 +558,8 @@ async fn usage_batches_apply_once_and_charge_the_balance() {
     );
 }
 
-#[tokio::test]
-async fn pins_and_ipns_names_round_trip() {
-    let (_dir, store) = store().await;
-    let (_, a) = tenant(&store).await;
+async fn pins_and_ipns_names_round_trip(store: &TestStore) {
+    let (_, a) = tenant(store).await;
     let pin = |cid: &str, size| PinRow {
         account_id: a.id,
         cid: cid.into(),
@@ -662,9 +595,7 @@ async fn pins_and_ipns_names_round_trip() {
     assert!(store.put_pin(&stranger, None, 1).await.is_err());
 }
 
-#[tokio::test]
-async fn llm_usage_adds_up_once_per_token() {
-    let (_dir, store) = store().await;
+async fn llm_usage_adds_up_once_per_token(store: &TestStore) {
     let key = Uuid::new_v4();
     let row = |model: &str, n: u64| crate::meter::llm_usage::LlmRow {
         key_id: key,
@@ -706,59 +637,87 @@ async fn llm_usage_adds_up_once_per_token() {
     );
 }
 
-#[tokio::test]
-async fn the_usage_journal_folds_after_enough_batches_and_before_reads() {
-    use crate::meter::usage::{Metric, Scope};
-    use crate::meter::window::Window;
-    use crate::meter::{Batch, Delta};
-    use crate::store::usage_journal::FOLD_AFTER_BATCHES;
+async fn accounts_are_found_by_partner_and_external_id_only(store: &TestStore) {
+    plans(store).await;
+    let (p, q) = (funded(store, 0).await, funded(store, 0).await);
+    let a = account(p.id, "user-1");
+    store.create_account(&a).await.unwrap();
+    let found = store.account_by_external_id(p.id, "user-1").await.unwrap();
+    assert_eq!(found.as_ref(), Some(&a));
+    assert_eq!(store.get_account(a.id).await.unwrap(), Some(a));
+    // Another partner's id space, and the default account, are invisible.
+    assert_eq!(
+        store.account_by_external_id(q.id, "user-1").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.account_by_external_id(p.id, "default").await.unwrap(),
+        None
+    );
+    assert_eq!(store.get_account(Uuid::new_v4()).await.unwrap(), None);
+}
 
-    let (_dir, store) = store().await;
-    let id = Uuid::new_v4();
-    let batch = Batch {
-        deltas: vec![Delta {
-            scope: Scope::Key,
-            id,
-            metric: Metric::Requests,
-            window: Window::Day,
-            label: "2026-11-23".into(),
-            day: "2026-11-23".into(),
-            amount: 2,
-        }],
-        charges: vec![],
+async fn balance(store: &TestStore, partner: Uuid) -> i64 {
+    let p = store.get_partner(partner).await.unwrap().unwrap();
+    p.balance_micros
+}
+
+async fn a_plan_change_and_its_charge_are_one_transaction(store: &TestStore) {
+    plans(store).await;
+    let p = funded(store, 5_000_000).await;
+    let a = on_free_plan(p.id, "u");
+    store.create_account(&a).await.unwrap();
+
+    let refused = store.set_account_plan(a.id, 2, 5_000_001).await.unwrap();
+    assert_eq!(refused, PlanChange::InsufficientBalance(5_000_000));
+    assert_eq!(
+        store.get_account(a.id).await.unwrap().unwrap().plan_id,
+        Some(1)
+    );
+    assert_eq!(balance(store, p.id).await, 5_000_000);
+
+    let done = store.set_account_plan(a.id, 2, 5_000_000).await.unwrap();
+    let PlanChange::Changed(changed) = done else {
+        panic!("{done:?}")
     };
-    let count = |sql: &'static str| {
-        let pool = store.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
+    assert_eq!(changed.plan_id, Some(2));
+    assert_eq!(store.get_account(a.id).await.unwrap(), Some(changed));
+    assert_eq!(balance(store, p.id).await, 0);
+
+    // A free change needs no balance.
+    let done = store.set_account_plan(a.id, 1, 0).await.unwrap();
+    assert!(matches!(done, PlanChange::Changed(ref a) if a.plan_id == Some(1)));
+    let none = store.set_account_plan(Uuid::new_v4(), 1, 0).await.unwrap();
+    assert_eq!(none, PlanChange::NoAccount);
+}
+
+async fn names_are_unique_among_live_keys_only(store: &TestStore) {
+    plans(store).await;
+    let p = funded(store, 0).await;
+    let a = on_free_plan(p.id, "u");
+    store.create_account(&a).await.unwrap();
+    let first = fresh_key(&a, "ci", 1);
+    store.create_key(&first).await.unwrap();
+    let err = store.create_key(&fresh_key(&a, "ci", 2)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("name")), "{err:?}");
+    let other = fresh_key(&a, "other", 3);
+    store.create_key(&other).await.unwrap();
+    let revoke = KeyChange::Revoke {
+        at: 50,
+        by: "t".into(),
     };
-    let journal = "SELECT COUNT(*) FROM usage_journal";
-    let total = "SELECT COALESCE(SUM(value), 0) FROM counters";
-    for i in 1..FOLD_AFTER_BATCHES {
-        assert!(
-            store
-                .apply_usage(&format!("t{i}"), &batch, 100)
-                .await
-                .unwrap()
-        );
+    store.update_key(first.id, &revoke).await.unwrap();
+    let again = fresh_key(&a, "ci", 4);
+    store.create_key(&again).await.unwrap();
+    let live = store.live_keys_of_account(a.id).await.unwrap();
+    assert_eq!(live, vec![other, again]);
+    assert!(store.get_key(first.id).await.unwrap().is_some(), "kept");
+}
+
+/// An account on plan 1.
+fn on_free_plan(partner_id: Uuid, external_id: &str) -> Account {
+    Account {
+        plan_id: Some(1),
+        ..account(partner_id, external_id)
     }
-    assert_eq!(count(journal).await, FOLD_AFTER_BATCHES - 1);
-    assert_eq!(count(total).await, 0, "not folded yet");
-    assert!(store.apply_usage("last", &batch, 100).await.unwrap());
-    assert_eq!(count(journal).await, 0);
-    assert_eq!(count(total).await, 2 * FOLD_AFTER_BATCHES);
-    // A batch still in the journal is in what the readers see.
-    assert!(store.apply_usage("one-more", &batch, 100).await.unwrap());
-    let rows = store.load_counters(&["2026-11-23".into()]).await.unwrap();
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].value, 2 * FOLD_AFTER_BATCHES as u64 + 2);
-    let daily = store
-        .usage_daily("key", id, "2026-11-23", "2026-11-23")
-        .await
-        .unwrap();
-    assert_eq!(daily[0].2, 2 * FOLD_AFTER_BATCHES as u64 + 2);
 }

@@ -1,14 +1,104 @@
-//! Usage persistence in SQL shared by the stores: counter totals per window, daily sums and
-//! partner balance charges, applied as one idempotent transaction per flush batch (counter
-//! deltas through the usage journal, see `usage_journal`).
+//! Usage on SQLite: counter totals per window, daily sums and partner balance charges, applied
+//! as one idempotent transaction per flush batch (counter deltas through the usage journal, see
+//! `journal`), and LLM usage by key and model.
 
+use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use super::rows::int;
-use super::{CounterRow, StoreError};
+use super::{SqliteStore, journal};
+use crate::meter::llm_usage::LlmRow;
 use crate::meter::window::Window;
 use crate::meter::{Batch, Delta};
+use crate::store::rows::int;
+use crate::store::sql::{LLM_USAGE_CONFLICT, LLM_USAGE_OF_KEY, USAGE_DAILY};
+use crate::store::{CounterRow, StoreError, Synced, UsageStore};
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn load_counters(&self, windows: &[String]) -> Result<Vec<CounterRow>, StoreError> {
+        load_counters(&self.pool, windows).await
+    }
+
+    /// One instance uses a SQLite store, so nothing is read back: the totals are its own.
+    async fn apply_usage(
+        &self,
+        token: &str,
+        batch: &Batch,
+        now: i64,
+        since: i64,
+    ) -> Result<Synced, StoreError> {
+        let applied = apply_usage(&self.pool, token, batch, now).await?;
+        Ok(Synced {
+            applied,
+            cursor: since,
+            ..Synced::default()
+        })
+    }
+
+    async fn usage_daily(
+        &self,
+        scope: &str,
+        id: Uuid,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, String, u64)>, StoreError> {
+        journal::fold_now(&self.pool).await?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(USAGE_DAILY)
+            .bind(scope)
+            .bind(id.to_string())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(day, metric, value)| (day, metric, value.max(0) as u64))
+            .collect())
+    }
+
+    async fn apply_llm_usage(
+        &self,
+        token: &str,
+        day: &str,
+        rows: &[LlmRow],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if !claim_token(&mut tx, token, now).await? {
+            return Ok(false);
+        }
+        // 500 rows × 8 binds stays far below SQLite's bind limit.
+        for chunk in rows.chunks(500) {
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO llm_usage_daily (day, key_id, model, requests, input_tokens, \
+                 cached_input_tokens, output_tokens, cost_micros) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(day.to_string())
+                    .push_bind(r.key_id.to_string())
+                    .push_bind(r.model.clone())
+                    .push_bind(int(r.requests))
+                    .push_bind(int(r.input_tokens))
+                    .push_bind(int(r.cached_input_tokens))
+                    .push_bind(int(r.output_tokens))
+                    .push_bind(int(r.cost_micros));
+            });
+            q.push(LLM_USAGE_CONFLICT);
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn llm_usage_of_key(&self, key: Uuid) -> Result<Vec<LlmRow>, StoreError> {
+        let rows = sqlx::query_as(LLM_USAGE_OF_KEY)
+            .bind(key.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(crate::store::rows::llm_rows(key, rows))
+    }
+}
 
 /// Rows per multi-row upsert (5 bound values each, far under SQLite's variable limit).
 const ROWS_PER_STATEMENT: usize = 500;
@@ -17,11 +107,11 @@ const ROWS_PER_STATEMENT: usize = 500;
 const TOKEN_TTL_SECS: i64 = 86_400;
 
 /// Counter totals of the given windows (the journal folded in first).
-pub async fn load_counters(
+async fn load_counters(
     pool: &SqlitePool,
     windows: &[String],
 ) -> Result<Vec<CounterRow>, StoreError> {
-    super::usage_journal::fold_now(pool).await?;
+    journal::fold_now(pool).await?;
     let mut out = Vec::new();
     for window in windows {
         let rows = sqlx::query(
@@ -65,7 +155,7 @@ pub async fn claim_token(
 }
 
 /// Applies a batch once; `Ok(false)` if its token was applied before.
-pub async fn apply_usage(
+async fn apply_usage(
     pool: &SqlitePool,
     token: &str,
     batch: &Batch,
@@ -77,7 +167,7 @@ pub async fn apply_usage(
         return Ok(false);
     }
     // The deltas go to the journal; they reach `counters` and `usage_daily` when it is folded.
-    super::usage_journal::append(&mut tx, &batch.deltas).await?;
+    journal::append(&mut tx, &batch.deltas).await?;
     for (partner, amount) in &batch.charges {
         sqlx::query("UPDATE partners SET balance_micros = balance_micros - $1 WHERE id = $2")
             .bind(int(*amount))
@@ -155,23 +245,4 @@ async fn upsert_daily(
          DO UPDATE SET value = usage_daily.value + excluded.value",
     );
     q.build().execute(&mut **tx).await.map(|_| ())
-}
-
-/// Adds `micros` to a partner's balance; the new balance, or `None` if there is no partner.
-pub async fn add_partner_balance(
-    pool: &SqlitePool,
-    id: Uuid,
-    micros: i64,
-) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query(
-        "UPDATE partners SET balance_micros = balance_micros + $1 WHERE id = $2 \
-         RETURNING balance_micros",
-    )
-    .bind(micros)
-    .bind(id.to_string())
-    .fetch_optional(pool)
-    .await?;
-    row.map(|r| r.try_get::<i64, _>("balance_micros"))
-        .transpose()
-        .map_err(StoreError::from)
 }

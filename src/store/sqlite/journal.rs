@@ -13,10 +13,10 @@ use std::collections::HashMap;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use super::StoreError;
 use crate::meter::Delta;
 use crate::meter::usage::{Metric, Scope};
 use crate::meter::window::Window;
+use crate::store::StoreError;
 
 /// Batches kept in the journal before they are folded into the totals.
 pub const FOLD_AFTER_BATCHES: i64 = 30;
@@ -68,7 +68,7 @@ async fn fold(tx: &mut Transaction<'_, Sqlite>) -> Result<(), StoreError> {
         .map(|row| row.try_get::<Vec<u8>, _>("payload"))
         .collect::<Result<Vec<_>, _>>()?;
     let deltas = off_worker(move || merge_deltas(&payloads)).await?;
-    super::usage_sql::write_totals(tx, &deltas).await
+    super::usage::write_totals(tx, &deltas).await
 }
 
 /// Appends one flush's `(key id, last_used_at)` pairs, then folds the touch journal if it has

@@ -1,0 +1,378 @@
+//! Role implementations whose code is the same for both back-ends: partners, accounts, the kubo
+//! ledger and idempotent responses read and write plain rows with the portable SQL of
+//! `store::sql`, so one macro expands them for `SqliteStore` and `PostgresStore` (each has a
+//! `pool` and an `insert_account`). What differs per back-end lives in its own module.
+
+/// Implements `PartnerStore`, `AccountStore`, `LedgerStore` and `IdempotencyStore` for `$store`.
+macro_rules! row_stores {
+    ($store:ty) => {
+        const _: () = {
+            use uuid::Uuid;
+            use $crate::domain::key::{Account, Partner};
+            use $crate::store::rows::{self, AccountRow, PartnerRow, int};
+            use $crate::store::sql::{
+                ACCOUNT_COLUMNS, ADD_BALANCE, DEBIT_IF_COVERED, INSERT_PARTNER, UPDATE_PARTNER,
+                UPSERT_IDEMPOTENT, select_accounts, select_partners,
+            };
+            use $crate::store::{PlanChange, StoreError, write_error};
+            #[async_trait::async_trait]
+            impl $crate::store::PartnerStore for $store {
+                async fn create_partner(
+                    &self,
+                    partner: &Partner,
+                    default_account: &Account,
+                ) -> Result<(), StoreError> {
+                    debug_assert_eq!(partner.id, default_account.partner_id);
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query(INSERT_PARTNER)
+                        .bind(partner.id.to_string())
+                        .bind(&partner.name)
+                        .bind(&partner.token_prefix)
+                        .bind(&partner.token_hash)
+                        .bind(partner.balance_micros)
+                        .bind(rows::int(partner.tier_multiplier_ppm))
+                        .bind(partner.suspended)
+                        .bind(partner.created_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(write_error)?;
+                    Self::insert_account(&mut tx, default_account, partner.id, true).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn partners_by_token_prefix(
+                    &self,
+                    prefix: &str,
+                ) -> Result<Vec<Partner>, StoreError> {
+                    sqlx::query_as::<_, PartnerRow>(select_partners!(
+                        " WHERE token_prefix = $1 ORDER BY created_at, id"
+                    ))
+                    .bind(prefix)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(Partner::try_from)
+                    .collect()
+                }
+
+                async fn get_partner(&self, id: Uuid) -> Result<Option<Partner>, StoreError> {
+                    sqlx::query_as::<_, PartnerRow>(select_partners!(" WHERE id = $1"))
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Partner::try_from)
+                        .transpose()
+                }
+
+                async fn load_partners(&self) -> Result<Vec<Partner>, StoreError> {
+                    sqlx::query_as::<_, PartnerRow>(select_partners!(" ORDER BY created_at, id"))
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(Partner::try_from)
+                        .collect()
+                }
+
+                async fn set_partner_token(
+                    &self,
+                    id: Uuid,
+                    prefix: &str,
+                    hash: &str,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query(
+                        "UPDATE partners SET token_prefix = $1, token_hash = $2 WHERE id = $3",
+                    )
+                    .bind(prefix)
+                    .bind(hash)
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn update_partner(
+                    &self,
+                    id: Uuid,
+                    tier_ppm: Option<u64>,
+                    suspended: Option<bool>,
+                ) -> Result<bool, StoreError> {
+                    let done = sqlx::query(UPDATE_PARTNER)
+                        .bind(tier_ppm.map(rows::int))
+                        .bind(suspended)
+                        .bind(id.to_string())
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn add_partner_balance(
+                    &self,
+                    id: Uuid,
+                    micros: i64,
+                ) -> Result<Option<i64>, StoreError> {
+                    let balance = sqlx::query_scalar(ADD_BALANCE)
+                        .bind(micros)
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    Ok(balance)
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl $crate::store::AccountStore for $store {
+                async fn create_account(&self, account: &Account) -> Result<(), StoreError> {
+                    let mut conn = self.pool.acquire().await?;
+                    Self::insert_account(&mut conn, account, account.partner_id, false).await
+                }
+
+                async fn default_account(
+                    &self,
+                    partner_id: Uuid,
+                ) -> Result<Option<Account>, StoreError> {
+                    sqlx::query_as::<_, AccountRow>(select_accounts!(
+                        " WHERE partner_id = $1 AND is_default = $2"
+                    ))
+                    .bind(partner_id.to_string())
+                    .bind(true)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(Account::try_from)
+                    .transpose()
+                }
+
+                async fn account_by_external_id(
+                    &self,
+                    partner_id: Uuid,
+                    external_id: &str,
+                ) -> Result<Option<Account>, StoreError> {
+                    sqlx::query_as::<_, AccountRow>(select_accounts!(
+                        " WHERE partner_id = $1 AND external_id = $2 AND is_default = $3"
+                    ))
+                    .bind(partner_id.to_string())
+                    .bind(external_id)
+                    .bind(false)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(Account::try_from)
+                    .transpose()
+                }
+
+                async fn get_account(&self, id: Uuid) -> Result<Option<Account>, StoreError> {
+                    sqlx::query_as::<_, AccountRow>(select_accounts!(" WHERE id = $1"))
+                        .bind(id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .map(Account::try_from)
+                        .transpose()
+                }
+
+                async fn load_accounts(&self) -> Result<Vec<Account>, StoreError> {
+                    sqlx::query_as::<_, AccountRow>(select_accounts!(" ORDER BY created_at, id"))
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(Account::try_from)
+                        .collect()
+                }
+
+                async fn set_account_plan(
+                    &self,
+                    account_id: Uuid,
+                    plan_id: i64,
+                    charge_micros: u64,
+                ) -> Result<PlanChange, StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    // The write comes first, so concurrent writers queue on the busy timeout.
+                    let sql = format!(
+                        "UPDATE accounts SET plan_id = $1 WHERE id = $2 RETURNING {ACCOUNT_COLUMNS}"
+                    );
+                    let Some(row) = sqlx::query_as::<_, AccountRow>(&sql)
+                        .bind(plan_id)
+                        .bind(account_id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        return Ok(PlanChange::NoAccount);
+                    };
+                    let account = Account::try_from(row)?;
+                    if charge_micros > 0 {
+                        let charged: Option<i64> = sqlx::query_scalar(DEBIT_IF_COVERED)
+                            .bind(int(charge_micros))
+                            .bind(account.partner_id.to_string())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if charged.is_none() {
+                            let balance: Option<i64> = sqlx::query_scalar(
+                                "SELECT balance_micros FROM partners WHERE id = $1",
+                            )
+                            .bind(account.partner_id.to_string())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            tx.rollback().await?;
+                            return Ok(PlanChange::InsufficientBalance(balance.unwrap_or(0)));
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(PlanChange::Changed(account))
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl $crate::store::LedgerStore for $store {
+                async fn load_pins(&self) -> Result<Vec<$crate::store::PinRow>, StoreError> {
+                    let rows: Vec<(String, String, i64, bool)> =
+                        sqlx::query_as("SELECT account_id, cid, size, recursive FROM pins")
+                            .fetch_all(&self.pool)
+                            .await?;
+                    rows.into_iter()
+                        .map(|(account, cid, size, recursive)| {
+                            Ok($crate::store::PinRow {
+                                account_id: $crate::store::rows::account_uuid(&account)?,
+                                size: u64::try_from(size).map_err(|_| {
+                                    StoreError::Corrupt(format!("pin {cid}: size {size}"))
+                                })?,
+                                cid,
+                                recursive,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn put_pin(
+                    &self,
+                    pin: &$crate::store::PinRow,
+                    replaces: Option<&str>,
+                    now: i64,
+                ) -> Result<(), StoreError> {
+                    let account = pin.account_id.to_string();
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query(
+                        "INSERT INTO pins (account_id, cid, size, recursive, created_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (account_id, cid) DO UPDATE SET size = excluded.size, \
+                     recursive = excluded.recursive",
+                    )
+                    .bind(&account)
+                    .bind(&pin.cid)
+                    .bind(i64::try_from(pin.size).unwrap_or(i64::MAX))
+                    .bind(pin.recursive)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some(old) = replaces.filter(|old| *old != pin.cid) {
+                        sqlx::query("DELETE FROM pins WHERE account_id = $1 AND cid = $2")
+                            .bind(&account)
+                            .bind(old)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn remove_pin(&self, account: Uuid, cid: &str) -> Result<bool, StoreError> {
+                    let done = sqlx::query("DELETE FROM pins WHERE account_id = $1 AND cid = $2")
+                        .bind(account.to_string())
+                        .bind(cid)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+
+                async fn load_ipns(&self) -> Result<Vec<$crate::store::IpnsRow>, StoreError> {
+                    let rows: Vec<(String, String)> =
+                        sqlx::query_as("SELECT account_id, name FROM ipns_names")
+                            .fetch_all(&self.pool)
+                            .await?;
+                    rows.into_iter()
+                        .map(|(account, name)| {
+                            Ok($crate::store::IpnsRow {
+                                account_id: $crate::store::rows::account_uuid(&account)?,
+                                name,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn put_ipns(
+                    &self,
+                    account: Uuid,
+                    name: &str,
+                    now: i64,
+                ) -> Result<(), StoreError> {
+                    sqlx::query(
+                        "INSERT INTO ipns_names (account_id, name, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (account_id, name) DO NOTHING",
+                    )
+                    .bind(account.to_string())
+                    .bind(name)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                }
+
+                async fn remove_ipns(&self, account: Uuid, name: &str) -> Result<bool, StoreError> {
+                    let done =
+                        sqlx::query("DELETE FROM ipns_names WHERE account_id = $1 AND name = $2")
+                            .bind(account.to_string())
+                            .bind(name)
+                            .execute(&self.pool)
+                            .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl $crate::store::IdempotencyStore for $store {
+                async fn get_idempotent(
+                    &self,
+                    partner: Uuid,
+                    key: &str,
+                    since: i64,
+                ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+                    let row: Option<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                        "SELECT body_hash, response FROM idempotency \
+                     WHERE partner_id = $1 AND idem_key = $2 AND created_at >= $3",
+                    )
+                    .bind(partner.to_string())
+                    .bind(key)
+                    .bind(since)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(row)
+                }
+
+                async fn put_idempotent(
+                    &self,
+                    partner: Uuid,
+                    key: &str,
+                    body_hash: &[u8],
+                    sealed: &[u8],
+                    now: i64,
+                    expire_before: i64,
+                ) -> Result<(), StoreError> {
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query("DELETE FROM idempotency WHERE created_at < $1")
+                        .bind(expire_before)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(UPSERT_IDEMPOTENT)
+                        .bind(partner.to_string())
+                        .bind(key)
+                        .bind(body_hash)
+                        .bind(sealed)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use row_stores;
