@@ -12,12 +12,15 @@ use tokio::task::JoinHandle;
 
 use crate::api::limits::ManagementLimits;
 use crate::api::{self, ApiState};
+use crate::cluster::feed::Feed;
+use crate::cluster::health::Health;
+use crate::cluster::sync::Syncer;
 use crate::config::model::{Config, ProfileKind};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::secret::{self, KeyHasher};
 use crate::index::KeyIndex;
 use crate::manage::Manager;
-use crate::meter::{Batch, Meter};
+use crate::meter::Meter;
 use crate::metrics::Metrics;
 use crate::proxy::handler::{self, ProxyState};
 use crate::proxy::kubo::Kubo;
@@ -58,6 +61,7 @@ pub struct Gateway {
     pub api_addr: SocketAddr,
     pub manager: Manager,
     pub metrics: Arc<Metrics>,
+    syncer: Arc<Syncer>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -118,6 +122,16 @@ impl Gateway {
         clock: Arc<dyn Clock>,
     ) -> Result<Gateway, StartError> {
         let (store, hasher) = open_store(config).await?;
+        // On a shared store: where the first sync reads back from, taken before the counters
+        // are loaded so nothing counted in between is missed; then the change feed, subscribed
+        // before the keys are loaded for the same reason.
+        let (cursor, feed) = match store.cluster() {
+            Some(cluster) => (
+                cluster.counter_cursor().await?,
+                Some((cluster.subscribe().await?, cluster.clock_micros().await?)),
+            ),
+            None => (0, None),
+        };
         let offset = config.metering.utc_offset_secs;
         let meter = Arc::new(load_meter(store.as_ref(), clock.now_unix(), offset).await?);
         let index = Arc::new(KeyIndex::default());
@@ -165,6 +179,13 @@ impl Gateway {
             kubo: kubo.clone(),
         });
         let upstream = state.upstream.clone();
+        let health = Arc::new(Health::default());
+        let syncer = Arc::new(Syncer::new(
+            manager.clone(),
+            metrics.clone(),
+            health.clone(),
+            cursor,
+        ));
         let proxy_listener = bind(config.listen.proxy).await?;
         let api_listener = bind(config.listen.api).await?;
         let proxy_addr = local_addr(&proxy_listener, config.listen.proxy)?;
@@ -179,8 +200,9 @@ impl Gateway {
             plans: Arc::new(config.plans.iter().map(|p| (p.id, p.clone())).collect()),
             trusted_proxies: Arc::new(config.security.trusted_proxies.clone()),
             pins: kubo.map(|k| k.ledger.clone()),
+            health: health.clone(),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(server::serve(
                 proxy_listener,
                 tls,
@@ -212,22 +234,40 @@ impl Gateway {
                 config.upstream.pool_idle_timeout,
                 stopped.clone(),
             )),
-            tokio::spawn(flush_loop(
-                manager.clone(),
-                metrics.clone(),
-                config.store.flush_interval,
-                stopped,
-            )),
+            tokio::spawn(
+                syncer
+                    .clone()
+                    .run(config.store.flush_interval, stopped.clone()),
+            ),
         ];
+        if let Some((rx, clock)) = feed {
+            let feed = Feed {
+                manager: manager.clone(),
+                metrics: metrics.clone(),
+                health,
+                cursor: clock,
+            };
+            tasks.push(tokio::spawn(feed.run(
+                rx,
+                config.store.reconcile_interval,
+                stopped,
+            )));
+        }
         tracing::info!(%proxy_addr, %api_addr, upstream = %config.upstream.url, "tollgate listening");
         Ok(Gateway {
             proxy_addr,
             api_addr,
             manager,
             metrics,
+            syncer,
             stop,
             tasks,
         })
+    }
+
+    /// Syncs usage with the store now (tests use this instead of waiting for the interval).
+    pub async fn sync_once(&self) {
+        self.syncer.once().await;
     }
 
     /// Stops accepting, drains in-flight requests (up to the grace period) and flushes.
@@ -236,9 +276,9 @@ impl Gateway {
         for task in self.tasks {
             let _ = task.await;
         }
-        // Requests that finished during the drain may have marked keys used after the flush
+        // Requests that finished during the drain may have counted usage after the sync
         // task's last pass.
-        flush_once(&self.manager, &self.metrics).await;
+        self.syncer.once().await;
         tracing::info!("tollgate stopped");
     }
 }
@@ -253,24 +293,6 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
     listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })
-}
-
-/// Flushes `last_used_at` every interval and once more on shutdown.
-async fn flush_loop(
-    manager: Manager,
-    metrics: Arc<Metrics>,
-    every: std::time::Duration,
-    mut stopped: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => flush_once(&manager, &metrics).await,
-            _ = server::stopped(&mut stopped) => break,
-        }
-    }
-    flush_once(&manager, &metrics).await;
 }
 
 /// Closes idle upstream connections past `upstream.pool_idle_timeout` or closed by the
@@ -295,85 +317,5 @@ async fn reap_loop(
             }
             _ = server::stopped(&mut stopped) => break,
         }
-    }
-}
-
-/// One flush of everything pending (usage first, then `last_used_at`); failures are kept for
-/// the next try.
-pub async fn flush_once(manager: &Manager, metrics: &Metrics) {
-    flush_usage(manager, metrics).await;
-    flush_llm_usage(manager, metrics).await;
-    let used = manager.index.take_used();
-    if used.is_empty() {
-        return;
-    }
-    if let Err(err) = manager.store.touch_keys(&used).await {
-        metrics.store_flush_errors.inc();
-        tracing::warn!(error = %err, keys = used.len(), "flushing last_used_at failed; will retry");
-        manager.index.restore_used(&used);
-    }
-}
-
-/// Writes the LLM usage by key and model; a failed batch is retried as is.
-async fn flush_llm_usage(manager: &Manager, metrics: &Metrics) {
-    let (token, rows) = manager.meter.llm.take_batch();
-    if rows.is_empty() {
-        return;
-    }
-    let now = manager.clock.now_unix();
-    let day = manager.meter.day_label(now);
-    if let Err(err) = manager
-        .store
-        .apply_llm_usage(&token, &day, &rows, now)
-        .await
-    {
-        metrics.store_flush_errors.inc();
-        tracing::warn!(error = %err, rows = rows.len(), "flushing LLM usage failed; will retry");
-        manager.meter.llm.keep_failed(token, rows);
-    }
-}
-
-/// Usage records taken between two yields to the runtime while a flush batch is built: with
-/// thousands of keys in use, taking them all at once held the serving thread for ~10 ms each
-/// second (the p99 of the load benchmark showed it).
-const FLUSH_STEP: usize = 256;
-
-/// Takes every unflushed amount into a batch (a failed batch is kept in `pending`), yielding to
-/// the requests waiting on this thread every `FLUSH_STEP` usage records.
-async fn take_batch_in_steps(meter: &Meter, now: i64) -> Batch {
-    let today = meter.today(now);
-    let usages = meter.usages();
-    let mut batch = Batch::default();
-    for step in usages.chunks(FLUSH_STEP) {
-        Meter::take_usages(&mut batch, step, &today);
-        tokio::task::yield_now().await;
-    }
-    meter.take_rest(&mut batch, &today);
-    batch
-}
-
-/// Writes the meter's deltas as one idempotent batch; a failed batch is retried as is.
-async fn flush_usage(manager: &Manager, metrics: &Metrics) {
-    let meter = &manager.meter;
-    let now = manager.clock.now_unix();
-    let pending = meter
-        .pending
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take();
-    let (token, batch) = match pending {
-        Some(pending) => pending,
-        None => (
-            uuid::Uuid::new_v4().to_string(),
-            take_batch_in_steps(meter, now).await,
-        ),
-    };
-    if batch.is_empty() {
-        return;
-    }
-    if let Err(err) = manager.store.apply_usage(&token, &batch, now, 0).await {
-        metrics.store_flush_errors.inc();
-        tracing::warn!(error = %err, deltas = batch.deltas.len(), "flushing usage failed; will retry");
-        *meter.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some((token, batch));
     }
 }

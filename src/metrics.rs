@@ -55,6 +55,71 @@ pub struct Metrics {
     /// LLM answers that reported no usage (charged by the documented fallback).
     pub usage_missing: IntCounter,
     quota_denials: IntCounterVec,
+    /// Several instances on one store.
+    pub cluster: ClusterMetrics,
+}
+
+/// Series of the store sync and, on a shared store, of the change feed.
+pub struct ClusterMetrics {
+    /// 1 while the last store round-trip of the sync succeeded, 0 while serving from memory.
+    pub store_up: IntGauge,
+    /// Duration of each usage sync transaction (apply deltas, read back totals).
+    pub sync_seconds: Histogram,
+    /// Changes applied from other instances, by kind (`key`, `partner`, `account`, `resync`).
+    pub changes: IntCounterVec,
+    /// Keys, partners and accounts re-read by the periodic reconcile.
+    pub reconciled: IntCounter,
+}
+
+impl ClusterMetrics {
+    fn new(registry: &Registry) -> Self {
+        let store_up = IntGauge::new(
+            "tollgate_store_up",
+            "1 while the store answered the last sync, 0 while serving from memory.",
+        )
+        .expect("valid metric");
+        let sync_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tollgate_store_sync_seconds",
+                "Duration of one usage sync transaction (deltas applied, totals read back).",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+        )
+        .expect("valid metric");
+        let changes = IntCounterVec::new(
+            Opts::new(
+                "tollgate_cluster_changes_total",
+                "Changes made on other instances applied here, by kind.",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let reconciled = IntCounter::new(
+            "tollgate_cluster_reconciled_total",
+            "Rows re-read by the periodic reconcile (the safety net under notifications).",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(store_up.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(sync_seconds.clone()),
+            Box::new(changes.clone()),
+            Box::new(reconciled.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        store_up.set(1);
+        for kind in ["key", "partner", "account", "resync"] {
+            changes.with_label_values(&[kind]);
+        }
+        ClusterMetrics {
+            store_up,
+            sync_seconds,
+            changes,
+            reconciled,
+        }
+    }
 }
 
 impl Metrics {
@@ -145,7 +210,9 @@ impl Metrics {
             .iter()
             .map(|c| requests.with_label_values(&[c.as_str()]))
             .collect();
+        let cluster = ClusterMetrics::new(&registry);
         Metrics {
+            cluster,
             registry,
             allowed: requests.with_label_values(&["ok"]),
             denied,

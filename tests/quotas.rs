@@ -211,7 +211,7 @@ async fn settles_to(slot: &Slot, used: u64) {
 
 /// Flushes the meter, then the stored total of one counter.
 async fn stored(t: &TestGateway, scope: &str, id: Uuid, metric: &str, window: &str) -> u64 {
-    tollgate::gateway::flush_once(&t.gw().manager, &t.gw().metrics).await;
+    t.gw().sync_once().await;
     let rows = t
         .gw()
         .manager
@@ -229,7 +229,7 @@ async fn stored(t: &TestGateway, scope: &str, id: Uuid, metric: &str, window: &s
 
 /// The partner's balance as stored (after a flush).
 async fn stored_balance(t: &TestGateway) -> i64 {
-    tollgate::gateway::flush_once(&t.gw().manager, &t.gw().metrics).await;
+    t.gw().sync_once().await;
     t.gw()
         .manager
         .store

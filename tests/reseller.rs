@@ -199,7 +199,7 @@ async fn db(t: &TestGateway) -> sqlx::SqlitePool {
 }
 
 async fn flush(t: &TestGateway) {
-    tollgate::gateway::flush_once(&t.gw().manager, &t.gw().metrics).await;
+    t.gw().sync_once().await;
 }
 
 fn approx(v: &Value, expected: f64) -> bool {

@@ -43,6 +43,8 @@ pub struct ApiState {
     pub trusted_proxies: Arc<IpSet>,
     /// The kubo pin and IPNS-name ledger, on the kubo profile.
     pub pins: Option<Arc<crate::meter::pins::PinLedger>>,
+    /// The store's health as the sync and the change feed see it (for `/readyz`).
+    pub health: Arc<crate::cluster::health::Health>,
 }
 
 /// The reply for a path no route matches.

@@ -103,9 +103,6 @@ pub struct StoreFile {
     pub pool_size: Option<i64>,
     pub statement_timeout: Option<String>,
     pub reconcile_interval: Option<String>,
-    pub budget_mode: Option<String>,
-    pub lease_fraction: Option<f64>,
-    pub lease_ttl: Option<String>,
 }
 
 /// `[upstream]`.

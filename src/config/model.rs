@@ -89,12 +89,6 @@ pub struct StoreConfig {
     /// PostgreSQL: how often every key, partner and account changed recently is re-read, the
     /// safety net under change notifications.
     pub reconcile_interval: Duration,
-    /// How money budgets (partner balances, key cost limits) are shared between instances.
-    pub budget_mode: BudgetMode,
-    /// Lease mode: the share of the remaining budget one lease takes.
-    pub lease_fraction_ppm: u32,
-    /// Lease mode: a lease not renewed for this long is returned by the other instances.
-    pub lease_ttl: Duration,
 }
 
 impl StoreConfig {
@@ -107,20 +101,8 @@ impl StoreConfig {
             pool_size: d::POOL_SIZE,
             statement_timeout: d::STATEMENT_TIMEOUT,
             reconcile_interval: d::RECONCILE_INTERVAL,
-            budget_mode: BudgetMode::Lease,
-            lease_fraction_ppm: d::LEASE_FRACTION_PPM,
-            lease_ttl: d::LEASE_TTL,
         }
     }
-}
-
-/// How money budgets are shared between instances on PostgreSQL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BudgetMode {
-    /// Each instance spends from a slice of the budget it took under a row lock: overshoot 0.
-    Lease,
-    /// Instances sync usage every interval: overshoot at most one interval of traffic.
-    Sync,
 }
 
 /// Which store to open.

@@ -16,8 +16,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
 use super::model::{
-    BudgetMode, Config, Limits, Listen, Log, LogFormat, Management, Metering, StoreConfig,
-    StoreUrl, TlsFiles,
+    Config, Limits, Listen, Log, LogFormat, Management, Metering, StoreConfig, StoreUrl, TlsFiles,
 };
 use super::units;
 
@@ -42,10 +41,7 @@ pub mod defaults {
     pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
     /// `store.reconcile_interval`.
     pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
-    /// `store.lease_fraction` (a tenth of what is left).
-    pub const LEASE_FRACTION_PPM: u32 = 100_000;
-    /// `store.lease_ttl`.
-    pub const LEASE_TTL: Duration = Duration::from_secs(30);
+
     /// `upstream.connect_timeout`.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     /// `upstream.response_timeout`.
@@ -350,35 +346,12 @@ fn store(f: &StoreFile, e: &mut Errors) -> Option<StoreConfig> {
             true,
         ),
     );
-    let budget_mode = e.check(
-        "store.budget_mode",
-        match f.budget_mode.as_deref() {
-            None | Some("lease") => Ok(BudgetMode::Lease),
-            Some("sync") => Ok(BudgetMode::Sync),
-            Some(other) => Err(format!("expected \"lease\" or \"sync\", not `{other}`")),
-        },
-    );
-    let lease_fraction_ppm = e.check(
-        "store.lease_fraction",
-        match f.lease_fraction {
-            None => Ok(defaults::LEASE_FRACTION_PPM),
-            Some(v) if v > 0.0 && v <= 1.0 => Ok((v * 1e6).round() as u32),
-            Some(v) => Err(format!("must be greater than 0 and at most 1, not {v}")),
-        },
-    );
-    let lease_ttl = e.check(
-        "store.lease_ttl",
-        duration(f.lease_ttl.as_deref(), defaults::LEASE_TTL, true),
-    );
     Some(StoreConfig {
         url: url?,
         flush_interval: flush_interval?,
         pool_size: pool_size?,
         statement_timeout: statement_timeout?,
         reconcile_interval: reconcile_interval?,
-        budget_mode: budget_mode?,
-        lease_fraction_ppm: lease_fraction_ppm?,
-        lease_ttl: lease_ttl?,
     })
 }
 

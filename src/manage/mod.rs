@@ -158,7 +158,11 @@ impl Manager {
     /// or `None` if there is no such partner.
     pub async fn top_up(&self, partner: Uuid, micros: i64) -> Result<Option<i64>, ManageError> {
         let balance = self.store.add_partner_balance(partner, micros).await?;
-        if balance.is_some()
+        if self.store.cluster().is_some() {
+            // Shared store: the sync reads every balance back (this one's and the others'
+            // charges applied); wake it now rather than adding here and racing it.
+            self.meter.sync_now.notify_one();
+        } else if balance.is_some()
             && let Some(live) = self.meter.partner(partner)
         {
             live.credit_add_signed(micros);

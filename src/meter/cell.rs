@@ -16,6 +16,11 @@ pub struct Slot {
     committed: AtomicU64,
     used: AtomicU64,
     flushed: AtomicU64,
+    /// What other instances have used in this window, as of the last sync (0 alone).
+    others: AtomicU64,
+    /// Lease mode: the most this instance may commit (what it has synced plus the budget it
+    /// holds); `u64::MAX` when the slot is not leased.
+    cap: AtomicU64,
 }
 
 fn sat_add(v: u64, n: u64) -> u64 {
@@ -33,6 +38,8 @@ impl Slot {
             committed: AtomicU64::new(used),
             used: AtomicU64::new(used),
             flushed: AtomicU64::new(used),
+            others: AtomicU64::new(0),
+            cap: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -46,14 +53,48 @@ impl Slot {
         self.used.load(Ordering::Acquire)
     }
 
-    /// Reserves `amount` if `committed + amount <= limit` (always, without a limit). One
-    /// compare-and-swap loop: concurrent callers can never jointly pass the limit.
+    /// Usage of every instance: this one's plus the others' as of the last sync.
+    pub fn total_used(&self) -> u64 {
+        self.used()
+            .saturating_add(self.others.load(Ordering::Acquire))
+    }
+
+    /// Usage already written to the store by this instance.
+    pub fn flushed(&self) -> u64 {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// Records the window's total in the store (every instance's synced usage): the others'
+    /// share is what this instance has not written itself.
+    pub fn set_store_total(&self, total: u64) {
+        self.others
+            .store(total.saturating_sub(self.flushed()), Ordering::Release);
+    }
+
+    /// Lease mode: the most this instance may commit (`u64::MAX` = no lease cap).
+    pub fn cap(&self) -> u64 {
+        self.cap.load(Ordering::Acquire)
+    }
+
+    /// Lease mode: sets the cap (what this instance synced plus the budget it holds).
+    pub fn set_cap(&self, cap: u64) {
+        self.cap.store(cap, Ordering::Release);
+    }
+
+    /// Reserves `amount` if `committed + others + amount <= limit` (always, without a limit)
+    /// and, for a leased slot, `committed + amount <= cap`. One compare-and-swap loop:
+    /// concurrent callers can never jointly pass the limit.
     pub fn try_reserve(&self, amount: u64, limit: Option<u64>) -> bool {
+        let others = self.others.load(Ordering::Acquire);
+        let cap = self.cap.load(Ordering::Acquire);
         self.committed
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
                 let next = c.checked_add(amount)?;
+                if next > cap {
+                    return None;
+                }
                 match limit {
-                    Some(limit) if next > limit => None,
+                    Some(limit) if next.saturating_add(others) > limit => None,
                     _ => Some(next),
                 }
             })
@@ -62,7 +103,11 @@ impl Slot {
 
     /// Whether anything is left under `limit` (for amounts not known up front).
     pub fn has_room(&self, limit: Option<u64>) -> bool {
-        limit.is_none_or(|limit| self.committed() < limit)
+        let committed = self.committed();
+        committed < self.cap()
+            && limit.is_none_or(|limit| {
+                committed.saturating_add(self.others.load(Ordering::Acquire)) < limit
+            })
     }
 
     /// Gives back `amount` of a reservation that was not used.
@@ -172,6 +217,38 @@ mod tests {
         assert_eq!(s.take_unflushed(), 0, "reservations are not usage");
         s.record(3, 50);
         assert_eq!(s.take_unflushed(), 3);
+    }
+
+    #[test]
+    fn other_instances_usage_counts_against_the_limit() {
+        let s = Slot::new(0, i64::MAX, "t".into(), 100);
+        s.record(20, 0);
+        assert_eq!(s.take_unflushed(), 20);
+        // The store now holds 400: 120 written by this instance, 280 by the others.
+        s.set_store_total(400);
+        assert_eq!(s.total_used(), 400);
+        assert!(s.try_reserve(100, Some(500)));
+        assert!(!s.try_reserve(1, Some(500)), "120 + 100 + 280 others = 500");
+        assert!(!s.has_room(Some(500)));
+        s.record(30, 0); // not synced yet: counted locally at once
+        assert_eq!(s.total_used(), 430);
+    }
+
+    #[test]
+    fn a_leased_slot_never_commits_past_its_cap() {
+        let s = slot();
+        s.set_cap(50);
+        assert!(s.try_reserve(50, None));
+        assert!(
+            !s.try_reserve(1, Some(1_000)),
+            "the cap binds before the limit"
+        );
+        assert!(!s.has_room(None));
+        s.record(50, 50);
+        assert_eq!(s.take_unflushed(), 50);
+        assert!(!s.try_reserve(1, None), "flushing does not raise the cap");
+        s.set_cap(80);
+        assert!(s.try_reserve(30, None));
     }
 
     #[test]

@@ -54,8 +54,12 @@ impl AccountLive {
 #[derive(Debug)]
 pub struct PartnerLive {
     pub id: Uuid,
-    /// Balance in micro-USD as loaded, plus top-ups since (may be negative after a debit).
+    /// What charges are reserved against, in micro-USD plus what this instance has charged
+    /// since start: the stored balance as loaded plus top-ups since (one instance), the stored
+    /// balance as of the last sync (several instances), or this instance's lease.
     credit: AtomicI64,
+    /// The balance shown to partners, on the same basis as `credit`.
+    shown: AtomicI64,
     /// Charged since start: committed = charged + reserved. Flushed into the stored balance.
     pub spent: Arc<Slot>,
     tier_ppm: AtomicU64,
@@ -64,10 +68,20 @@ pub struct PartnerLive {
 }
 
 impl PartnerLive {
-    /// The balance left (credit minus charged and reserved), in micro-USD.
+    /// The balance left (charged and reserved deducted), in micro-USD.
     pub fn balance(&self) -> i64 {
-        let credit = self.credit.load(Ordering::Acquire) as i128;
-        (credit - self.spent.committed() as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+        let shown = self.shown.load(Ordering::Acquire) as i128;
+        (shown - self.spent.committed() as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
+
+    /// Records the balance a sync read back from the shared store (every instance's synced
+    /// charges and every top-up applied). Only the sync task calls this, between its flushes,
+    /// so `spent.flushed()` is exactly what the store has deducted for this instance.
+    pub fn set_store_balance(&self, stored: i64) {
+        let flushed = self.spent.flushed().min(i64::MAX as u64) as i64;
+        let base = stored.saturating_add(flushed);
+        self.shown.store(base, Ordering::Release);
+        self.credit.store(base, Ordering::Release);
     }
 
     /// The limit charges are reserved against (a negative balance allows nothing).
@@ -79,6 +93,11 @@ impl PartnerLive {
     pub fn credit_add_signed(&self, micros: i64) {
         let _ = self
             .credit
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_add(micros))
+            });
+        let _ = self
+            .shown
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
                 Some(c.saturating_add(micros))
             });
@@ -145,6 +164,8 @@ pub struct Meter {
     /// A batch whose write failed, retried before any new one with the same idempotency
     /// token, so a commit whose acknowledgement was lost is never applied twice.
     pub pending: Mutex<Option<(String, Batch)>>,
+    /// Wakes the sync task before its next tick (e.g. after a top-up on a shared store).
+    pub sync_now: tokio::sync::Notify,
     /// LLM usage by key and model, not flushed yet.
     pub llm: llm_usage::LlmUsage,
 }
@@ -190,6 +211,7 @@ impl Meter {
             initial,
             retired: Retired::default(),
             pending: Mutex::new(None),
+            sync_now: tokio::sync::Notify::new(),
             llm: Default::default(),
         }
     }
@@ -208,6 +230,7 @@ impl Meter {
         let live = Arc::new(PartnerLive {
             id: p.id,
             credit: AtomicI64::new(p.balance_micros),
+            shown: AtomicI64::new(p.balance_micros),
             spent: Arc::new(Slot::new(0, i64::MAX, "balance".into(), 0)),
             tier_ppm: AtomicU64::new(p.tier_multiplier_ppm),
             suspended: AtomicBool::new(p.suspended),
@@ -257,6 +280,47 @@ impl Meter {
     /// The day label of `now` in the metering calendar.
     pub fn today(&self, now: i64) -> String {
         Window::Day.label_in(self.offset, now)
+    }
+
+    /// Applies what a sync read back from a shared store: every counter total changed since the
+    /// last sync (the live slot of that window learns the others' share; a scope not in use
+    /// yet will start from it) and every partner's stored balance.
+    pub fn apply_synced(&self, synced: &crate::store::Synced, now: i64) {
+        let current = Meter::windows_in(self.offset, now);
+        for row in &synced.totals {
+            let (Some(scope), Some(metric)) =
+                (Scope::parse(&row.scope), Metric::parse(&row.metric))
+            else {
+                continue;
+            };
+            if !current.contains(&row.window) {
+                continue;
+            }
+            let usage = match scope {
+                Scope::Key => self.keys.get(&row.scope_id).map(|u| u.clone()),
+                Scope::Account => self.accounts.get(&row.scope_id).map(|a| a.usage.clone()),
+                Scope::Partner => self.partners.get(&row.scope_id).map(|p| p.usage.clone()),
+            };
+            let slot = usage.and_then(|u| {
+                u.cells()
+                    .into_iter()
+                    .filter(|c| c.owner().metric == metric)
+                    .map(|c| c.peek())
+                    .find(|s| s.label == row.window)
+            });
+            match slot {
+                Some(slot) => slot.set_store_total(row.value),
+                None => {
+                    self.initial
+                        .insert((scope, row.scope_id, metric, row.window.clone()), row.value);
+                }
+            }
+        }
+        for (id, balance) in &synced.balances {
+            if let Some(p) = self.partners.get(id) {
+                p.set_store_balance(*balance);
+            }
+        }
     }
 
     /// Every key's, account's and partner's usage record. A flush batch (every unflushed

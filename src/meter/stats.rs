@@ -35,7 +35,7 @@ pub fn account_stats(account: &AccountLive, plans: &HashMap<i64, Plan>, now: i64
         let slot = cell.peek();
         let owner = cell.owner();
         if slot.start == owner.window.start_in(owner.offset, now) {
-            slot.used()
+            slot.total_used()
         } else {
             0
         }

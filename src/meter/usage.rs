@@ -1,7 +1,6 @@
 //! The counters one scope (a key, an account or a partner) keeps: requests per day, bytes in
 //! and out per billing period, cost per day and over its lifetime.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -70,8 +69,9 @@ impl Metric {
     }
 }
 
-/// Values loaded from the store at start: (scope, id, metric, window label) → used.
-pub type Initial = HashMap<(Scope, Uuid, Metric, String), u64>;
+/// Totals from the store, loaded at start and refreshed by every sync: (scope, id, metric,
+/// window label) → used. A scope's counters start from here when first used.
+pub type Initial = dashmap::DashMap<(Scope, Uuid, Metric, String), u64>;
 
 /// The counters of one scope.
 #[derive(Debug)]
@@ -92,8 +92,7 @@ impl ScopeUsage {
         let cell = |metric: Metric, window: Window| {
             let used = initial
                 .get(&(scope, id, metric, window.label_in(offset, now)))
-                .copied()
-                .unwrap_or(0);
+                .map_or(0, |v| *v);
             let owner = Owner {
                 scope,
                 id,

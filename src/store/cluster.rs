@@ -56,5 +56,10 @@ pub trait ClusterStore: Send + Sync {
     /// Counts one hit in the shared window `bucket` (e.g. `partner:<id>:minute:<n>`) and returns
     /// the count including it; windows are forgotten once `now` passes their `expires_at` (Unix
     /// seconds).
+    /// The counter sequence number of the last sync (read before loading the counters at
+    /// start, so the first sync reads back everything counted since).
+    async fn counter_cursor(&self) -> Result<i64, StoreError>;
+    /// The store's clock, µs since the epoch (the first reconcile cursor).
+    async fn clock_micros(&self) -> Result<i64, StoreError>;
     async fn hit(&self, bucket: &str, now: i64, expires_at: i64) -> Result<u64, StoreError>;
 }

@@ -291,7 +291,8 @@ pub struct Synced {
     /// Counter totals changed by anyone since the cursor given (empty for a store that only one
     /// instance uses).
     pub totals: Vec<CounterRow>,
-    /// Stored balances of partners changed since the cursor: `(partner, balance)`.
+    /// Every partner's stored balance: `(partner, balance)` (empty for a store that only one
+    /// instance uses).
     pub balances: Vec<(Uuid, i64)>,
     /// The cursor to give next time.
     pub cursor: i64,

@@ -53,8 +53,8 @@ pub async fn balance(
     let usage = &live.usage;
     Ok(ok(Balance {
         balance_usd: usd(live.balance()),
-        spent_today_usd: usd(usage.cost_day.current(now, &meter.retired).used() as i64),
-        spent_total_usd: usd(usage.cost_total.current(now, &meter.retired).used() as i64),
+        spent_today_usd: usd(usage.cost_day.current(now, &meter.retired).total_used() as i64),
+        spent_total_usd: usd(usage.cost_total.current(now, &meter.retired).total_used() as i64),
         currency: "USD",
     }))
 }

@@ -188,8 +188,8 @@ fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
     let meter = &state.manager.meter;
     let now = state.manager.clock.now_unix();
     let usage = meter.key_usage(key.id, now);
-    let today = usage.cost_day.current(now, &meter.retired).used();
-    let total = usage.cost_total.current(now, &meter.retired).used();
+    let today = usage.cost_day.current(now, &meter.retired).total_used();
+    let total = usage.cost_total.current(now, &meter.retired).total_used();
     KeyWithCost {
         key: KeyObject::from(key),
         cost_today_usd: usd(today as i64),

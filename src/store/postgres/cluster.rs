@@ -33,11 +33,23 @@ impl ClusterStore for PostgresStore {
         Ok(rx)
     }
 
-    async fn changed_since(&self, since_micros: i64) -> Result<Changed, StoreError> {
-        let now_micros: i64 =
+    async fn counter_cursor(&self) -> Result<i64, StoreError> {
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM counters")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq)
+    }
+
+    async fn clock_micros(&self) -> Result<i64, StoreError> {
+        let now: i64 =
             sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT")
                 .fetch_one(&self.pool)
                 .await?;
+        Ok(now)
+    }
+
+    async fn changed_since(&self, since_micros: i64) -> Result<Changed, StoreError> {
+        let now_micros = self.clock_micros().await?;
         let keys = sqlx::query_as::<_, KeyRow>(select_keys!(" WHERE updated_at >= $1"))
             .bind(since_micros)
             .fetch_all(&self.pool)

@@ -1,0 +1,13 @@
+//! Keeping this instance in step with the store and, on a shared (PostgreSQL) store, with the
+//! other instances: the usage sync (`sync`: deltas out, every instance's totals and balances
+//! back, every `store.sync_interval`), the change feed and reconcile
+//! (`feed`: key, partner and account changes made anywhere are in force here within a second),
+//! and the store's health as `/readyz` and the metrics report it (`health`).
+//!
+//! When the store cannot be reached the data plane keeps serving from memory (fail-static):
+//! the last known keys and counters; deltas keep accumulating and are applied exactly
+//! once when the store is back (each batch carries an idempotency token).
+
+pub mod feed;
+pub mod health;
+pub mod sync;
