@@ -67,10 +67,13 @@ impl PostgresStore {
             source,
         };
         let timeout_ms = settings.statement_timeout.as_millis().max(1).to_string();
-        let options = PgConnectOptions::from_str(url)
+        let mut options = PgConnectOptions::from_str(url)
             .map_err(open_error)?
-            .application_name("tollgate")
             .options([("statement_timeout", timeout_ms.as_str())]);
+        // `tollgate` in `pg_stat_activity`, unless the URL names the application itself.
+        if options.get_application_name().is_none() {
+            options = options.application_name("tollgate");
+        }
         // One connection first, so a wrong host, database or password fails at once with the
         // server's own reason instead of after the pool's retries.
         let first = PgConnection::connect_with(&options)

@@ -20,7 +20,8 @@ pub fn test_url() -> String {
 /// A schema made for one test or benchmark run.
 #[derive(Debug)]
 pub struct Schema {
-    /// The server URL with `search_path` set to the schema.
+    /// The server URL with `search_path` set to the schema, and the schema's name as
+    /// `application_name` (so a test can find its own connections in `pg_stat_activity`).
     pub url: String,
     /// The schema's name (`tgt_<unix seconds>_<random>`).
     pub name: String,
@@ -45,7 +46,7 @@ impl Schema {
         conn.close().await?;
         let sep = if url.contains('?') { '&' } else { '?' };
         Ok(Schema {
-            url: format!("{url}{sep}options=-c%20search_path%3D{name}"),
+            url: format!("{url}{sep}options=-c%20search_path%3D{name}&application_name={name}"),
             name,
             admin: url.to_string(),
         })

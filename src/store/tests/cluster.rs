@@ -116,9 +116,9 @@ async fn the_feed_reconnects_and_says_so() {
     // Kill the listening connection (it is the one that ran LISTEN).
     let killed: i64 = sqlx::query_scalar(
         "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE application_name = 'tollgate' AND query LIKE 'LISTEN%' \
-         AND datname = current_database()",
+         WHERE application_name = $1 AND query LIKE 'LISTEN%'",
     )
+    .bind(t.schema_name().unwrap())
     .fetch_one(t.pg().unwrap().pool())
     .await
     .unwrap();

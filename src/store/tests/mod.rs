@@ -62,6 +62,13 @@ impl TestStore {
         self.postgres.as_ref().map(|(schema, _)| schema.url.clone())
     }
 
+    /// The PostgreSQL schema's name (also the connections' `application_name`).
+    pub fn schema_name(&self) -> Option<String> {
+        self.postgres
+            .as_ref()
+            .map(|(schema, _)| schema.name.clone())
+    }
+
     /// The PostgreSQL store, if this is one.
     pub fn pg(&self) -> Option<&PostgresStore> {
         self.postgres.as_ref().map(|(_, s)| s)

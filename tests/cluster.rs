@@ -1,0 +1,394 @@
+//! Cluster mode with real instances: three `tollgate serve` processes on ephemeral ports share
+//! one PostgreSQL schema (`TOLLGATE_TEST_POSTGRES_URL`, default the local server). A key
+//! revoked on one is refused on the others; a daily cost limit and a partner balance spent on
+//! one count on the others; a restarted instance keeps the totals; a store connection killed
+//! mid-traffic loses nothing.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tollgate::store::postgres::scratch::{Schema, test_url};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+/// How long a change may take to show on another instance before the test fails (the spec is
+/// 1 s; the benchmark measures it; the test leaves room for a loaded CI machine).
+const DEADLINE: Duration = Duration::from_secs(5);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One instance: its config file, addresses and process.
+struct Instance {
+    config: std::path::PathBuf,
+    proxy: String,
+    api: String,
+    child: Option<Child>,
+}
+
+impl Instance {
+    fn start(&mut self) {
+        self.child = Some(
+            Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(log_file(&self.config))
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+        }
+    }
+}
+
+/// The instance's log, beside its config (kept for a failing test to show).
+fn log_file(config: &std::path::Path) -> Stdio {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.with_extension("log"))
+        .unwrap();
+    Stdio::from(file)
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct Cluster {
+    nodes: Vec<Instance>,
+    schema: Option<Schema>,
+    c: reqwest::Client,
+    token: String,
+    _dir: tempfile::TempDir,
+    _echo: tollgate::echo::EchoServer,
+}
+
+impl Cluster {
+    async fn start(n: usize) -> Cluster {
+        let echo = tollgate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let schema = Schema::create(&test_url()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let (proxy, api) = (free_port(), free_port());
+            let text = format!(
+                "[listen]\nproxy = \"127.0.0.1:{proxy}\"\napi = \"127.0.0.1:{api}\"\n\
+                 [store]\nurl = \"{}\"\nsync_interval = \"100ms\"\n\
+                 [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\
+                 [security]\nsecret = \"cluster-test-secret-0123456789abcdef\"\n\
+                 [management]\ncalls_per_minute = 100000\ncalls_per_day = 1000000\n\
+                 key_creations_per_hour = 100000\n\
+                 [[routes]]\npath = \"/paid\"\npermission = \"read\"\ncost_usd = \"0.01\"\n",
+                schema.url, echo.addr
+            );
+            let config = dir.path().join(format!("n{i}.toml"));
+            std::fs::write(&config, text).unwrap();
+            nodes.push(Instance {
+                config,
+                proxy: format!("http://127.0.0.1:{proxy}"),
+                api: format!("http://127.0.0.1:{api}"),
+                child: None,
+            });
+        }
+        // The partner is made with the CLI against the shared store, before any instance runs.
+        let out = Command::new(BIN)
+            .args(["partner", "create", "--name", "p", "--json", "--config"])
+            .arg(&nodes[0].config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let c = reqwest::Client::new();
+        for node in &mut nodes {
+            node.start();
+        }
+        for node in &nodes {
+            wait_ready(&c, &node.api).await;
+        }
+        Cluster {
+            nodes,
+            schema: Some(schema),
+            c,
+            token: p["token"].as_str().unwrap().to_string(),
+            _dir: dir,
+            _echo: echo,
+        }
+    }
+
+    async fn finish(mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+        self.schema.take().unwrap().drop().await.unwrap();
+    }
+
+    /// A reseller API call on instance `i`.
+    async fn api(&self, i: usize, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}/api/v1/reseller{path}", self.nodes[i].api);
+        let req = match method {
+            "GET" => self.c.get(url),
+            _ => self.c.post(url).json(&body),
+        };
+        let resp = req.bearer_auth(&self.token).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET path` through instance `i`'s proxy with `key`; the status.
+    async fn get(&self, i: usize, path: &str, key: &str) -> u16 {
+        let url = format!("{}{path}", self.nodes[i].proxy);
+        let resp = self.c.get(url).bearer_auth(key).send().await.unwrap();
+        resp.status().as_u16()
+    }
+
+    /// Polls `GET path` on instance `i` until it answers `status`, within the deadline.
+    async fn until_status(&self, i: usize, path: &str, key: &str, status: u16) -> Duration {
+        let start = Instant::now();
+        while self.get(i, path, key).await != status {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "instance {i} never answered {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        start.elapsed()
+    }
+
+    /// Polls the key's `cost_today_usd` on instance `i` until it reaches `usd`.
+    async fn until_cost(&self, i: usize, id: &str, usd: f64) {
+        let start = Instant::now();
+        loop {
+            let (_, key) = self
+                .api(i, "GET", &format!("/keys/{id}"), Value::Null)
+                .await;
+            if key["data"]["cost_today_usd"].as_f64().unwrap_or(0.0) >= usd - 1e-9 {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "instance {i} never saw {usd} USD: {key}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls `/balance` on instance `i` until `ok(balance_usd)`.
+    async fn until_balance(&self, i: usize, ok: impl Fn(f64) -> bool) {
+        let start = Instant::now();
+        loop {
+            let (_, b) = self.api(i, "GET", "/balance", Value::Null).await;
+            if ok(b["data"]["balance_usd"].as_f64().unwrap()) {
+                return;
+            }
+            assert!(start.elapsed() < DEADLINE, "instance {i}: {b}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn create_key(&self, body: Value) -> (String, String) {
+        let (status, body) = self.api(0, "POST", "/keys", body).await;
+        assert_eq!(status, 200, "{body}");
+        (
+            body["data"]["id"].as_str().unwrap().to_string(),
+            body["data"]["api_key"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+async fn wait_ready(c: &reqwest::Client, api: &str) {
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if let Ok(r) = c.get(format!("{api}/readyz")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("instance at {api} did not become ready");
+}
+
+/// Tops the partner up through the operator-free path: the store, like the admin API does.
+async fn top_up(cl: &Cluster, micros: i64) {
+    let url = cl.schema.as_ref().unwrap().url.clone();
+    let store = tollgate::store::postgres::PostgresStore::open(&url, Default::default())
+        .await
+        .unwrap();
+    use tollgate::store::PartnerStore;
+    let partners = store.load_partners().await.unwrap();
+    store
+        .add_partner_balance(partners[0].id, micros)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn key_changes_on_one_instance_are_in_force_on_the_others() {
+    let cl = Cluster::start(3).await;
+    top_up(&cl, 1_000_000).await;
+    let (id, key) = cl.create_key(json!({})).await;
+    // Created on A: usable on B and C.
+    for i in 1..3 {
+        cl.until_status(i, "/free", &key, 200).await;
+    }
+    let (status, _) = cl
+        .api(0, "POST", &format!("/keys/{id}/disable"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    for i in 1..3 {
+        cl.until_status(i, "/free", &key, 403).await;
+    }
+    // Enabled again on C: A and B follow.
+    let (status, _) = cl
+        .api(2, "POST", &format!("/keys/{id}/enable"), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    for i in 0..2 {
+        cl.until_status(i, "/free", &key, 200).await;
+    }
+    cl.finish().await;
+}
+
+#[tokio::test]
+async fn a_daily_cost_limit_spent_on_one_instance_counts_on_the_others() {
+    let cl = Cluster::start(3).await;
+    top_up(&cl, 100_000_000).await;
+    // 10 paid calls fit in the limit.
+    let (id, key) = cl.create_key(json!({"daily_cost_limit_usd": 0.10})).await;
+    // The first paid call passes once A's sync has read the top-up back.
+    cl.until_status(0, "/paid", &key, 200).await;
+    for _ in 0..5 {
+        assert_eq!(cl.get(0, "/paid", &key).await, 200);
+    }
+    cl.until_cost(1, &id, 0.06).await;
+    for _ in 0..4 {
+        assert_eq!(cl.get(1, "/paid", &key).await, 200);
+    }
+    assert_eq!(cl.get(1, "/paid", &key).await, 429, "the 11th call, on B");
+    cl.until_cost(2, &id, 0.10).await;
+    assert_eq!(
+        cl.get(2, "/paid", &key).await,
+        429,
+        "C knows the limit is spent"
+    );
+    assert_eq!(
+        cl.get(2, "/free", &key).await,
+        200,
+        "free routes still pass"
+    );
+    cl.finish().await;
+}
+
+#[tokio::test]
+async fn a_partner_balance_spent_on_one_instance_counts_on_the_others() {
+    let mut cl = Cluster::start(2).await;
+    top_up(&cl, 50_000).await; // 5 paid calls
+    let (_, key) = cl.create_key(json!({})).await;
+    // The top-up is read back by every instance's next sync.
+    for i in 0..2 {
+        cl.until_balance(i, |b| b > 0.0499).await;
+    }
+    assert_eq!(cl.get(1, "/paid", &key).await, 200);
+    for _ in 0..2 {
+        assert_eq!(cl.get(0, "/paid", &key).await, 200);
+    }
+    // B sees A's two charges: two more fit, then the balance is gone.
+    cl.until_balance(1, |b| b <= 0.02 + 1e-9).await;
+    assert_eq!(cl.get(1, "/paid", &key).await, 200);
+    assert_eq!(cl.get(1, "/paid", &key).await, 200);
+    assert_eq!(cl.get(1, "/paid", &key).await, 402);
+    // Once B's charges are synced, a restarted A starts from the shared totals: nothing left.
+    cl.until_balance(0, |b| b.abs() < 1e-9).await;
+    cl.nodes[0].stop();
+    cl.nodes[0].start();
+    wait_ready(&cl.c, &cl.nodes[0].api).await;
+    cl.until_status(0, "/paid", &key, 402).await;
+    let (_, a) = cl.api(0, "GET", "/balance", Value::Null).await;
+    assert!(
+        a["data"]["balance_usd"].as_f64().unwrap().abs() < 1e-9,
+        "{a}"
+    );
+    cl.finish().await;
+}
+
+#[tokio::test]
+async fn store_connections_killed_mid_traffic_lose_no_usage() {
+    let cl = Cluster::start(1).await;
+    top_up(&cl, 100_000_000).await;
+    let (id, key) = cl.create_key(json!({})).await;
+    let schema = cl.schema.as_ref().unwrap();
+    let admin = tollgate::store::postgres::PostgresStore::open(&schema.url, Default::default())
+        .await
+        .unwrap();
+    cl.until_status(0, "/paid", &key, 200).await; // the top-up read back
+    let mut paid = 1;
+    for round in 0..5 {
+        for _ in 0..4 {
+            assert_eq!(cl.get(0, "/paid", &key).await, 200);
+            paid += 1;
+        }
+        // Every connection of the instance dies, sync connections included.
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&schema.name)
+        .execute(admin.pool())
+        .await
+        .unwrap();
+        let _ = round;
+    }
+    // Every paid call reaches the store exactly once.
+    let start = Instant::now();
+    loop {
+        let cost: Option<i64> = sqlx::query_scalar(
+            "SELECT value FROM counters WHERE scope = 'key' AND scope_id = $1 \
+             AND metric = 'cost_micros' AND time_window = 'lifetime'",
+        )
+        .bind(&id)
+        .fetch_optional(admin.pool())
+        .await
+        .unwrap();
+        if cost == Some(paid * 10_000) {
+            break;
+        }
+        assert!(
+            cost.unwrap_or(0) < paid * 10_000,
+            "counted twice: {cost:?} for {paid} calls"
+        );
+        assert!(
+            start.elapsed() < DEADLINE,
+            "stored {cost:?} for {paid} calls"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.pool().close().await;
+    cl.finish().await;
+}
