@@ -194,7 +194,10 @@ impl Gateway {
         let api_router = api::router(ApiState {
             manager: manager.clone(),
             metrics: metrics.clone(),
-            limits: Arc::new(ManagementLimits::new(config.management, clock.clone())),
+            limits: Arc::new(
+                ManagementLimits::new(config.management, clock.clone())
+                    .shared(manager.store.clone()),
+            ),
             idempotency_lock: Default::default(),
             operator_tokens: Arc::new(config.security.operator_tokens.clone()),
             plans: Arc::new(config.plans.iter().map(|p| (p.id, p.clone())).collect()),

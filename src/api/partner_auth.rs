@@ -36,7 +36,7 @@ impl FromRequestParts<ApiState> for AuthPartner {
                 "partner account is suspended".to_string(),
             ));
         }
-        state.limits.call(partner.id)?;
+        state.limits.call(partner.id).await?;
         Ok(AuthPartner(partner))
     }
 }

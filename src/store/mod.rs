@@ -389,4 +389,4 @@ pub enum PlanChange {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

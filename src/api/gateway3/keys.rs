@@ -58,7 +58,7 @@ pub async fn create(
 ) -> Result<CreatedPair, V0Error> {
     let name = self::name(name)?;
     // Every surface that mints keys draws on the partner's hourly creation budget.
-    state.limits.create(account.partner_id)?;
+    state.limits.create(account.partner_id).await?;
     let new = NewKey {
         account_id: account.id,
         partner_id: account.partner_id,

@@ -126,7 +126,7 @@ async fn create_now(
         );
     }
     let name = fields.name()?;
-    state.limits.create(partner.id)?;
+    state.limits.create(partner.id).await?;
     let new = NewKey {
         account_id: manager.default_account(partner.id).await?.id,
         partner_id: partner.id,

@@ -57,6 +57,11 @@ impl TestStore {
         }
     }
 
+    /// The store as the gateway holds it.
+    pub fn shared(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// The URL of the PostgreSQL schema, if this is one (for a second "instance").
     pub fn schema_url(&self) -> Option<String> {
         self.postgres.as_ref().map(|(schema, _)| schema.url.clone())
