@@ -428,3 +428,37 @@ fn example_prices_parse_when_uncommented() {
     assert_eq!(mini.max_output_tokens, 16_384);
     assert!(parse(EXAMPLE, &no_env).unwrap().prices.0.is_empty());
 }
+
+#[test]
+fn the_store_url_may_come_from_the_environment_and_cluster_settings_are_checked() {
+    let pg = "postgres://tollgate:pw@db.internal/tollgate";
+    let c = parse(MINIMAL, &env_of(&[("TOLLGATE_STORE_URL", pg)])).unwrap();
+    assert_eq!(c.store.url, StoreUrl::Postgres(pg.into()));
+    let ConfigErrors(e) =
+        parse(MINIMAL, &env_of(&[("TOLLGATE_STORE_URL", "mysql://x/y")])).unwrap_err();
+    assert!(
+        e[0].to_string()
+            .starts_with("TOLLGATE_STORE_URL: unsupported store URL scheme")
+    );
+    let text = format!(
+        "{MINIMAL}[store]\nsync_interval = \"250ms\"\npool_size = 3\nstatement_timeout = \"2s\"\n\
+         reconcile_interval = \"10s\"\n"
+    );
+    let c = parse(&text, &no_env).unwrap();
+    assert_eq!(
+        c.store.flush_interval,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(c.store.pool_size, 3);
+    assert_eq!(c.store.statement_timeout, std::time::Duration::from_secs(2));
+    assert_eq!(
+        c.store.reconcile_interval,
+        std::time::Duration::from_secs(10)
+    );
+    let text = format!(
+        "{MINIMAL}[store]\nsync_interval = \"1s\"\nflush_interval = \"1s\"\npool_size = 0\n"
+    );
+    let ConfigErrors(e) = parse(&text, &no_env).unwrap_err();
+    let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["store.flush_interval", "store.pool_size"], "{e:?}");
+}

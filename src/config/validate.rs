@@ -88,7 +88,9 @@ pub fn validate_partial(
     let mut e = Errors::default();
     let ok = |name: &str| !failed.contains(name);
     let listen = ok("listen").then(|| listen(&file.listen, &mut e)).flatten();
-    let store = ok("store").then(|| store(&file.store, &mut e)).flatten();
+    let store = ok("store")
+        .then(|| store(&file.store, env, &mut e))
+        .flatten();
     let upstream = ok("upstream")
         .then(|| upstream::upstream(&file.upstream, env, &mut e))
         .flatten();
@@ -301,11 +303,18 @@ pub(super) fn readable_file(path: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
-fn store(f: &StoreFile, e: &mut Errors) -> Option<StoreConfig> {
-    let url = e.check(
-        "store.url",
-        store_url(f.url.as_deref().unwrap_or(defaults::STORE_URL)),
-    );
+/// `TOLLGATE_STORE_URL`, when set, replaces `store.url` (a PostgreSQL password belongs in a
+/// secret, not in the file).
+pub const ENV_STORE_URL: &str = "TOLLGATE_STORE_URL";
+
+fn store(f: &StoreFile, env: Env<'_>, e: &mut Errors) -> Option<StoreConfig> {
+    let url = match env(ENV_STORE_URL).filter(|u| !u.trim().is_empty()) {
+        Some(url) => e.check(ENV_STORE_URL, store_url(&url)),
+        None => e.check(
+            "store.url",
+            store_url(f.url.as_deref().unwrap_or(defaults::STORE_URL)),
+        ),
+    };
     let flush_interval = match (&f.sync_interval, &f.flush_interval) {
         (Some(_), Some(_)) => e.check::<Duration>(
             "store.flush_interval",

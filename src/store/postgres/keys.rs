@@ -32,7 +32,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn load_keys(&self) -> Result<Vec<Key>, StoreError> {
-        sqlx::query_as::<_, KeyRow>(select_keys!(" ORDER BY created_at, seq"))
+        sqlx::query_as::<_, KeyRow>(select_keys!(" ORDER BY created_at, id COLLATE \"C\""))
             .fetch_all(&self.pool)
             .await?
             .into_iter()
@@ -50,7 +50,7 @@ impl KeyStore for PostgresStore {
 
     async fn keys_of_partner(&self, partner_id: Uuid) -> Result<Vec<Key>, StoreError> {
         sqlx::query_as::<_, KeyRow>(select_keys!(
-            " WHERE partner_id = $1 ORDER BY created_at, seq"
+            " WHERE partner_id = $1 ORDER BY created_at, id COLLATE \"C\""
         ))
         .bind(partner_id.to_string())
         .fetch_all(&self.pool)
