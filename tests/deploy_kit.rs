@@ -446,3 +446,36 @@ fn systemd_unit_is_hardened_and_outlives_the_drain() {
         "TimeoutStopSec {stop:?} <= shutdown_grace {grace:?}"
     );
 }
+
+/// The secrets a cluster instance gets from its environment.
+fn cluster_env(name: &str) -> Option<String> {
+    match name {
+        "TOLLGATE_STORE_URL" => Some("postgres://tollgate:pw@postgres:5432/tollgate".into()),
+        other => env_with_secret(other),
+    }
+}
+
+#[test]
+fn cluster_kits_run_on_postgres_with_the_url_from_a_secret() {
+    use tollgate::config::model::StoreUrl;
+    let compose = read("deploy/compose.yaml");
+    let cluster = config::parse(&read("deploy/cluster/tollgate.toml"), &cluster_env).unwrap();
+    assert!(matches!(cluster.store.url, StoreUrl::Postgres(_)));
+    assert!(compose.contains("./cluster/tollgate.toml:/etc/tollgate/tollgate.toml:ro"));
+    assert!(compose.contains("TOLLGATE_STORE_URL: postgres://"));
+    for instance in ["tollgate-a:", "tollgate-b:", "tollgate-c:"] {
+        assert!(compose.contains(instance), "{instance}");
+    }
+    let dir = "deploy/kubernetes/postgres";
+    let patch = read(&format!("{dir}/configmap-patch.yaml"));
+    let toml = literal_block(&patch, "tollgate.toml: |");
+    let k8s = config::parse(&toml, &cluster_env).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(k8s.store.url, StoreUrl::Postgres(_)));
+    let deployment = read(&format!("{dir}/deployment-patch.yaml"));
+    assert!(deployment.contains("name: tollgate-store"));
+    let kustomization = read(&format!("{dir}/kustomization.yaml"));
+    for file in ["deployment-patch.yaml", "configmap-patch.yaml"] {
+        assert!(kustomization.contains(file), "{file}");
+    }
+    assert!(kustomization.contains("TOLLGATE_STORE_URL="));
+}
