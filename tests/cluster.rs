@@ -86,10 +86,29 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
+        Cluster::start_as(n, None).await
+    }
+
+    /// `n` instances; with `role`, they connect as that role (made the schema's owner).
+    async fn start_as(n: usize, role: Option<&str>) -> Cluster {
         let echo = tollgate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();
         let schema = Schema::create(&test_url()).await.unwrap();
+        let store_url = match role {
+            None => schema.url.clone(),
+            Some(role) => {
+                admin_exec(&schema, &format!("CREATE ROLE {role} LOGIN")).await;
+                admin_exec(
+                    &schema,
+                    &format!("ALTER SCHEMA {} OWNER TO {role}", schema.name),
+                )
+                .await;
+                let mut url = url::Url::parse(&schema.url).unwrap();
+                url.set_username(role).unwrap();
+                url.to_string()
+            }
+        };
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for i in 0..n {
@@ -102,7 +121,7 @@ impl Cluster {
                  [management]\ncalls_per_minute = 100000\ncalls_per_day = 1000000\n\
                  key_creations_per_hour = 100000\n\
                  [[routes]]\npath = \"/paid\"\npermission = \"read\"\ncost_usd = \"0.01\"\n",
-                schema.url, echo.addr
+                store_url, echo.addr
             );
             let config = dir.path().join(format!("n{i}.toml"));
             std::fs::write(&config, text).unwrap();
@@ -391,4 +410,111 @@ async fn store_connections_killed_mid_traffic_lose_no_usage() {
     }
     admin.pool().close().await;
     cl.finish().await;
+}
+
+/// Runs one statement as the admin of the test server.
+async fn admin_exec(schema: &Schema, sql: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&test_url()).await.unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    let _ = schema;
+}
+
+/// The instance's `/readyz` body and its `tollgate_store_up` value.
+async fn readiness(cl: &Cluster, i: usize) -> (Value, String) {
+    let api = &cl.nodes[i].api;
+    let ready: Value =
+        cl.c.get(format!("{api}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let metrics =
+        cl.c.get(format!("{api}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    let up = metrics
+        .lines()
+        .find(|l| l.starts_with("tollgate_store_up "))
+        .unwrap_or_default()
+        .to_string();
+    (ready, up)
+}
+
+#[tokio::test]
+async fn with_the_store_unreachable_the_data_plane_serves_and_nothing_is_lost() {
+    let role = format!("tgr_{}", uuid::Uuid::new_v4().simple());
+    let cl = Cluster::start_as(1, Some(&role)).await;
+    top_up(&cl, 100_000_000).await;
+    let (id, key) = cl.create_key(json!({})).await;
+    cl.until_status(0, "/paid", &key, 200).await;
+    let mut paid = 1;
+    // The store goes away for this instance: its role may not log in, its connections die.
+    let schema = cl.schema.as_ref().unwrap();
+    admin_exec(schema, &format!("ALTER ROLE {role} NOLOGIN")).await;
+    admin_exec(
+        schema,
+        &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"),
+    )
+    .await;
+    for _ in 0..10 {
+        assert_eq!(cl.get(0, "/paid", &key).await, 200, "served from memory");
+        paid += 1;
+    }
+    // Degraded, still ready, and said so.
+    let start = Instant::now();
+    loop {
+        let (ready, up) = readiness(&cl, 0).await;
+        if ready["status"] == "degraded" && up == "tollgate_store_up 0" {
+            assert!(
+                ready["reason"].as_str().unwrap().contains("store"),
+                "{ready}"
+            );
+            break;
+        }
+        assert!(start.elapsed() < DEADLINE, "{ready} {up}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Back: every paid call is stored exactly once.
+    admin_exec(schema, &format!("ALTER ROLE {role} LOGIN")).await;
+    let admin = tollgate::store::postgres::PostgresStore::open(&schema.url, Default::default())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let cost: Option<i64> = sqlx::query_scalar(
+            "SELECT value FROM counters WHERE scope = 'key' AND scope_id = $1 \
+             AND metric = 'cost_micros' AND time_window = 'lifetime'",
+        )
+        .bind(&id)
+        .fetch_optional(admin.pool())
+        .await
+        .unwrap();
+        if cost == Some(paid * 10_000) {
+            break;
+        }
+        assert!(cost.unwrap_or(0) < paid * 10_000, "counted twice: {cost:?}");
+        assert!(
+            start.elapsed() < 2 * DEADLINE,
+            "stored {cost:?} for {paid} calls"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let start = Instant::now();
+    while readiness(&cl, 0).await.0["status"] != "ready" {
+        assert!(start.elapsed() < DEADLINE, "never ready again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    admin.pool().close().await;
+    cl.finish().await;
+    let schema_less = format!("DROP ROLE IF EXISTS {role}");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&test_url()).await.unwrap();
+    sqlx::query(&schema_less).execute(&mut conn).await.unwrap();
 }
