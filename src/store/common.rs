@@ -3,7 +3,9 @@
 //! `store::sql`, so one macro expands them for `SqliteStore` and `PostgresStore` (each has a
 //! `pool` and an `insert_account`). What differs per back-end lives in its own module.
 
-/// Implements `PartnerStore`, `AccountStore`, `LedgerStore` and `IdempotencyStore` for `$store`.
+/// Implements `PartnerStore`, `AccountStore`, `LedgerStore` and `IdempotencyStore` for `$store`,
+/// and the parts of the other roles that are the same on both back-ends as inherent helpers
+/// (`change_key_row`, `daily_rows`, `llm_rows_of_key`).
 macro_rules! row_stores {
     ($store:ty) => {
         const _: () = {
@@ -15,6 +17,90 @@ macro_rules! row_stores {
                 UPSERT_IDEMPOTENT, select_accounts, select_partners,
             };
             use $crate::store::{PlanChange, StoreError, write_error};
+            impl $store {
+                /// Applies a key change and reads the row back, in one transaction.
+                async fn change_key_row(
+                    &self,
+                    id: Uuid,
+                    change: &$crate::store::KeyChange,
+                ) -> Result<Option<$crate::domain::key::Key>, StoreError> {
+                    use $crate::store::KeyChange;
+                    use $crate::store::rows::KeyRow;
+                    use $crate::store::sql::{EDIT_KEY, select_keys};
+                    let id = id.to_string();
+                    let mut tx = self.pool.begin().await?;
+                    match change {
+                        KeyChange::SetDisabled(disabled) => {
+                            sqlx::query("UPDATE keys SET disabled = $1 WHERE id = $2")
+                                .bind(*disabled)
+                                .bind(&id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        // Revocation is permanent: the first `revoked_at/by` stay.
+                        KeyChange::Revoke { at, by } => {
+                            sqlx::query(
+                                "UPDATE keys SET revoked_at = $1, revoked_by = $2 \
+                                 WHERE id = $3 AND revoked_at IS NULL",
+                            )
+                            .bind(*at)
+                            .bind(by)
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        KeyChange::Edit(key) => {
+                            rows::bind_edit(sqlx::query(EDIT_KEY), key)
+                                .bind(&id)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    let key = sqlx::query_as::<_, KeyRow>(select_keys!(" WHERE id = $1"))
+                        .bind(&id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map($crate::domain::key::Key::try_from)
+                        .transpose()?;
+                    tx.commit().await?;
+                    Ok(key)
+                }
+
+                /// `(day, metric, value)` daily sums of one scope between two days.
+                async fn daily_rows(
+                    &self,
+                    scope: &str,
+                    id: Uuid,
+                    from: &str,
+                    to: &str,
+                ) -> Result<Vec<(String, String, u64)>, StoreError> {
+                    let rows: Vec<(String, String, i64)> =
+                        sqlx::query_as($crate::store::sql::USAGE_DAILY)
+                            .bind(scope)
+                            .bind(id.to_string())
+                            .bind(from)
+                            .bind(to)
+                            .fetch_all(&self.pool)
+                            .await?;
+                    Ok(rows
+                        .into_iter()
+                        .map(|(day, metric, value)| (day, metric, value.max(0) as u64))
+                        .collect())
+                }
+
+                /// A key's lifetime LLM usage by model.
+                async fn llm_rows_of_key(
+                    &self,
+                    key: Uuid,
+                ) -> Result<Vec<$crate::meter::llm_usage::LlmRow>, StoreError> {
+                    let rows = sqlx::query_as($crate::store::sql::LLM_USAGE_OF_KEY)
+                        .bind(key.to_string())
+                        .fetch_all(&self.pool)
+                        .await?;
+                    Ok(rows::llm_rows(key, rows))
+                }
+            }
+
             #[async_trait::async_trait]
             impl $crate::store::PartnerStore for $store {
                 async fn create_partner(

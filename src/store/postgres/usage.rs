@@ -13,7 +13,7 @@ use crate::meter::llm_usage::LlmRow;
 use crate::meter::window::Window;
 use crate::meter::{Batch, Delta};
 use crate::store::rows::int;
-use crate::store::sql::{LLM_USAGE_CONFLICT, LLM_USAGE_OF_KEY, USAGE_DAILY};
+use crate::store::sql::LLM_USAGE_CONFLICT;
 use crate::store::{CounterRow, StoreError, Synced, UsageStore};
 
 /// How long applied batch tokens are remembered (a retried flush is far younger).
@@ -85,17 +85,7 @@ impl UsageStore for PostgresStore {
         from: &str,
         to: &str,
     ) -> Result<Vec<(String, String, u64)>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(USAGE_DAILY)
-            .bind(scope)
-            .bind(id.to_string())
-            .bind(from)
-            .bind(to)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(day, metric, value)| (day, metric, value.max(0) as u64))
-            .collect())
+        self.daily_rows(scope, id, from, to).await
     }
 
     async fn apply_llm_usage(
@@ -138,11 +128,7 @@ impl UsageStore for PostgresStore {
     }
 
     async fn llm_usage_of_key(&self, key: Uuid) -> Result<Vec<LlmRow>, StoreError> {
-        let rows = sqlx::query_as(LLM_USAGE_OF_KEY)
-            .bind(key.to_string())
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(crate::store::rows::llm_rows(key, rows))
+        self.llm_rows_of_key(key).await
     }
 }
 

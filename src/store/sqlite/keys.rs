@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{SqliteStore, journal};
 use crate::domain::key::Key;
 use crate::store::rows::{self, KeyRow};
-use crate::store::sql::{EDIT_KEY, INSERT_KEY, select_keys};
+use crate::store::sql::{INSERT_KEY, select_keys};
 use crate::store::{KeyChange, KeyStore, StoreError, write_error};
 
 #[async_trait]
@@ -77,43 +77,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError> {
-        let id = id.to_string();
-        let mut tx = self.pool.begin().await?;
-        match change {
-            KeyChange::SetDisabled(disabled) => {
-                sqlx::query("UPDATE keys SET disabled = $1 WHERE id = $2")
-                    .bind(*disabled)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?
-            }
-            // Revocation is permanent: the first `revoked_at/by` stay.
-            KeyChange::Revoke { at, by } => {
-                sqlx::query(
-                    "UPDATE keys SET revoked_at = $1, revoked_by = $2 \
-                     WHERE id = $3 AND revoked_at IS NULL",
-                )
-                .bind(*at)
-                .bind(by)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?
-            }
-            KeyChange::Edit(key) => {
-                rows::bind_edit(sqlx::query(EDIT_KEY), key)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?
-            }
-        };
-        let key = sqlx::query_as::<_, KeyRow>(select_keys!(" WHERE id = $1"))
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map(Key::try_from)
-            .transpose()?;
-        tx.commit().await?;
-        Ok(key)
+        self.change_key_row(id, change).await
     }
 
     async fn touch_keys(&self, used: &[(Uuid, i64)]) -> Result<(), StoreError> {
