@@ -186,15 +186,17 @@ END $$;
 
 CREATE FUNCTION tollgate_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('tollgate_' || current_schema(), TG_ARGV[0] || ':' || NEW.id);
+    PERFORM pg_notify('tollgate_' || TG_TABLE_SCHEMA, TG_ARGV[0] || ':' || NEW.id);
     RETURN NULL;
 END $$;
 
-CREATE TRIGGER keys_touch BEFORE INSERT OR UPDATE OF label, description, permissions,
+CREATE TRIGGER keys_touch BEFORE INSERT OR UPDATE OF account_id, partner_id, access_key,
+    digest, label, description, permissions,
     ip_whitelist, expiration_date, disabled, revoked_at, daily_cost_limit_micros,
     total_cost_limit_micros, concurrency_limit, rate_limit_per_minute, models
     ON keys FOR EACH ROW EXECUTE FUNCTION tollgate_touch();
-CREATE TRIGGER keys_notify AFTER INSERT OR UPDATE OF label, description, permissions,
+CREATE TRIGGER keys_notify AFTER INSERT OR UPDATE OF account_id, partner_id, access_key,
+    digest, label, description, permissions,
     ip_whitelist, expiration_date, disabled, revoked_at, daily_cost_limit_micros,
     total_cost_limit_micros, concurrency_limit, rate_limit_per_minute, models
     ON keys FOR EACH ROW EXECUTE FUNCTION tollgate_notify('key');

@@ -7,6 +7,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::ApiState;
+use crate::store::StoreError;
+
+/// How long `/readyz` waits for the store.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The health, readiness and metrics routes.
 pub fn routes() -> Router<ApiState> {
@@ -25,37 +29,39 @@ async fn healthz() -> impl IntoResponse {
 /// out of a load balancer would turn a store outage into a gateway outage.
 async fn readyz(State(state): State<ApiState>) -> impl IntoResponse {
     let shared = state.manager.store.cluster().is_some();
-    let ping = state.manager.store.ping().await;
-    let reason = match (&ping, state.health.degraded()) {
-        (Err(err), _) => Some(format!("store unreachable: {err}")),
-        (Ok(()), reason) => reason,
+    // Bounded: a store that hangs must not make the probe time out (the instance is still
+    // serving from memory).
+    let ping = match tokio::time::timeout(PING_TIMEOUT, state.manager.store.ping()).await {
+        Ok(ping) => ping,
+        Err(_) => Err(StoreError::Interrupted(format!(
+            "no answer within {} ms",
+            PING_TIMEOUT.as_millis()
+        ))),
     };
-    match (reason, shared) {
-        (None, _) => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({ "status": "ready" })),
-        ),
-        (Some(reason), true) => {
-            if let Err(err) = &ping {
-                state.health.down(&state.metrics, "readiness ping", err);
-            }
-            (
+    if !shared {
+        return match ping {
+            Ok(()) => (
                 StatusCode::OK,
-                axum::Json(serde_json::json!({ "status": "degraded", "reason": reason })),
-            )
-        }
-        (Some(_), false) if ping.is_ok() => (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({ "status": "ready" })),
-        ),
-        (Some(reason), false) => {
-            tracing::warn!(reason = %reason, "readiness check: store unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({ "status": "store unreachable" })),
-            )
-        }
+                axum::Json(serde_json::json!({ "status": "ready" })),
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "readiness check: store unreachable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({ "status": "store unreachable" })),
+                )
+            }
+        };
     }
+    match &ping {
+        Ok(()) => state.health.up(&state.metrics, "readiness ping"),
+        Err(err) => state.health.down(&state.metrics, "readiness ping", err),
+    }
+    let body = match state.health.degraded() {
+        None => serde_json::json!({ "status": "ready" }),
+        Some(reason) => serde_json::json!({ "status": "degraded", "reason": reason }),
+    };
+    (StatusCode::OK, axum::Json(body))
 }
 
 async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {

@@ -20,6 +20,8 @@ use crate::store::cluster::{Change, Changed};
 /// Rows changed this long before the last reconcile are read again (a transaction stamps
 /// `updated_at` when it writes and may commit later, within the statement timeout).
 const LOOKBACK_MICROS: i64 = 60_000_000;
+/// The feed's name in the store's health.
+const COMPONENT: &str = "change feed";
 /// How soon a reconcile that failed (store down) is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -48,13 +50,14 @@ impl Feed {
                         self.count("resync");
                         next = self.reconcile_or_retry(every).await;
                     }
-                    Some(change) => {
-                        if let Err(err) = self.apply(change).await {
+                    Some(change) => match self.apply(change).await {
+                        Ok(()) => self.health.up(&self.metrics, COMPONENT),
+                        Err(err) => {
                             tracing::warn!(error = %err, ?change, "applying a change failed; reconciling");
-                            self.health.down(&self.metrics, "re-reading a changed row", &err);
+                            self.health.down(&self.metrics, COMPONENT, &err);
                             next = tokio::time::Instant::now() + RETRY;
                         }
-                    }
+                    },
                     None => break,
                 },
                 _ = tokio::time::sleep_until(next) => next = self.reconcile_or_retry(every).await,
@@ -106,10 +109,13 @@ impl Feed {
     /// Reconciles; the time of the next pass (sooner after a failure).
     async fn reconcile_or_retry(&mut self, every: Duration) -> tokio::time::Instant {
         match self.reconcile().await {
-            Ok(()) => tokio::time::Instant::now() + every,
+            Ok(()) => {
+                self.health.up(&self.metrics, COMPONENT);
+                tokio::time::Instant::now() + every
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "reconcile failed; retrying");
-                self.health.down(&self.metrics, "reconcile", &err);
+                self.health.down(&self.metrics, COMPONENT, &err);
                 tokio::time::Instant::now() + RETRY
             }
         }
@@ -122,6 +128,9 @@ impl Feed {
             return Ok(());
         };
         let since = self.cursor.saturating_sub(LOOKBACK_MICROS);
+        // Read under the write lock: a local write between the read and the apply would
+        // otherwise be overwritten with the older row.
+        let _write = m.write_lock.lock().await;
         let Changed {
             keys,
             partners,
@@ -129,7 +138,6 @@ impl Feed {
             now_micros,
         } = cluster.changed_since(since).await?;
         let now = m.clock.now_unix();
-        let _write = m.write_lock.lock().await;
         for partner in &partners {
             m.meter.upsert_partner(partner, now);
             m.verifier.forget(partner.id);

@@ -30,6 +30,9 @@ pub struct Syncer {
     /// Counter sequence number read back last (shared store).
     cursor: AtomicI64,
     shared: bool,
+    /// One pass at a time (the task's, shutdown's, a test's): the read-back balances assume
+    /// no other batch is in flight.
+    pass: tokio::sync::Mutex<()>,
 }
 
 impl Syncer {
@@ -42,6 +45,7 @@ impl Syncer {
             health,
             cursor: AtomicI64::new(cursor),
             shared,
+            pass: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -62,12 +66,13 @@ impl Syncer {
 
     /// One sync of everything pending; what fails is kept for the next one.
     pub async fn once(&self) {
+        let _pass = self.pass.lock().await;
         self.usage().await;
         self.llm_usage().await;
         self.touches().await;
     }
 
-    fn failed(&self, what: &str, err: &StoreError) {
+    fn failed(&self, what: &'static str, err: &StoreError) {
         self.metrics.store_flush_errors.inc();
         self.health.down(&self.metrics, what, err);
     }
@@ -104,7 +109,7 @@ impl Syncer {
                     .cluster
                     .sync_seconds
                     .observe(started.elapsed().as_secs_f64());
-                self.health.up(&self.metrics);
+                self.health.up(&self.metrics, "usage sync");
                 if self.shared {
                     meter.apply_synced(&synced, now);
                     self.cursor.store(synced.cursor, Ordering::Release);
@@ -130,10 +135,13 @@ impl Syncer {
         let now = self.manager.clock.now_unix();
         let day = meter.day_label(now);
         let store = &self.manager.store;
-        if let Err(err) = store.apply_llm_usage(&token, &day, &rows, now).await {
-            tracing::warn!(error = %err, rows = rows.len(), "syncing LLM usage failed; will retry");
-            self.failed("LLM usage sync", &err);
-            meter.llm.keep_failed(token, rows);
+        match store.apply_llm_usage(&token, &day, &rows, now).await {
+            Ok(_) => self.health.up(&self.metrics, "LLM usage sync"),
+            Err(err) => {
+                tracing::warn!(error = %err, rows = rows.len(), "syncing LLM usage failed; will retry");
+                self.failed("LLM usage sync", &err);
+                meter.llm.keep_failed(token, rows);
+            }
         }
     }
 
@@ -144,10 +152,13 @@ impl Syncer {
         if used.is_empty() {
             return;
         }
-        if let Err(err) = self.manager.store.touch_keys(&used).await {
-            tracing::warn!(error = %err, keys = used.len(), "syncing last_used_at failed; will retry");
-            self.failed("last_used_at sync", &err);
-            index.restore_used(&used);
+        match self.manager.store.touch_keys(&used).await {
+            Ok(()) => self.health.up(&self.metrics, "last_used_at sync"),
+            Err(err) => {
+                tracing::warn!(error = %err, keys = used.len(), "syncing last_used_at failed; will retry");
+                self.failed("last_used_at sync", &err);
+                index.restore_used(&used);
+            }
         }
     }
 }

@@ -122,7 +122,11 @@ impl Manager {
             }
             PlanChange::NoAccount => return Ok(PlanOutcome::NoAccount),
         };
-        if let Some(live) = &partner {
+        if self.store.cluster().is_some() {
+            // Shared store: the sync reads the debited balance back (adding here would race
+            // it); wake it now. The reservation stays until the sync task has run.
+            self.meter.sync_now.notify_one();
+        } else if let Some(live) = &partner {
             // Lower the credit before giving the reservation back, so the live balance never
             // reads higher than the stored one.
             live.credit_add_signed(-i64::try_from(needed).unwrap_or(i64::MAX));

@@ -305,7 +305,8 @@ impl Meter {
                 u.cells()
                     .into_iter()
                     .filter(|c| c.owner().metric == metric)
-                    .map(|c| c.peek())
+                    // Rolls over if the window is new here but already counted elsewhere.
+                    .map(|c| c.current(now, &self.retired))
                     .find(|s| s.label == row.window)
             });
             match slot {
@@ -315,6 +316,10 @@ impl Meter {
                         .insert((scope, row.scope_id, metric, row.window.clone()), row.value);
                 }
             }
+        }
+        // Totals of windows that are over are of no use to a scope starting now.
+        if self.initial.iter().any(|e| !current.contains(&e.key().3)) {
+            self.initial.retain(|k, _| current.contains(&k.3));
         }
         for (id, balance) in &synced.balances {
             if let Some(p) = self.partners.get(id) {

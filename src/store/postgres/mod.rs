@@ -163,10 +163,7 @@ impl SettingsStore for PostgresStore {
     /// upserting the same plans in different orders.
     async fn sync_plans(&self, plans: &[Plan]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(PLANS_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(LOCK).bind(PLANS_LOCK).execute(&mut *tx).await?;
         for plan in plans {
             let limits = rows::plan_limits(plan);
             sqlx::query(UPSERT_PLAN)
@@ -186,8 +183,10 @@ impl SettingsStore for PostgresStore {
     }
 }
 
-/// Advisory lock ids (arbitrary constants, one per serialised operation).
-const PLANS_LOCK: i64 = 0x746f_6c6c_0001;
-const SYNC_LOCK: i64 = 0x746f_6c6c_0002;
+/// Advisory locks, one per serialised operation and schema (several gateways or test runs may
+/// share a database): `pg_advisory_xact_lock(hashtext(current_schema()), <id>)`.
+pub(super) const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext(current_schema()), $1)";
+const PLANS_LOCK: i32 = 1;
+pub(super) const SYNC_LOCK: i32 = 2;
 
 super::common::row_stores!(PostgresStore);

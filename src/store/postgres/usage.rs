@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
 
-use super::{PostgresStore, SYNC_LOCK};
+use super::{LOCK, PostgresStore, SYNC_LOCK};
 use crate::meter::llm_usage::LlmRow;
 use crate::meter::window::Window;
 use crate::meter::{Batch, Delta};
@@ -40,10 +40,7 @@ impl UsageStore for PostgresStore {
         since: i64,
     ) -> Result<Synced, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(SYNC_LOCK)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(LOCK).bind(SYNC_LOCK).execute(&mut *tx).await?;
         let applied = !batch.is_empty() && claim_token(&mut tx, token, now).await?;
         if applied {
             write_batch(&mut tx, batch).await?;
