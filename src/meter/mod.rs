@@ -166,6 +166,8 @@ pub struct Meter {
     pub pending: Mutex<Option<(String, Batch)>>,
     /// Wakes the sync task before its next tick (e.g. after a top-up on a shared store).
     pub sync_now: tokio::sync::Notify,
+    /// The window labels of the last sync read-back.
+    synced_windows: Mutex<Vec<String>>,
     /// LLM usage by key and model, not flushed yet.
     pub llm: llm_usage::LlmUsage,
 }
@@ -212,6 +214,7 @@ impl Meter {
             retired: Retired::default(),
             pending: Mutex::new(None),
             sync_now: tokio::sync::Notify::new(),
+            synced_windows: Mutex::new(Vec::new()),
             llm: Default::default(),
         }
     }
@@ -317,10 +320,17 @@ impl Meter {
                 }
             }
         }
-        // Totals of windows that are over are of no use to a scope starting now.
-        if self.initial.iter().any(|e| !current.contains(&e.key().3)) {
+        // Totals of windows that are over are of no use to a scope starting now (checked when
+        // a window rolls over, not on every sync: the map holds a row per scope in use).
+        let mut seen = self
+            .synced_windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *seen != current {
             self.initial.retain(|k, _| current.contains(&k.3));
+            *seen = current;
         }
+        drop(seen);
         for (id, balance) in &synced.balances {
             if let Some(p) = self.partners.get(id) {
                 p.set_store_balance(*balance);
@@ -397,4 +407,59 @@ fn take(batch: &mut Batch, owner: Owner, slot: Arc<Slot>, today: &str) {
         day,
         amount,
     });
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::*;
+    use crate::store::{CounterRow, Synced};
+
+    const NOW: i64 = 1_795_435_200; // 2026-11-23 12:00 UTC
+
+    fn row(id: Uuid, window: &str, value: u64) -> CounterRow {
+        CounterRow {
+            scope: "key".into(),
+            scope_id: id,
+            metric: "cost_micros".into(),
+            window: window.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn read_back_totals_count_the_others_and_seed_new_scopes_and_windows() {
+        let meter = Meter::default();
+        let (used_here, not_here) = (Uuid::new_v4(), Uuid::new_v4());
+        let usage = meter.key_usage(used_here, NOW);
+        let day = usage.cost_day.current(NOW, &meter.retired);
+        day.record(30, 0);
+        assert_eq!(day.take_unflushed(), 30);
+        let synced = Synced {
+            totals: vec![
+                row(used_here, "2026-11-23", 100),
+                row(not_here, "2026-11-23", 40),
+                row(not_here, "2026-11-20", 999),
+            ],
+            ..Synced::default()
+        };
+        meter.apply_synced(&synced, NOW);
+        assert_eq!(day.total_used(), 100, "30 here + 70 elsewhere");
+        assert!(!day.try_reserve(1, Some(100)));
+        // A key first used here after the sync starts from the shared total.
+        let later = meter.key_usage(not_here, NOW);
+        assert_eq!(later.cost_day.current(NOW, &meter.retired).used(), 40);
+        // A new day counted elsewhere first: the idle slot here rolls over and learns it.
+        let tomorrow = NOW + 86_400;
+        let next = Synced {
+            totals: vec![row(used_here, "2026-11-24", 60)],
+            ..Synced::default()
+        };
+        meter.apply_synced(&next, tomorrow);
+        let slot = usage.cost_day.current(tomorrow, &meter.retired);
+        assert_eq!((slot.label.as_str(), slot.total_used()), ("2026-11-24", 60));
+        assert!(
+            meter.initial.iter().all(|e| e.key().3 != "2026-11-23"),
+            "yesterday's seeds are dropped"
+        );
+    }
 }
