@@ -18,8 +18,8 @@ pub struct Slot {
     flushed: AtomicU64,
     /// What other instances have used in this window, as of the last sync (0 alone).
     others: AtomicU64,
-    /// Lease mode: the most this instance may commit (what it has synced plus the budget it
-    /// holds); `u64::MAX` when the slot is not leased.
+    /// The most this instance may commit, for budget leases (what it has synced plus the
+    /// budget it holds); `u64::MAX` = no cap. Nothing sets it yet: leases are not built (#12).
     cap: AtomicU64,
 }
 

@@ -56,7 +56,7 @@ pub struct PartnerLive {
     pub id: Uuid,
     /// What charges are reserved against, in micro-USD plus what this instance has charged
     /// since start: the stored balance as loaded plus top-ups since (one instance), the stored
-    /// balance as of the last sync (several instances), or this instance's lease.
+    /// balance as of the last sync (several instances).
     credit: AtomicI64,
     /// The balance shown to partners, on the same basis as `credit`.
     shown: AtomicI64,

@@ -1,8 +1,8 @@
 //! PostgreSQL store, for several instances acting as one gateway. Same tables as the SQLite
 //! store (row-level SQL shared through `store::sql`), migrated from `migrations/postgres/` on
 //! open, plus what sharing needs: change notifications from triggers (`cluster`), usage syncs
-//! that read back every instance's totals (`usage`), shared rate-limit windows and budget
-//! leases. One file per role trait.
+//! that read back every instance's totals (`usage`), shared rate-limit windows. One file per
+//! role trait; what is the same on both back-ends comes from `store::common`.
 
 mod cluster;
 mod keys;
