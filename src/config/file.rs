@@ -103,6 +103,9 @@ pub struct StoreFile {
     pub pool_size: Option<i64>,
     pub statement_timeout: Option<String>,
     pub reconcile_interval: Option<String>,
+    pub quota_mode: Option<String>,
+    pub lease_ttl: Option<String>,
+    pub lease_fraction: Option<f64>,
 }
 
 /// `[upstream]`.

@@ -89,6 +89,22 @@ pub struct StoreConfig {
     /// PostgreSQL: how often every key, partner and account changed recently is re-read, the
     /// safety net under change notifications.
     pub reconcile_interval: Duration,
+    /// PostgreSQL: how money limits (partner balances, key cost limits) are shared.
+    pub quota_mode: QuotaMode,
+    /// PostgreSQL lease mode: how long a lease outlives its holder's last renewal.
+    pub lease_ttl: Duration,
+    /// PostgreSQL lease mode: the share of what is left that one lease takes (0–1].
+    pub lease_fraction: f64,
+}
+
+/// How an instance of a cluster spends a money limit (`store.quota_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotaMode {
+    /// Strict: each instance spends only a slice of the budget leased to it (overshoot 0).
+    Lease,
+    /// Each instance admits against the totals of the last sync (overshoot at most what all
+    /// instances admit in one sync interval).
+    Sync,
 }
 
 impl StoreConfig {
@@ -101,6 +117,9 @@ impl StoreConfig {
             pool_size: d::POOL_SIZE,
             statement_timeout: d::STATEMENT_TIMEOUT,
             reconcile_interval: d::RECONCILE_INTERVAL,
+            quota_mode: QuotaMode::Lease,
+            lease_ttl: d::LEASE_TTL,
+            lease_fraction: d::LEASE_FRACTION,
         }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
 use super::model::{
-    Config, Limits, Listen, Log, LogFormat, Management, Metering, StoreConfig, StoreUrl, TlsFiles,
+    Config, Limits, Listen, Log, LogFormat, Management, Metering, QuotaMode, StoreConfig, StoreUrl, TlsFiles,
 };
 use super::units;
 
@@ -41,6 +41,10 @@ pub mod defaults {
     pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
     /// `store.reconcile_interval`.
     pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+    /// `store.lease_ttl`.
+    pub const LEASE_TTL: Duration = Duration::from_secs(30);
+    /// `store.lease_fraction`.
+    pub const LEASE_FRACTION: f64 = 0.2;
 
     /// `upstream.connect_timeout`.
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -355,12 +359,52 @@ fn store(f: &StoreFile, env: Env<'_>, e: &mut Errors) -> Option<StoreConfig> {
             true,
         ),
     );
+    let quota_mode = e.check(
+        "store.quota_mode",
+        match f.quota_mode.as_deref() {
+            None | Some("lease") => Ok(QuotaMode::Lease),
+            Some("sync") => Ok(QuotaMode::Sync),
+            Some(other) => Err(format!("must be \"lease\" or \"sync\", not {other:?}")),
+        },
+    );
+    let lease_ttl = e.check(
+        "store.lease_ttl",
+        duration(f.lease_ttl.as_deref(), defaults::LEASE_TTL, true).and_then(|ttl| {
+            if ttl < Duration::from_secs(5) {
+                Err("must be at least 5s (leases are renewed by every sync)".to_string())
+            } else {
+                Ok(ttl)
+            }
+        }),
+    );
+    let lease_fraction = e.check(
+        "store.lease_fraction",
+        match f.lease_fraction {
+            None => Ok(defaults::LEASE_FRACTION),
+            Some(x) if x > 0.0 && x <= 1.0 => Ok(x),
+            Some(x) => Err(format!("must be above 0 and at most 1, not {x}")),
+        },
+    );
+    let flush_interval = flush_interval?;
+    let lease_ttl = lease_ttl?;
+    if lease_ttl < flush_interval * 3 {
+        e.check::<()>(
+            "store.lease_ttl",
+            Err(format!(
+                "must be at least three sync intervals ({}ms), or leases lapse between renewals",
+                flush_interval.as_millis() * 3
+            )),
+        );
+    }
     Some(StoreConfig {
         url: url?,
-        flush_interval: flush_interval?,
+        flush_interval,
         pool_size: pool_size?,
         statement_timeout: statement_timeout?,
         reconcile_interval: reconcile_interval?,
+        quota_mode: quota_mode?,
+        lease_ttl,
+        lease_fraction: lease_fraction?,
     })
 }
 

@@ -1,7 +1,7 @@
 //! What a store shared by several instances adds: a feed of changes made by any instance
 //! (PostgreSQL `LISTEN/NOTIFY` carrying ids), the rows changed since a point in time (the
 //! periodic reconcile that covers missed notifications), and counters that every instance
-//! shares (management rate limits).
+//! shares (management rate limits, budget leases).
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -44,6 +44,53 @@ pub struct Changed {
     pub now_micros: i64,
 }
 
+/// Which money limit a lease is a slice of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Budget {
+    /// A key's cost limit for one window (its day, or `lifetime`), in micro-USD.
+    KeyCost,
+    /// A partner's prepaid balance, in micro-USD.
+    PartnerBalance,
+}
+
+impl Budget {
+    /// `(scope, metric)` as stored.
+    pub fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Budget::KeyCost => ("key", "cost_micros"),
+            Budget::PartnerBalance => ("partner", "balance"),
+        }
+    }
+
+    /// The budget of stored names.
+    pub fn parse(scope: &str, metric: &str) -> Option<Budget> {
+        [Budget::KeyCost, Budget::PartnerBalance]
+            .into_iter()
+            .find(|b| b.names() == (scope, metric))
+    }
+}
+
+/// One lease of one instance: a budget of one key or partner in one window.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaseId {
+    pub budget: Budget,
+    pub id: Uuid,
+    /// Window label (`2026-11-23`, `lifetime`).
+    pub window: String,
+}
+
+/// A request for more of a budget.
+#[derive(Clone, Debug)]
+pub struct LeaseRequest {
+    pub lease: LeaseId,
+    /// The key's cost limit ([`Budget::KeyCost`]; a partner's limit is its stored balance).
+    pub limit: u64,
+    /// The least that is of use (what a waiting request needs); 0 for a background refill.
+    pub need: u64,
+    /// The share of what is left to take (0–1]; never less than `need`.
+    pub fraction: f64,
+}
+
 /// The shared-store side of cluster mode.
 #[async_trait]
 pub trait ClusterStore: Send + Sync {
@@ -53,13 +100,21 @@ pub trait ClusterStore: Send + Sync {
     /// Keys, partners and accounts changed at or after `since_micros` (store clock, µs since
     /// the epoch; 0 = everything).
     async fn changed_since(&self, since_micros: i64) -> Result<Changed, StoreError>;
-    /// Counts one hit in the shared window `bucket` (e.g. `partner:<id>:minute:<n>`) and returns
-    /// the count including it; windows are forgotten once `now` passes their `expires_at` (Unix
-    /// seconds).
     /// The counter sequence number of the last sync (read before loading the counters at
     /// start, so the first sync reads back everything counted since).
     async fn counter_cursor(&self) -> Result<i64, StoreError>;
     /// The store's clock, µs since the epoch (the first reconcile cursor).
     async fn clock_micros(&self) -> Result<i64, StoreError>;
+    /// Counts one hit in the shared window `bucket` (e.g. `partner:<id>:minute:<n>`) and returns
+    /// the count including it; windows are forgotten once `now` passes their `expires_at` (Unix
+    /// seconds).
     async fn hit(&self, bucket: &str, now: i64, expires_at: i64) -> Result<u64, StoreError>;
+    /// Grants this instance more of each budget, in one transaction: at least `need` and
+    /// about `fraction` of what is left (the limit less what is counted and every other
+    /// unexpired lease), never more than is left. Returns this instance's whole lease of each,
+    /// in order. Expired leases of any instance are reclaimed first. Leases are renewed (and
+    /// reduced by what each sync applies) by `apply_usage`, whose `Synced::leases` lists them.
+    async fn grant_leases(&self, requests: &[LeaseRequest]) -> Result<Vec<u64>, StoreError>;
+    /// Gives back this instance's leases (what they hold returns to the budget).
+    async fn return_leases(&self, leases: &[LeaseId]) -> Result<(), StoreError>;
 }

@@ -296,6 +296,8 @@ pub struct Synced {
     pub balances: Vec<(Uuid, i64)>,
     /// The cursor to give next time.
     pub cursor: i64,
+    /// This instance's budget leases after the sync (less what it applied; renewed).
+    pub leases: Vec<(cluster::LeaseId, u64)>,
 }
 
 /// Opens (and migrates) the store named by `config.url`.
@@ -306,6 +308,7 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
             let settings = postgres::PgSettings {
                 pool_size: config.pool_size,
                 statement_timeout: config.statement_timeout,
+                lease_ttl: config.lease_ttl,
             };
             Ok(Arc::new(
                 postgres::PostgresStore::open(url, settings).await?,

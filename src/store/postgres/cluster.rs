@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::PostgresStore;
 use crate::domain::key::{Account, Key, Partner};
 use crate::store::StoreError;
-use crate::store::cluster::{Change, Changed, ClusterStore};
+use crate::store::cluster::{Change, Changed, ClusterStore, LeaseId, LeaseRequest};
 use crate::store::rows::{AccountRow, KeyRow, PartnerRow};
 use crate::store::sql::{select_accounts, select_keys, select_partners};
 
@@ -95,6 +95,14 @@ impl ClusterStore for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(hits.max(0) as u64)
+    }
+
+    async fn grant_leases(&self, requests: &[LeaseRequest]) -> Result<Vec<u64>, StoreError> {
+        self.grant(requests).await
+    }
+
+    async fn return_leases(&self, leases: &[LeaseId]) -> Result<(), StoreError> {
+        self.give_back(leases).await
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod keys;
+mod lease;
 pub mod scratch;
 mod usage;
 
@@ -35,6 +36,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PgSettings {
     pub pool_size: u32,
     pub statement_timeout: Duration,
+    /// How long a budget lease outlives its last renewal.
+    pub lease_ttl: Duration,
 }
 
 impl Default for PgSettings {
@@ -42,6 +45,7 @@ impl Default for PgSettings {
         PgSettings {
             pool_size: 10,
             statement_timeout: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -54,6 +58,10 @@ pub struct PostgresStore {
     url: String,
     /// The notification channel of this schema (`tollgate_<schema>`).
     channel: String,
+    /// This process's name in the `leases` table (new at every start).
+    instance: String,
+    /// `PgSettings::lease_ttl` in µs.
+    lease_ttl_micros: i64,
 }
 
 impl PostgresStore {
@@ -92,6 +100,8 @@ impl PostgresStore {
             pool,
             url: shown,
             channel: format!("tollgate_{schema}"),
+            instance: Uuid::new_v4().to_string(),
+            lease_ttl_micros: i64::try_from(settings.lease_ttl.as_micros()).unwrap_or(i64::MAX),
         })
     }
 

@@ -44,7 +44,9 @@ impl UsageStore for PostgresStore {
         let applied = !batch.is_empty() && claim_token(&mut tx, token, now).await?;
         if applied {
             write_batch(&mut tx, batch).await?;
+            self.deduct(&mut tx, batch).await?;
         }
+        let leases = self.renew(&mut tx).await?;
         let rows = sqlx::query(
             "SELECT scope, scope_id, metric, time_window, value, seq FROM counters \
              WHERE seq > $1",
@@ -72,6 +74,7 @@ impl UsageStore for PostgresStore {
             totals,
             balances,
             cursor,
+            leases,
         })
     }
 
