@@ -58,7 +58,7 @@ async fn seed(args: Args) -> Result<()> {
     let (store, hasher) = gateway::open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let now = clock.now_unix();
-    let meter = Arc::new(gateway::load_meter(store.as_ref(), now, 0).await?);
+    let meter = Arc::new(gateway::load_meter(store.as_ref(), now, 0, false).await?);
     let manager = Manager {
         store: store.clone(),
         index: Default::default(),

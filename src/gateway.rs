@@ -15,7 +15,7 @@ use crate::api::{self, ApiState};
 use crate::cluster::feed::Feed;
 use crate::cluster::health::Health;
 use crate::cluster::sync::Syncer;
-use crate::config::model::{Config, ProfileKind};
+use crate::config::model::{Config, ProfileKind, QuotaMode};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::secret::{self, KeyHasher};
 use crate::index::KeyIndex;
@@ -78,10 +78,18 @@ pub async fn open_store(config: &Config) -> Result<(Arc<dyn Store>, KeyHasher), 
 }
 
 /// The meter seeded with the store's counters for the current windows, and every partner and
-/// account registered.
-pub async fn load_meter(store: &dyn Store, now: i64, offset: i64) -> Result<Meter, StartError> {
+/// account registered; in lease mode with `leased`.
+pub async fn load_meter(
+    store: &dyn Store,
+    now: i64,
+    offset: i64,
+    leased: bool,
+) -> Result<Meter, StartError> {
     let rows = store.load_counters(&Meter::windows_in(offset, now)).await?;
-    let meter = Meter::with_offset(Meter::initial_from(rows), offset);
+    let mut meter = Meter::with_offset(Meter::initial_from(rows), offset);
+    if leased {
+        meter = meter.leased();
+    }
     for partner in store.load_partners().await? {
         meter.upsert_partner(&partner, now);
     }
@@ -133,7 +141,9 @@ impl Gateway {
             None => (0, None),
         };
         let offset = config.metering.utc_offset_secs;
-        let meter = Arc::new(load_meter(store.as_ref(), clock.now_unix(), offset).await?);
+        let leased = store.cluster().is_some() && config.store.quota_mode == QuotaMode::Lease;
+        let now = clock.now_unix();
+        let meter = Arc::new(load_meter(store.as_ref(), now, offset, leased).await?);
         let index = Arc::new(KeyIndex::default());
         store.for_each_key(&mut |key| index.upsert(&key)).await?;
         let metrics = Arc::new(Metrics::new());
@@ -153,6 +163,12 @@ impl Gateway {
             verifier: Default::default(),
             write_lock: Default::default(),
         };
+        let health = Arc::new(Health::default());
+        let mut syncer = Syncer::new(manager.clone(), metrics.clone(), health.clone(), cursor);
+        if leased {
+            syncer = syncer.with_leases(config.store.lease_fraction, config.store.lease_ttl);
+        }
+        let syncer = Arc::new(syncer);
         let tls = config
             .listen
             .proxy_tls
@@ -177,15 +193,9 @@ impl Gateway {
             plans: config.plans.iter().map(|p| (p.id, p.clone())).collect(),
             llm: Llm::new(config.upstream.profile, config.prices.clone()),
             kubo: kubo.clone(),
+            leases: syncer.leases.clone(),
         });
         let upstream = state.upstream.clone();
-        let health = Arc::new(Health::default());
-        let syncer = Arc::new(Syncer::new(
-            manager.clone(),
-            metrics.clone(),
-            health.clone(),
-            cursor,
-        ));
         let proxy_listener = bind(config.listen.proxy).await?;
         let api_listener = bind(config.listen.api).await?;
         let proxy_addr = local_addr(&proxy_listener, config.listen.proxy)?;
@@ -243,6 +253,9 @@ impl Gateway {
                     .run(config.store.flush_interval, stopped.clone()),
             ),
         ];
+        if let Some(leases) = &syncer.leases {
+            tasks.push(tokio::spawn(leases.clone().run(stopped.clone())));
+        }
         if let Some((rx, clock)) = feed {
             let feed = Feed {
                 manager: manager.clone(),
@@ -282,6 +295,9 @@ impl Gateway {
         // Requests that finished during the drain may have counted usage after the sync
         // task's last pass.
         self.syncer.once().await;
+        if let Some(leases) = &self.syncer.leases {
+            leases.return_all().await;
+        }
         tracing::info!("tollgate stopped");
     }
 }

@@ -69,6 +69,12 @@ pub struct ClusterMetrics {
     pub changes: IntCounterVec,
     /// Keys, partners and accounts re-read by the periodic reconcile.
     pub reconciled: IntCounter,
+    /// Budget leases this instance holds (lease mode).
+    pub leases_held: IntGauge,
+    /// Lease requests to the store, by what came of them (`granted`, `empty`, `error`).
+    pub lease_grants: IntCounterVec,
+    /// Leases given back, by why (`idle`, `shutdown`, `lapsed`).
+    pub leases_returned: IntCounterVec,
 }
 
 impl ClusterMetrics {
@@ -101,11 +107,36 @@ impl ClusterMetrics {
             "Rows re-read by the periodic reconcile (the safety net under notifications).",
         )
         .expect("valid metric");
+        let leases_held = IntGauge::new(
+            "tollgate_cluster_leases_held",
+            "Budget leases (slices of key cost limits and partner balances) this instance holds.",
+        )
+        .expect("valid metric");
+        let lease_grants = IntCounterVec::new(
+            Opts::new(
+                "tollgate_cluster_lease_grants_total",
+                "Budget lease requests to the store by result (granted, empty: nothing left, \
+                 error: store unreachable).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let leases_returned = IntCounterVec::new(
+            Opts::new(
+                "tollgate_cluster_leases_returned_total",
+                "Budget leases given up, by reason (idle, shutdown, lapsed: not renewed in time).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(store_up.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(sync_seconds.clone()),
             Box::new(changes.clone()),
             Box::new(reconciled.clone()),
+            Box::new(leases_held.clone()),
+            Box::new(lease_grants.clone()),
+            Box::new(leases_returned.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -113,11 +144,20 @@ impl ClusterMetrics {
         for kind in ["key", "partner", "account", "resync"] {
             changes.with_label_values(&[kind]);
         }
+        for result in ["granted", "empty", "error"] {
+            lease_grants.with_label_values(&[result]);
+        }
+        for reason in ["idle", "shutdown", "lapsed"] {
+            leases_returned.with_label_values(&[reason]);
+        }
         ClusterMetrics {
             store_up,
             sync_seconds,
             changes,
             reconciled,
+            leases_held,
+            lease_grants,
+            leases_returned,
         }
     }
 }

@@ -86,11 +86,12 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
-        Cluster::start_as(n, None).await
+        Cluster::start_as(n, None, "lease").await
     }
 
-    /// `n` instances; with `role`, they connect as that role (made the schema's owner).
-    async fn start_as(n: usize, role: Option<&str>) -> Cluster {
+    /// `n` instances sharing money limits in `quota_mode`; with `role`, they connect as that
+    /// role (made the schema's owner).
+    async fn start_as(n: usize, role: Option<&str>, quota_mode: &str) -> Cluster {
         let echo = tollgate::echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .unwrap();
@@ -116,6 +117,7 @@ impl Cluster {
             let text = format!(
                 "[listen]\nproxy = \"127.0.0.1:{proxy}\"\napi = \"127.0.0.1:{api}\"\n\
                  [store]\nurl = \"{}\"\nsync_interval = \"100ms\"\n\
+                 quota_mode = \"{quota_mode}\"\n\
                  [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\
                  [security]\nsecret = \"cluster-test-secret-0123456789abcdef\"\n\
                  [management]\ncalls_per_minute = 100000\ncalls_per_day = 1000000\n\
@@ -296,8 +298,8 @@ async fn key_changes_on_one_instance_are_in_force_on_the_others() {
 }
 
 #[tokio::test]
-async fn a_daily_cost_limit_spent_on_one_instance_counts_on_the_others() {
-    let cl = Cluster::start(3).await;
+async fn sync_mode_a_daily_cost_limit_spent_on_one_instance_counts_on_the_others() {
+    let cl = Cluster::start_as(3, None, "sync").await;
     top_up(&cl, 100_000_000).await;
     // 10 paid calls fit in the limit.
     let (id, key) = cl.create_key(json!({"daily_cost_limit_usd": 0.10})).await;
@@ -326,8 +328,8 @@ async fn a_daily_cost_limit_spent_on_one_instance_counts_on_the_others() {
 }
 
 #[tokio::test]
-async fn a_partner_balance_spent_on_one_instance_counts_on_the_others() {
-    let mut cl = Cluster::start(2).await;
+async fn sync_mode_a_partner_balance_spent_on_one_instance_counts_on_the_others() {
+    let mut cl = Cluster::start_as(2, None, "sync").await;
     top_up(&cl, 50_000).await; // 5 paid calls
     let (_, key) = cl.create_key(json!({})).await;
     // The top-up is read back by every instance's next sync.
@@ -450,7 +452,7 @@ async fn readiness(cl: &Cluster, i: usize) -> (Value, String) {
 #[tokio::test]
 async fn with_the_store_unreachable_the_data_plane_serves_and_nothing_is_lost() {
     let role = format!("tgr_{}", uuid::Uuid::new_v4().simple());
-    let cl = Cluster::start_as(1, Some(&role)).await;
+    let cl = Cluster::start_as(1, Some(&role), "lease").await;
     top_up(&cl, 100_000_000).await;
     let (id, key) = cl.create_key(json!({})).await;
     cl.until_status(0, "/paid", &key, 200).await;
@@ -517,4 +519,105 @@ async fn with_the_store_unreachable_the_data_plane_serves_and_nothing_is_lost() 
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&test_url()).await.unwrap();
     sqlx::query(&schema_less).execute(&mut conn).await.unwrap();
+}
+
+/// Sends paid requests through every instance at once (six clients each) until each client is
+/// refused with `refusal`; the number admitted.
+async fn hammer(cl: &Cluster, key: &str, refusal: u16) -> u64 {
+    for i in 0..cl.nodes.len() {
+        cl.until_status(i, "/free", key, 200).await;
+    }
+    let mut clients = Vec::new();
+    for node in &cl.nodes {
+        for _ in 0..6 {
+            let (c, url, key) = (cl.c.clone(), format!("{}/paid", node.proxy), key.to_string());
+            clients.push(tokio::spawn(async move {
+                let mut admitted = 0;
+                loop {
+                    let resp = c.get(&url).bearer_auth(&key).send().await.unwrap();
+                    match resp.status().as_u16() {
+                        200 => admitted += 1,
+                        s if s == refusal => return admitted,
+                        s => panic!("unexpected {s}: {}", resp.text().await.unwrap()),
+                    }
+                }
+            }));
+        }
+    }
+    let mut admitted = 0;
+    for client in clients {
+        admitted += client.await.unwrap();
+    }
+    admitted
+}
+
+/// After `hammer`: what idle instances give back is spent through the others, until exactly
+/// `limit` requests were admitted in all (never one more); then every instance refuses.
+async fn spend_the_rest(cl: &Cluster, key: &str, refusal: u16, mut admitted: u64, limit: u64) {
+    let start = Instant::now();
+    let mut i = 0;
+    while admitted < limit {
+        match cl.get(i % cl.nodes.len(), "/paid", key).await {
+            200 => admitted += 1,
+            s if s == refusal => tokio::time::sleep(Duration::from_millis(20)).await,
+            s => panic!("unexpected {s}"),
+        }
+        i += 1;
+        assert!(
+            start.elapsed() < DEADLINE,
+            "only {admitted} of {limit} admitted: budget stranded in leases"
+        );
+    }
+    assert_eq!(admitted, limit);
+    for i in 0..cl.nodes.len() {
+        assert_eq!(cl.get(i, "/paid", key).await, refusal, "overshoot on {i}");
+    }
+}
+
+#[tokio::test]
+async fn lease_mode_a_cost_limit_and_a_balance_hammered_through_three_instances_never_overshoot() {
+    let mut cl = Cluster::start(3).await;
+    top_up(&cl, 400_000).await; // 40 paid calls
+    for i in 0..3 {
+        cl.until_balance(i, |b| b > 0.3999).await;
+    }
+    // A daily limit of 25 calls, spent from every instance at once.
+    let (id, limited) = cl.create_key(json!({"daily_cost_limit_usd": 0.25})).await;
+    let admitted = hammer(&cl, &limited, 429).await;
+    assert!(admitted <= 25, "{admitted} admitted, the limit is 25");
+    spend_the_rest(&cl, &limited, 429, admitted, 25).await;
+    // The balance (15 calls left), spent by a key without limits.
+    let (_, open) = cl.create_key(json!({})).await;
+    let admitted = hammer(&cl, &open, 402).await;
+    assert!(admitted <= 15, "{admitted} admitted, the balance holds 15");
+    spend_the_rest(&cl, &open, 402, admitted, 15).await;
+    for i in 0..3 {
+        cl.until_balance(i, |b| b.abs() < 1e-9).await;
+    }
+    cl.until_cost(1, &id, 0.25).await;
+    // Stopped instances give their leases back; the store holds exactly what was spent.
+    for node in &mut cl.nodes {
+        node.stop();
+    }
+    let url = cl.schema.as_ref().unwrap().url.clone();
+    let store = tollgate::store::postgres::PostgresStore::open(&url, Default::default())
+        .await
+        .unwrap();
+    let pool = store.pool();
+    let leases: i64 = sqlx::query_scalar("SELECT count(*) FROM leases")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(leases, 0, "every lease was given back");
+    let (balance, cost): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT balance_micros FROM partners), (SELECT value FROM counters \
+         WHERE scope = 'key' AND scope_id = $1 AND metric = 'cost_micros' \
+         AND time_window <> 'lifetime')",
+    )
+    .bind(&id)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((balance, cost), (0, 250_000));
+    cl.finish().await;
 }

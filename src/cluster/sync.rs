@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::health::Health;
+use super::lease::Leases;
 use crate::manage::Manager;
 use crate::meter::{Batch, Meter};
 use crate::metrics::Metrics;
@@ -30,9 +31,11 @@ pub struct Syncer {
     /// Counter sequence number read back last (shared store).
     cursor: AtomicI64,
     shared: bool,
-    /// One pass at a time (the task's, shutdown's, a test's): the read-back balances assume
-    /// no other batch is in flight.
-    pass: tokio::sync::Mutex<()>,
+    /// One pass at a time (the task's, shutdown's, a test's, a lease grant): the read-back
+    /// balances and lease caps assume no other batch is in flight.
+    pass: Arc<tokio::sync::Mutex<()>>,
+    /// Budget leases (lease mode on a shared store).
+    pub leases: Option<Arc<Leases>>,
 }
 
 impl Syncer {
@@ -45,8 +48,18 @@ impl Syncer {
             health,
             cursor: AtomicI64::new(cursor),
             shared,
-            pass: tokio::sync::Mutex::new(()),
+            pass: Arc::default(),
+            leases: None,
         }
+    }
+
+    /// This syncer, keeping budget leases in lease mode (`fraction` of what is left at a
+    /// time, lasting `ttl` past their last renewal).
+    pub fn with_leases(mut self, fraction: f64, ttl: Duration) -> Self {
+        let store = self.manager.store.clone();
+        let leases = Leases::new(store, self.metrics.clone(), fraction, ttl, self.pass.clone());
+        self.leases = Some(Arc::new(leases));
+        self
     }
 
     /// Syncs every `every` (and when woken through `Meter::sync_now`) until `stopped`, then
@@ -70,6 +83,9 @@ impl Syncer {
         self.usage().await;
         self.llm_usage().await;
         self.touches().await;
+        if let Some(leases) = &self.leases {
+            leases.maintain_locked().await;
+        }
     }
 
     fn failed(&self, what: &'static str, err: &StoreError) {
@@ -98,6 +114,7 @@ impl Syncer {
         }
         let since = self.cursor.load(Ordering::Acquire);
         let started = Instant::now();
+        let started_ms = self.leases.as_ref().map_or(0, |l| l.clock_ms());
         match self
             .manager
             .store
@@ -113,6 +130,9 @@ impl Syncer {
                 if self.shared {
                     meter.apply_synced(&synced, now);
                     self.cursor.store(synced.cursor, Ordering::Release);
+                }
+                if let Some(leases) = &self.leases {
+                    leases.apply_synced(&synced.leases, started_ms).await;
                 }
             }
             Err(err) => {

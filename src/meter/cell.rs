@@ -18,8 +18,8 @@ pub struct Slot {
     flushed: AtomicU64,
     /// What other instances have used in this window, as of the last sync (0 alone).
     others: AtomicU64,
-    /// The most this instance may commit, for budget leases (what it has synced plus the
-    /// budget it holds); `u64::MAX` = no cap. Nothing sets it yet: leases are not built (#12).
+    /// The most this instance may commit under a limit, in lease mode (what it has synced
+    /// plus the budget lease it holds); `u64::MAX` = no cap.
     cap: AtomicU64,
 }
 
@@ -71,43 +71,84 @@ impl Slot {
             .store(total.saturating_sub(self.flushed()), Ordering::Release);
     }
 
-    /// Lease mode: the most this instance may commit (`u64::MAX` = no lease cap).
+    /// Lease mode: the most this instance may commit under a limit (`u64::MAX` = no cap).
     pub fn cap(&self) -> u64 {
-        self.cap.load(Ordering::Acquire)
+        self.cap.load(Ordering::SeqCst)
     }
 
-    /// Lease mode: sets the cap (what this instance synced plus the budget it holds).
+    /// Lease mode: sets the cap (what this instance has synced plus the lease it holds).
     pub fn set_cap(&self, cap: u64) {
-        self.cap.store(cap, Ordering::Release);
+        self.cap.store(cap, Ordering::SeqCst);
+    }
+
+    /// Lease mode: lowers the cap to what is synced, unless something is unsynced or reserved
+    /// (then the cap is left as it was). `true` if the whole lease can be given back.
+    ///
+    /// Exact against concurrent reservations: the cap is stored before `committed` is read,
+    /// and a reservation re-reads the cap after its own compare-and-swap (both sequentially
+    /// consistent), so either this sees the reservation or the reservation sees the new cap
+    /// and rolls itself back.
+    pub fn try_drop_lease(&self) -> bool {
+        let before = self.cap.load(Ordering::SeqCst);
+        let synced = self.flushed();
+        self.cap.store(synced, Ordering::SeqCst);
+        if self.committed.load(Ordering::SeqCst) > synced {
+            self.cap.store(before, Ordering::SeqCst);
+            return false;
+        }
+        true
     }
 
     /// Reserves `amount` if `committed + others + amount <= limit` (always, without a limit)
-    /// and, for a leased slot, `committed + amount <= cap`. One compare-and-swap loop:
-    /// concurrent callers can never jointly pass the limit.
+    /// and, for a limited slot, `committed + amount <= cap` (the lease). One compare-and-swap
+    /// loop: concurrent callers can never jointly pass the limit or the cap.
     pub fn try_reserve(&self, amount: u64, limit: Option<u64>) -> bool {
+        let Some(limit) = limit else {
+            return self
+                .committed
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_add(amount))
+                .is_ok();
+        };
         let others = self.others.load(Ordering::Acquire);
-        let cap = self.cap.load(Ordering::Acquire);
-        self.committed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+        let cap = self.cap.load(Ordering::SeqCst);
+        let reserved = self
+            .committed
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
                 let next = c.checked_add(amount)?;
-                if next > cap {
-                    return None;
-                }
-                match limit {
-                    Some(limit) if next.saturating_add(others) > limit => None,
-                    _ => Some(next),
-                }
-            })
-            .is_ok()
+                (next <= cap && next.saturating_add(others) <= limit).then_some(next)
+            });
+        match reserved {
+            Ok(c) if c + amount > self.cap.load(Ordering::SeqCst) => {
+                // The lease was given back meanwhile (`try_drop_lease`).
+                self.release(amount);
+                false
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Whether `amount` more would fit under `limit` but not under the cap: a bigger lease
+    /// would let it in.
+    pub fn short_of_lease(&self, amount: u64, limit: u64) -> bool {
+        let next = self.committed().saturating_add(amount);
+        next > self.cap() && next.saturating_add(self.others.load(Ordering::Acquire)) <= limit
+    }
+
+    /// How much more than the cap `amount` would commit (0 if it fits).
+    pub fn lease_shortfall(&self, amount: u64) -> u64 {
+        self.committed()
+            .saturating_add(amount)
+            .saturating_sub(self.cap())
     }
 
     /// Whether anything is left under `limit` (for amounts not known up front).
     pub fn has_room(&self, limit: Option<u64>) -> bool {
         let committed = self.committed();
-        committed < self.cap()
-            && limit.is_none_or(|limit| {
-                committed.saturating_add(self.others.load(Ordering::Acquire)) < limit
-            })
+        limit.is_none_or(|limit| {
+            committed < self.cap()
+                && committed.saturating_add(self.others.load(Ordering::Acquire)) < limit
+        })
     }
 
     /// Gives back `amount` of a reservation that was not used.
@@ -238,17 +279,60 @@ mod tests {
     fn a_leased_slot_never_commits_past_its_cap() {
         let s = slot();
         s.set_cap(50);
-        assert!(s.try_reserve(50, None));
+        assert!(s.try_reserve(50, Some(1_000)));
         assert!(
             !s.try_reserve(1, Some(1_000)),
             "the cap binds before the limit"
         );
-        assert!(!s.has_room(None));
+        assert!(s.short_of_lease(1, 1_000));
+        assert_eq!(s.lease_shortfall(30), 30);
+        assert!(!s.short_of_lease(1_000, 1_000), "the limit itself refuses");
+        assert!(!s.has_room(Some(1_000)));
+        assert!(s.try_reserve(1, None), "an unlimited slot has no lease");
+        s.release(1);
         s.record(50, 50);
         assert_eq!(s.take_unflushed(), 50);
-        assert!(!s.try_reserve(1, None), "flushing does not raise the cap");
+        assert!(
+            !s.try_reserve(1, Some(1_000)),
+            "flushing does not raise the cap"
+        );
         s.set_cap(80);
-        assert!(s.try_reserve(30, None));
+        assert!(s.try_reserve(30, Some(1_000)));
+    }
+
+    #[test]
+    fn a_lease_is_given_back_only_when_nothing_rests_on_it() {
+        let s = slot();
+        s.set_cap(100);
+        assert!(s.try_reserve(10, Some(1_000)));
+        assert!(!s.try_drop_lease(), "a reservation rests on it");
+        assert_eq!(s.cap(), 100, "the cap is left as it was");
+        s.record(10, 10);
+        assert!(!s.try_drop_lease(), "unsynced usage rests on it");
+        s.take_unflushed();
+        assert!(s.try_drop_lease());
+        assert_eq!(s.cap(), 10);
+        assert!(!s.try_reserve(1, Some(1_000)));
+    }
+
+    #[test]
+    fn dropping_a_lease_under_concurrent_reservations_never_loses_one() {
+        // Whatever the interleaving: either the drop fails (and the reservations stand) or
+        // it succeeds and every reservation after it was refused or rolled back.
+        for _ in 0..200 {
+            let s = Arc::new(slot());
+            s.set_cap(1_000);
+            let reserver = {
+                let s = s.clone();
+                std::thread::spawn(move || (0..50).filter(|_| s.try_reserve(1, Some(1_000))).count())
+            };
+            let dropped = s.try_drop_lease();
+            let admitted = reserver.join().unwrap() as u64;
+            assert_eq!(s.committed(), admitted);
+            if dropped {
+                assert_eq!(admitted, 0, "a reservation passed a dropped lease");
+            }
+        }
     }
 
     #[test]

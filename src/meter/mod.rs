@@ -159,6 +159,9 @@ pub struct Meter {
     initial: Initial,
     /// Calendar offset from UTC in seconds (`[metering] utc_offset`).
     offset: i64,
+    /// Lease mode (`store.quota_mode = "lease"` on a shared store): key cost limits and
+    /// partner balances admit only against budget leases (see `cluster::lease`).
+    leases: bool,
     /// Slots replaced by a window rollover, flushed one last time.
     pub retired: Retired,
     /// A batch whose write failed, retried before any new one with the same idempotency
@@ -207,6 +210,7 @@ impl Meter {
     pub fn with_offset(initial: Initial, offset: i64) -> Self {
         Meter {
             offset,
+            leases: false,
             keys: DashMap::new(),
             accounts: DashMap::new(),
             partners: DashMap::new(),
@@ -217,6 +221,18 @@ impl Meter {
             synced_windows: Mutex::new(Vec::new()),
             llm: Default::default(),
         }
+    }
+
+    /// This meter in lease mode: new key cost counters and partner balances start with no
+    /// lease, so they admit nothing limited until one is granted.
+    pub fn leased(mut self) -> Self {
+        self.leases = true;
+        self
+    }
+
+    /// Whether the meter is in lease mode.
+    pub fn is_leased(&self) -> bool {
+        self.leases
     }
 
     /// The day label (`YYYY-MM-DD`, in the configured offset) of `now`.
@@ -230,11 +246,15 @@ impl Meter {
             live.update(p);
             return live.clone();
         }
+        let spent = Slot::new(0, i64::MAX, "lifetime".into(), 0);
+        if self.leases {
+            spent.set_cap(0);
+        }
         let live = Arc::new(PartnerLive {
             id: p.id,
             credit: AtomicI64::new(p.balance_micros),
             shown: AtomicI64::new(p.balance_micros),
-            spent: Arc::new(Slot::new(0, i64::MAX, "balance".into(), 0)),
+            spent: Arc::new(spent),
             tier_ppm: AtomicU64::new(p.tier_multiplier_ppm),
             suspended: AtomicBool::new(p.suspended),
             usage: self.usage(Scope::Partner, p.id, now),
@@ -277,7 +297,14 @@ impl Meter {
     }
 
     fn usage(&self, scope: Scope, id: Uuid, now: i64) -> Arc<ScopeUsage> {
-        Arc::new(ScopeUsage::new(scope, id, now, self.offset, &self.initial))
+        Arc::new(ScopeUsage::new(
+            scope,
+            id,
+            now,
+            self.offset,
+            &self.initial,
+            self.leases,
+        ))
     }
 
     /// The day label of `now` in the metering calendar.

@@ -87,8 +87,16 @@ pub struct ScopeUsage {
 
 impl ScopeUsage {
     /// Counters for `scope`/`id`, starting from what the store holds for the windows of `now`
-    /// in the calendar `offset` seconds east of UTC.
-    pub fn new(scope: Scope, id: Uuid, now: i64, offset: i64, initial: &Initial) -> Self {
+    /// in the calendar `offset` seconds east of UTC. With `leases`, a key's cost counters
+    /// admit only against budget leases.
+    pub fn new(
+        scope: Scope,
+        id: Uuid,
+        now: i64,
+        offset: i64,
+        initial: &Initial,
+        leases: bool,
+    ) -> Self {
         let cell = |metric: Metric, window: Window| {
             let used = initial
                 .get(&(scope, id, metric, window.label_in(offset, now)))
@@ -99,6 +107,7 @@ impl ScopeUsage {
                 metric,
                 window,
                 offset,
+                leased: leases && scope == Scope::Key && metric == Metric::Cost,
             };
             WindowedCell::new(owner, now, used)
         };

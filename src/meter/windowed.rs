@@ -21,6 +21,8 @@ pub struct Owner {
     pub window: Window,
     /// The calendar's offset from UTC in seconds (`[metering] utc_offset`).
     pub offset: i64,
+    /// Lease mode: each new slot starts with no lease (cap = what it holds already).
+    pub leased: bool,
 }
 
 /// Slots retired by a rollover, waiting for their final flush.
@@ -78,12 +80,16 @@ impl WindowedCell {
 fn new_slot(owner: Owner, now: i64, used: u64) -> Slot {
     let (window, offset) = (owner.window, owner.offset);
     let end = window.end_in(offset, now).unwrap_or(i64::MAX);
-    Slot::new(
+    let slot = Slot::new(
         window.start_in(offset, now),
         end,
         window.label_in(offset, now),
         used,
-    )
+    );
+    if owner.leased {
+        slot.set_cap(used);
+    }
+    slot
 }
 
 #[cfg(test)]
@@ -97,6 +103,7 @@ mod tests {
             metric: Metric::Cost,
             window,
             offset: 0,
+            leased: false,
         }
     }
 

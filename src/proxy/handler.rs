@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use std::collections::HashMap;
 
+use crate::cluster::lease::Leases;
 use crate::config::model::{Plan, RouteAction};
 use crate::domain::clock::Clock;
 use crate::domain::decision::{Decision, Denial, DenyCode};
@@ -65,6 +66,8 @@ pub struct ProxyState {
     pub llm: Option<Llm>,
     /// The pin and IPNS-name ledger (kubo profile).
     pub kubo: Option<Arc<Kubo>>,
+    /// Budget leases money limits are spent from (lease mode on a shared store).
+    pub leases: Option<Arc<Leases>>,
 }
 
 /// A request that passed admission.
@@ -188,8 +191,9 @@ async fn serve(
         kubo: kubo_call,
         ..
     } = checked;
-    let ticket =
-        admit_quotas(state, &entry, content_length, estimate, now).map_err(|d| (d, Some(key)))?;
+    let ticket = admit_quotas(state, &entry, content_length, estimate, now)
+        .await
+        .map_err(|d| (d, Some(key)))?;
     state.index.mark_used(&entry, now);
     let mut add = None;
     if let (Some(kubo), Some((command, query))) = (&state.kubo, kubo_call) {
@@ -376,8 +380,10 @@ fn authorize(
     })
 }
 
-/// Rate, concurrency, cost, balance and byte quotas of key, account and partner.
-fn admit_quotas(
+/// Rate, concurrency, cost, balance and byte quotas of key, account and partner. In lease mode
+/// a request refused by a budget lease (not by the limit itself) waits for a bigger lease and
+/// is admitted again, once.
+async fn admit_quotas(
     state: &ProxyState,
     entry: &KeyEntry,
     content_length: Option<u64>,
@@ -398,15 +404,34 @@ fn admit_quotas(
         content_length,
         cost_estimate,
     };
-    let mut ticket = quota::admit(
-        &entry.key,
-        links,
-        &entry.live.in_flight,
-        &state.plans,
-        &state.meter.retired,
-        facts,
-        now,
-    )?;
+    let admit = || {
+        quota::admit(
+            &entry.key,
+            links,
+            &entry.live.in_flight,
+            &state.plans,
+            &state.meter.retired,
+            facts,
+            now,
+        )
+    };
+    let mut ticket = match (admit(), &state.leases) {
+        (Err(denial), Some(leases)) if denial.code.is_money() => {
+            let retired = &state.meter.retired;
+            let wants = Leases::wants(&entry.key, links, cost_estimate, retired, now);
+            match leases.refill_for(wants).await {
+                Ok(true) => admit()?,
+                Ok(false) => return Err(denial),
+                Err(err) => {
+                    tracing::warn!(error = %err, "no budget lease: the store is unreachable");
+                    let message = "no budget could be leased for this request: the store is \
+                                   unreachable; retry shortly";
+                    return Err(Denial::with_message(denial.code, message).retry_after(1));
+                }
+            }
+        }
+        (admitted, _) => admitted?,
+    };
     ticket.count_cost_into(state.metrics.cost_micros.clone());
     Ok(ticket)
 }

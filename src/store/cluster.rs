@@ -110,8 +110,8 @@ pub trait ClusterStore: Send + Sync {
     /// seconds).
     async fn hit(&self, bucket: &str, now: i64, expires_at: i64) -> Result<u64, StoreError>;
     /// Grants this instance more of each budget, in one transaction: at least `need` and
-    /// about `fraction` of what is left (the limit less what is counted and every other
-    /// unexpired lease), never more than is left. Returns this instance's whole lease of each,
+    /// about `fraction` of what is left (the limit less what is counted and every unexpired
+    /// lease), never more than is left, and nothing when less than `need` is left. Returns this instance's whole lease of each,
     /// in order. Expired leases of any instance are reclaimed first. Leases are renewed (and
     /// reduced by what each sync applies) by `apply_usage`, whose `Synced::leases` lists them.
     async fn grant_leases(&self, requests: &[LeaseRequest]) -> Result<Vec<u64>, StoreError>;

@@ -78,8 +78,14 @@ impl PostgresStore {
             }
         };
         let left = budget.saturating_sub(others).saturating_sub(mine).max(0) as u64;
+        // A slice smaller than the need is of no use here and would strand budget another
+        // instance could spend: then nothing is granted.
         let share = (left as f64 * request.fraction).ceil() as u64;
-        let grant = share.max(request.need).min(left);
+        let grant = if left < request.need {
+            0
+        } else {
+            share.max(request.need).min(left)
+        };
         if grant == 0 {
             return Ok(mine.max(0) as u64);
         }

@@ -16,7 +16,7 @@ use crate::store::cluster::Change;
 use crate::store::postgres::{PgSettings, PostgresStore};
 use crate::store::{KeyChange, StoreError};
 
-fn partner() -> Partner {
+pub(super) fn partner() -> Partner {
     Partner {
         id: Uuid::new_v4(),
         name: "p".into(),
@@ -29,7 +29,7 @@ fn partner() -> Partner {
     }
 }
 
-fn account(p: &Partner) -> Account {
+pub(super) fn account(p: &Partner) -> Account {
     Account {
         id: Uuid::new_v4(),
         partner_id: p.id,

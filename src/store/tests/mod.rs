@@ -4,6 +4,7 @@
 //! skip.
 
 mod cluster;
+mod lease;
 mod suite;
 
 use std::ops::Deref;
