@@ -530,7 +530,11 @@ async fn hammer(cl: &Cluster, key: &str, refusal: u16) -> u64 {
     let mut clients = Vec::new();
     for node in &cl.nodes {
         for _ in 0..6 {
-            let (c, url, key) = (cl.c.clone(), format!("{}/paid", node.proxy), key.to_string());
+            let (c, url, key) = (
+                cl.c.clone(),
+                format!("{}/paid", node.proxy),
+                key.to_string(),
+            );
             clients.push(tokio::spawn(async move {
                 let mut admitted = 0;
                 loop {

@@ -6,9 +6,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::kubo::{FakeKubo, OVERHEAD, cid_of, cid_v1_of};
-use common::{Options, TestGateway, denial};
+use common::{Options, TestGateway, denial, eventually};
 use serde_json::{Value, json};
+use tollgate::store::postgres::scratch::{Schema, test_url};
 
 /// Plan 1: 3 pins, 1000 pinned bytes, 2 IPNS names. Plan 2: no limits.
 const PLANS: &str = r#"
@@ -617,4 +620,175 @@ async fn pin_update_onto_a_cid_another_account_holds() {
     // Bob's pin of `new` survives Alice letting go of it.
     ok_json(rpc(&t, &alice, "pin/rm", &format!("arg={new}")).await).await;
     assert!(kubo.pinned(&new));
+}
+
+// Across instances: two gateways on one PostgreSQL schema in front of one node.
+
+/// Two instances (A, B) sharing a PostgreSQL schema, in front of one node.
+struct Pair2 {
+    a: TestGateway,
+    b: TestGateway,
+    kubo: FakeKubo,
+    schema: Option<Schema>,
+}
+
+impl Pair2 {
+    async fn start() -> Pair2 {
+        let kubo = FakeKubo::start().await;
+        let schema = Schema::create(&test_url()).await.expect("schema");
+        let a = TestGateway::with(Options {
+            top: "default_plan = 1\n".into(),
+            extra: PLANS.into(),
+            upstream_url: Some(kubo.url.clone()),
+            profile: Some("kubo"),
+            store_url: Some(schema.url.clone()),
+            ..Options::default()
+        })
+        .await;
+        let b = a.beside().await;
+        Pair2 {
+            a,
+            b,
+            kubo,
+            schema: Some(schema),
+        }
+    }
+
+    /// Account `uuid`, made through A, once its key works on B too.
+    async fn account(&self, uuid: &str) -> Pair {
+        let pair = account(&self.a, uuid).await;
+        let known = eventually(Duration::from_secs(5), || async {
+            rpc(&self.b, &pair, "pin/ls", "").await.status() == 200
+        })
+        .await;
+        assert!(known, "the key never reached B");
+        pair
+    }
+
+    async fn finish(mut self) {
+        self.a.shutdown().await;
+        self.b.shutdown().await;
+        self.schema.take().unwrap().drop().await.unwrap();
+    }
+}
+
+/// The status of a `cmd` through `t`, and its body.
+async fn status(t: &TestGateway, pair: &Pair, cmd: &str, query: &str) -> (u16, String) {
+    let resp = rpc(t, pair, cmd, query).await;
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn across_instances_a_pin_is_listed_everywhere_and_counted_once() {
+    let p = Pair2::start().await;
+    let alice = p.account("alice").await;
+    let (cid, size) = p.kubo.provide(b"pinned through A");
+    ok_json(rpc(&p.a, &alice, "pin/add", &format!("arg={cid}")).await).await;
+    let ls = ok_json(rpc(&p.b, &alice, "pin/ls", "").await).await;
+    assert_eq!(
+        ls,
+        json!({"Keys": {cid.clone(): {"Type": "recursive", "Name": ""}}})
+    );
+    // Pinned again through B: already held, counted once.
+    ok_json(rpc(&p.b, &alice, "pin/add", &format!("arg={cid}")).await).await;
+    for t in [&p.a, &p.b] {
+        let s = stats(t, "alice").await;
+        assert_eq!(
+            (s["pinned_count"].clone(), s["pinned_bytes"].clone()),
+            (json!(1), json!(size))
+        );
+    }
+    assert_eq!(p.kubo.calls("pin/add?"), 1, "the node pinned it once");
+    // Removed through B, where it was not pinned.
+    ok_json(rpc(&p.b, &alice, "pin/rm", &format!("arg={cid}")).await).await;
+    assert!(!p.kubo.pinned(&cid));
+    assert_eq!(stats(&p.a, "alice").await["pinned_count"], 0);
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn across_instances_pins_and_unpins_of_one_cid_at_the_same_moment_keep_node_and_ledger_in_step()
+ {
+    let p = Pair2::start().await;
+    let (alice, bob) = (p.account("alice").await, p.account("bob").await);
+    let (cid, _) = p.kubo.provide(b"contended");
+    let arg = format!("arg={cid}");
+    // Each round, Alice (through A) and Bob (through B) act on the CID at the same moment.
+    let rounds = [
+        ("pin/add", "pin/add"),
+        ("pin/rm", "pin/rm"),
+        ("pin/add", "pin/add"),
+        ("pin/rm", "pin/add"),
+        ("pin/add", "pin/rm"),
+        ("pin/rm", "pin/add"),
+        ("pin/add", "pin/rm"),
+        ("pin/add", "pin/add"),
+        ("pin/rm", "pin/rm"),
+    ];
+    let (mut alice_holds, mut bob_holds) = (false, false);
+    for (alice_cmd, bob_cmd) in rounds {
+        let (ra, rb) = tokio::join!(
+            status(&p.a, &alice, alice_cmd, &arg),
+            status(&p.b, &bob, bob_cmd, &arg)
+        );
+        assert_eq!(ra.0, 200, "{alice_cmd}: {}", ra.1);
+        assert_eq!(rb.0, 200, "{bob_cmd}: {}", rb.1);
+        alice_holds = alice_cmd == "pin/add";
+        bob_holds = bob_cmd == "pin/add";
+        assert_eq!(
+            p.kubo.pinned(&cid),
+            alice_holds || bob_holds,
+            "after {alice_cmd} / {bob_cmd} the node pins it iff an account holds it"
+        );
+        for (who, holds) in [("alice", alice_holds), ("bob", bob_holds)] {
+            let count = stats(&p.a, who).await["pinned_count"].clone();
+            assert_eq!(
+                count,
+                json!(u64::from(holds)),
+                "{who} after {alice_cmd} / {bob_cmd}"
+            );
+        }
+    }
+    assert!(!alice_holds && !bob_holds && !p.kubo.pinned(&cid));
+    p.finish().await;
+}
+
+#[tokio::test]
+async fn across_instances_plan_limits_hold() {
+    let p = Pair2::start().await;
+    let alice = p.account("alice").await;
+    // Plan 1: 3 pins. One is made; four more are asked for at once, two through each instance.
+    let cids: Vec<String> = (0..5)
+        .map(|i| p.kubo.provide(format!("file {i}").as_bytes()).0)
+        .collect();
+    ok_json(rpc(&p.a, &alice, "pin/add", &format!("arg={}", cids[0])).await).await;
+    let asked = cids[1..].iter().enumerate().map(|(i, cid)| {
+        let t = if i % 2 == 0 { &p.a } else { &p.b };
+        let (alice, arg) = (alice.clone(), format!("arg={cid}"));
+        async move { status(t, &alice, "pin/add", &arg).await }
+    });
+    let answers = futures_util::future::join_all(asked).await;
+    let admitted = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(admitted, 2, "{answers:?}");
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200 || *s == 429),
+        "{answers:?}"
+    );
+    assert_eq!(stats(&p.b, "alice").await["pinned_count"], 3);
+    let pinned = cids.iter().filter(|c| p.kubo.pinned(c)).count();
+    assert_eq!(pinned, 3, "the node holds exactly what the ledger counts");
+    // Plan 1: 2 IPNS names; three asked for at once.
+    let names = ["n1", "n2", "n3"].map(|n| {
+        let t = if n == "n2" { &p.b } else { &p.a };
+        let (alice, arg) = (alice.clone(), format!("arg={n}"));
+        async move { status(t, &alice, "key/gen", &arg).await }
+    });
+    let answers = futures_util::future::join_all(names).await;
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        2,
+        "{answers:?}"
+    );
+    assert_eq!(own_stats(&p.b, &alice).await["ipns"], 2);
+    p.finish().await;
 }

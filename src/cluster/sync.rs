@@ -57,7 +57,13 @@ impl Syncer {
     /// time, lasting `ttl` past their last renewal).
     pub fn with_leases(mut self, fraction: f64, ttl: Duration) -> Self {
         let store = self.manager.store.clone();
-        let leases = Leases::new(store, self.metrics.clone(), fraction, ttl, self.pass.clone());
+        let leases = Leases::new(
+            store,
+            self.metrics.clone(),
+            fraction,
+            ttl,
+            self.pass.clone(),
+        );
         self.leases = Some(Arc::new(leases));
         self
     }

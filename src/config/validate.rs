@@ -16,7 +16,8 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
 use super::model::{
-    Config, Limits, Listen, Log, LogFormat, Management, Metering, QuotaMode, StoreConfig, StoreUrl, TlsFiles,
+    Config, Limits, Listen, Log, LogFormat, Management, Metering, QuotaMode, StoreConfig, StoreUrl,
+    TlsFiles,
 };
 use super::units;
 

@@ -30,7 +30,10 @@ impl DenyCode {
     /// Whether a money limit (a cost quota, a balance) may be what refused: in lease mode a
     /// bigger budget lease may admit the request.
     pub fn is_money(self) -> bool {
-        matches!(self, DenyCode::QuotaExceeded | DenyCode::InsufficientBalance)
+        matches!(
+            self,
+            DenyCode::QuotaExceeded | DenyCode::InsufficientBalance
+        )
     }
 
     /// Every code, for metrics pre-registration and tests.

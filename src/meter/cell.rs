@@ -106,7 +106,9 @@ impl Slot {
         let Some(limit) = limit else {
             return self
                 .committed
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_add(amount))
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                    c.checked_add(amount)
+                })
                 .is_ok();
         };
         let others = self.others.load(Ordering::Acquire);
@@ -324,7 +326,9 @@ mod tests {
             s.set_cap(1_000);
             let reserver = {
                 let s = s.clone();
-                std::thread::spawn(move || (0..50).filter(|_| s.try_reserve(1, Some(1_000))).count())
+                std::thread::spawn(move || {
+                    (0..50).filter(|_| s.try_reserve(1, Some(1_000))).count()
+                })
             };
             let dropped = s.try_drop_lease();
             let admitted = reserver.join().unwrap() as u64;

@@ -85,6 +85,44 @@ impl PinLedger {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Replaces what the ledger knows of `account` (its pins and names) with the store's rows,
+    /// and of the holders of `holders`' CIDs (a CID asked about and missing there has none):
+    /// on a shared store other instances change them too. Reservations in flight stay.
+    pub fn refresh(
+        &self,
+        account: Uuid,
+        pins: Vec<PinRow>,
+        names: Vec<String>,
+        asked: &[&str],
+        holders: &[(String, u32)],
+    ) {
+        let mut inner = self.lock();
+        let a = inner.account(account);
+        a.pins = pins
+            .into_iter()
+            .map(|r| {
+                let info = PinInfo {
+                    size: r.size,
+                    recursive: r.recursive,
+                };
+                (Arc::from(r.cid), info)
+            })
+            .collect();
+        a.bytes = a.pins.values().map(|p| p.size).sum();
+        a.names = names.into_iter().collect();
+        for cid in asked {
+            let n = holders
+                .iter()
+                .find(|(c, _)| c == cid)
+                .map_or(0, |(_, n)| *n);
+            if n == 0 {
+                inner.holders.remove(*cid);
+            } else {
+                inner.holders.insert(Arc::from(*cid), n);
+            }
+        }
+    }
+
     /// The account's pin of `cid`, if it holds one.
     pub fn get(&self, account: Uuid, cid: &str) -> Option<PinInfo> {
         self.lock().accounts.get(&account)?.pins.get(cid).copied()
@@ -236,7 +274,8 @@ impl Inner {
         let info = a.pins.remove(cid)?;
         a.bytes -= info.size;
         if let Some(n) = self.holders.get_mut(cid) {
-            *n -= 1;
+            // Saturating: on a shared store counts of CIDs not refreshed lately may be stale.
+            *n = n.saturating_sub(1);
             if *n == 0 {
                 self.holders.remove(cid);
             }

@@ -91,6 +91,20 @@ pub struct LeaseRequest {
     pub fraction: f64,
 }
 
+/// One account's part of the kubo ledger as the store holds it, read under the ledger locks
+/// of a [`ClusterStore::lock_ledger`] (or without, for reading).
+#[derive(Default)]
+pub struct LedgerView {
+    /// The account's pins.
+    pub pins: Vec<super::PinRow>,
+    /// The account's IPNS names.
+    pub names: Vec<String>,
+    /// How many accounts hold each CID asked about (missing: none).
+    pub holders: Vec<(String, u32)>,
+    /// Holds the locks until dropped.
+    pub guard: Option<Box<dyn Send + Sync>>,
+}
+
 /// The shared-store side of cluster mode.
 #[async_trait]
 pub trait ClusterStore: Send + Sync {
@@ -115,6 +129,14 @@ pub trait ClusterStore: Send + Sync {
     /// in order. Expired leases of any instance are reclaimed first. Leases are renewed (and
     /// reduced by what each sync applies) by `apply_usage`, whose `Synced::leases` lists them.
     async fn grant_leases(&self, requests: &[LeaseRequest]) -> Result<Vec<u64>, StoreError>;
+    /// Takes the ledger locks of `account` and of each of `items` (CIDs, IPNS names) for every
+    /// instance, in one global order, and reads the account's ledger and the CIDs' holders
+    /// under them. The locks last until the view's `guard` is dropped: pin and unpin on the
+    /// node and record in the store meanwhile, so two instances never interleave on one CID
+    /// or one account's limits.
+    async fn lock_ledger(&self, account: Uuid, items: &[&str]) -> Result<LedgerView, StoreError>;
+    /// The account's ledger as stored now (no locks).
+    async fn read_ledger(&self, account: Uuid) -> Result<LedgerView, StoreError>;
     /// Gives back this instance's leases (what they hold returns to the budget).
     async fn return_leases(&self, leases: &[LeaseId]) -> Result<(), StoreError>;
 }

@@ -46,6 +46,8 @@ pub struct Options {
     pub profile: Option<&'static str>,
     /// Use a fake clock starting at `T0`.
     pub fake_clock: bool,
+    /// A store URL (e.g. a PostgreSQL schema's) instead of a fresh SQLite file.
+    pub store_url: Option<String>,
 }
 
 impl TestGateway {
@@ -69,12 +71,21 @@ impl TestGateway {
             "[management]\ncalls_per_minute = 100000\ncalls_per_day = 1000000\n\
              key_creations_per_hour = 100000\n"
         };
+        let store = opts
+            .store_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("t.db").display()));
+        // Instances sharing a store sync often, so tests see each other's usage quickly.
+        let sync = if opts.store_url.is_some() {
+            "sync_interval = \"100ms\"\n"
+        } else {
+            ""
+        };
         let text = format!(
             "{}\n[listen]\nproxy = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
-             [store]\nurl = \"sqlite://{}\"\n\
+             [store]\nurl = \"{store}\"\n{sync}\
              [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n{management}",
             opts.top,
-            dir.path().join("t.db").display(),
             opts.profile.unwrap_or("generic"),
             opts.upstream_extra,
             opts.extra,
@@ -124,6 +135,28 @@ impl TestGateway {
         self.proxy = format!("http://{}", gateway.proxy_addr);
         self.api = format!("http://{}", gateway.api_addr);
         self.gateway = Some(gateway);
+    }
+
+    /// A second instance on the same (shared) store and upstream, with the same partner.
+    pub async fn beside(&self) -> TestGateway {
+        let config = config::parse(&self.config_text, &|_| None).expect("config");
+        let gateway = Gateway::start(&config)
+            .await
+            .expect("second instance starts");
+        TestGateway {
+            proxy: format!("http://{}", gateway.proxy_addr),
+            api: format!("http://{}", gateway.api_addr),
+            gateway: Some(gateway),
+            echo: echo::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .expect("echo upstream"),
+            dir: tempfile::tempdir().expect("temp dir"),
+            partner_id: self.partner_id,
+            partner_token: self.partner_token.clone(),
+            client: self.client.clone(),
+            clock: None,
+            config_text: self.config_text.clone(),
+        }
     }
 
     pub fn gw(&self) -> &Gateway {

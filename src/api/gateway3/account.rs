@@ -79,7 +79,7 @@ impl From<&Plan> for PlanItem {
 /// `GET /stats`: the key's account, its plan and live usage.
 pub async fn stats(State(state): State<ApiState>, AdminKey(key): AdminKey) -> V0Result<Stats> {
     let account = account_of(&state, &key).await?;
-    let usage = usage(&state, &account);
+    let usage = usage(&state, &account).await;
     ok(Stats {
         name: account.name,
         provider: PROVIDER,

@@ -83,8 +83,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> V0Error {
     V0Error::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 
-/// Live usage of `account` with its plan's limits (counters include what is not flushed yet).
-fn usage(state: &ApiState, account: &Account) -> AccountStats {
+/// Live usage of `account` with its plan's limits (counters include what is not flushed yet;
+/// on a shared store the pin ledger is read afresh, as other instances change it too).
+async fn usage(state: &ApiState, account: &Account) -> AccountStats {
     let manager = &state.manager;
     let now = manager.clock.now_unix();
     let live = manager
@@ -93,6 +94,10 @@ fn usage(state: &ApiState, account: &Account) -> AccountStats {
         .unwrap_or_else(|| manager.meter.upsert_account(account, now));
     let mut stats = account_stats(&live, &state.plans, now);
     if let Some(ledger) = &state.pins {
+        let store = manager.store.as_ref();
+        if let Err(err) = crate::proxy::kubo::refresh_account(store, ledger, account.id).await {
+            tracing::warn!(error = %err, "reading the pin ledger failed; showing the last known");
+        }
         (stats.pinned_count, stats.pinned_bytes) = ledger.usage(account.id);
         stats.ipns = ledger.names(account.id).len() as u64;
     }

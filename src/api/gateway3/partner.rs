@@ -105,7 +105,7 @@ pub async fn user_stats(
     V0Query(query): V0Query<UserQuery>,
 ) -> V0Result<UserStats> {
     let account = user(&state, partner.id, &query.uuid).await?;
-    let s = usage(&state, &account);
+    let s = usage(&state, &account).await;
     ok(UserStats {
         name: account.name,
         email: account.email,

@@ -38,7 +38,7 @@ pub async fn gen_key(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes
             .ok_or_else(|| bad("argument `arg` (the key name) is required"))?,
     )?;
     let node_name = on_node(account, name);
-    let _lock = kubo.lock(&node_name).await;
+    let _section = kubo.section(account, &[&node_name]).await?;
     if !kubo
         .ledger
         .claim_name(account, name, ctx.caller.names)
@@ -98,7 +98,7 @@ pub async fn rm(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, De
     let mut keys = Vec::new();
     for name in &names {
         let node_name = on_node(account, name);
-        let _lock = kubo.lock(&node_name).await;
+        let _section = kubo.section(account, &[&node_name]).await?;
         if !kubo.ledger.owns_name(account, name) {
             continue; // removed meanwhile by a concurrent request of the same account
         }
@@ -129,7 +129,7 @@ pub async fn rename(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>
         return Err(bad("key/rename needs a new name"));
     }
     let (old_node, new_node) = (on_node(account, old), on_node(account, new));
-    let _locks = kubo.lock_all(&[&old_node, &new_node]).await;
+    let _section = kubo.section(account, &[&old_node, &new_node]).await?;
     if !kubo.ledger.owns_name(account, old) {
         return Err(not_owned(old));
     }

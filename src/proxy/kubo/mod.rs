@@ -85,9 +85,22 @@ impl Kubo {
         })
     }
 
-    /// Serialises operations on one CID or name.
-    async fn lock(&self, item: &str) -> MutexGuard<'_, ()> {
-        self.stripes[stripe_of(item)].lock().await
+    /// The locks of one ledger change by `account` on `items` (CIDs, IPNS node names): this
+    /// instance's stripes and, on a shared store, the store's ledger locks for every instance,
+    /// under which the account's ledger and the items' holders are read afresh.
+    async fn section(&self, account: Uuid, items: &[&str]) -> Result<Section<'_>, Denial> {
+        let local = self.lock_all(items).await;
+        let Some(cluster) = self.store.cluster() else {
+            return Ok(Section(local, None));
+        };
+        let view = cluster
+            .lock_ledger(account, items)
+            .await
+            .map_err(|e| unrecorded(&e))?;
+        let (pins, names) = (view.pins, view.names);
+        self.ledger
+            .refresh(account, pins, names, items, &view.holders);
+        Ok(Section(local, view.guard))
     }
 
     /// The locks of several items, taken in stripe order (never two requests each holding one
@@ -125,6 +138,16 @@ impl Kubo {
         command: Command,
         query: &Query,
     ) -> Result<Response<Bytes>, Denial> {
+        // Other instances may have changed the account's pins and names.
+        refresh_account(self.store.as_ref(), &self.ledger, ctx.caller.account)
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "reading the kubo ledger failed");
+                Denial::with_message(
+                    DenyCode::UpstreamUnavailable,
+                    "the gateway could not read the pin ledger; try again",
+                )
+            })?;
         match command {
             Command::PinAdd => pins::add(self, ctx, query).await,
             Command::PinRm => pins::rm(self, ctx, query).await,
@@ -138,6 +161,26 @@ impl Kubo {
             Command::Add => Err(Denial::new(DenyCode::BadRequest)),
         }
     }
+}
+
+/// Held for one ledger change: this instance's stripe locks and the store's ledger locks.
+struct Section<'a>(
+    #[allow(dead_code)] Vec<MutexGuard<'a, ()>>,
+    #[allow(dead_code)] Option<Box<dyn Send + Sync>>,
+);
+
+/// On a shared store, reads `account`'s pins and names afresh into `ledger` (other instances
+/// change them too); nothing to do on a store of one instance.
+pub async fn refresh_account(
+    store: &dyn Store,
+    ledger: &PinLedger,
+    account: Uuid,
+) -> Result<(), StoreError> {
+    if let Some(cluster) = store.cluster() {
+        let view = cluster.read_ledger(account).await?;
+        ledger.refresh(account, view.pins, view.names, &[], &[]);
+    }
+    Ok(())
 }
 
 fn stripe_of(item: &str) -> usize {

@@ -55,7 +55,7 @@ pub(super) async fn pin_one(kubo: &Kubo, ctx: &Ctx, cid: &str) -> Result<Option<
         Ok(size) => size,
         Err(answer) => return Ok(Some(answer)),
     };
-    let _lock = kubo.lock(cid).await;
+    let _section = kubo.section(account, &[cid]).await?;
     if kubo.ledger.get(account, cid).is_some() {
         return Ok(None); // pinned meanwhile by a concurrent request of the same account
     }
@@ -102,7 +102,7 @@ pub async fn rm(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, De
         return Err(not_held(stranger));
     }
     for cid in &cids {
-        let _lock = kubo.lock(cid).await;
+        let _section = kubo.section(account, &[cid]).await?;
         release(kubo, ctx, cid).await?;
     }
     Ok(rpc::json(&json!({ "Pins": cids })))
@@ -159,7 +159,7 @@ pub async fn update(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>
         Ok(size) => size,
         Err(answer) => return Ok(passthrough(answer)),
     };
-    let _locks = kubo.lock_all(&[&from, &to]).await;
+    let _section = kubo.section(account, &[&from, &to]).await?;
     if kubo.ledger.get(account, &from).is_none() {
         return Err(not_held(&from));
     }

@@ -12,9 +12,10 @@ use tokio::sync::mpsc;
 use super::PostgresStore;
 use crate::domain::key::{Account, Key, Partner};
 use crate::store::StoreError;
-use crate::store::cluster::{Change, Changed, ClusterStore, LeaseId, LeaseRequest};
+use crate::store::cluster::{Change, Changed, ClusterStore, LeaseId, LeaseRequest, LedgerView};
 use crate::store::rows::{AccountRow, KeyRow, PartnerRow};
 use crate::store::sql::{select_accounts, select_keys, select_partners};
+use uuid::Uuid;
 
 /// Changes buffered between the listener and the instance applying them.
 const FEED_BUFFER: usize = 4096;
@@ -103,6 +104,14 @@ impl ClusterStore for PostgresStore {
 
     async fn return_leases(&self, leases: &[LeaseId]) -> Result<(), StoreError> {
         self.give_back(leases).await
+    }
+
+    async fn lock_ledger(&self, account: Uuid, items: &[&str]) -> Result<LedgerView, StoreError> {
+        self.lock_ledger_of(account, items).await
+    }
+
+    async fn read_ledger(&self, account: Uuid) -> Result<LedgerView, StoreError> {
+        self.read_ledger_of(account).await
     }
 }
 

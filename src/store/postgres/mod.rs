@@ -7,6 +7,7 @@
 mod cluster;
 mod keys;
 mod lease;
+mod ledger;
 pub mod scratch;
 mod usage;
 

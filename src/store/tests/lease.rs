@@ -11,9 +11,9 @@ use super::cluster::{account, partner};
 use crate::meter::usage::{Metric, Scope};
 use crate::meter::window::Window;
 use crate::meter::{Batch, Delta};
-use crate::store::{Store, UsageStore};
 use crate::store::cluster::{Budget, LeaseId, LeaseRequest};
 use crate::store::postgres::{PgSettings, PostgresStore};
+use crate::store::{Store, UsageStore};
 
 const DAY: &str = "2026-12-04";
 
@@ -72,13 +72,21 @@ async fn grants_never_lease_more_than_is_left_and_syncs_spend_from_the_lease() {
     let id = Uuid::new_v4();
     let lease = key_cost(id);
     assert_eq!(grant(a, ask(&lease, 1_000, 0)).await, 500, "half of 1000");
-    assert_eq!(grant(&b, ask(&lease, 1_000, 0)).await, 250, "half of the 500 left");
+    assert_eq!(
+        grant(&b, ask(&lease, 1_000, 0)).await,
+        250,
+        "half of the 500 left"
+    );
     assert_eq!(
         grant(a, ask(&lease, 1_000, 300)).await,
         500,
         "250 left is less than the need: nothing is granted, the lease stays"
     );
-    assert_eq!(grant(a, ask(&lease, 1_000, 250)).await, 750, "exactly what is left");
+    assert_eq!(
+        grant(a, ask(&lease, 1_000, 250)).await,
+        750,
+        "exactly what is left"
+    );
     assert_eq!(grant(&b, ask(&lease, 1_000, 1)).await, 250, "nothing left");
     // A spends 200 of its lease: counted 200, its lease 550, B's 250: still nothing left.
     let synced = a.apply_usage("s1", &cost(id, 200), 10, 0).await.unwrap();
@@ -89,7 +97,11 @@ async fn grants_never_lease_more_than_is_left_and_syncs_spend_from_the_lease() {
     assert!(!again.applied);
     assert_eq!(again.leases, vec![(lease.clone(), 550)]);
     // A gives its lease back: 1000 - 200 counted - 250 (B) = 550 left, half for B.
-    a.cluster().unwrap().return_leases(&[lease.clone()]).await.unwrap();
+    a.cluster()
+        .unwrap()
+        .return_leases(std::slice::from_ref(&lease))
+        .await
+        .unwrap();
     let synced = a.apply_usage("s2", &Batch::default(), 11, 0).await.unwrap();
     assert!(synced.leases.is_empty());
     assert_eq!(grant(&b, ask(&lease, 1_000, 0)).await, 250 + 275);
@@ -115,7 +127,12 @@ async fn a_partner_balance_lease_follows_the_stored_balance_and_its_charges() {
     };
     let synced = a.apply_usage("c1", &charge, 10, 0).await.unwrap();
     assert_eq!(synced.leases, vec![(lease.clone(), 200)]);
-    let balance = synced.balances.iter().find(|(id, _)| *id == p.id).unwrap().1;
+    let balance = synced
+        .balances
+        .iter()
+        .find(|(id, _)| *id == p.id)
+        .unwrap()
+        .1;
     assert_eq!(balance, 700);
     // 700 stored - 200 leased = 500 left; a top-up adds to it.
     t.add_partner_balance(p.id, 1_000).await.unwrap();
@@ -136,6 +153,9 @@ async fn the_lease_of_an_instance_that_stopped_renewing_is_reclaimed() {
         1_000,
         "the expired lease went back to the budget"
     );
-    let synced = dead.apply_usage("d1", &Batch::default(), 10, 0).await.unwrap();
+    let synced = dead
+        .apply_usage("d1", &Batch::default(), 10, 0)
+        .await
+        .unwrap();
     assert!(synced.leases.is_empty(), "a reclaimed lease is not renewed");
 }
