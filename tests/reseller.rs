@@ -9,6 +9,7 @@ mod common;
 
 use common::{Options, T0, TestGateway};
 use serde_json::{Value, json};
+use tollgate::store::postgres::scratch::{Schema, test_url};
 use uuid::Uuid;
 
 const TODAY: &str = "2026-11-23";
@@ -909,6 +910,41 @@ async fn same_idempotency_key_and_body_replays_the_same_key() {
     let another = create(&t, IDEM_BODY, Some("another")).await;
     assert_ne!(another.data()["id"], id.as_str());
     assert_eq!(key_count(&t).await, 2);
+}
+
+#[tokio::test]
+async fn a_retry_racing_on_another_instance_replays_the_same_key() {
+    let schema = Schema::create(&test_url()).await.expect("schema");
+    let a = TestGateway::with(Options {
+        store_url: Some(schema.url.clone()),
+        ..Options::default()
+    })
+    .await;
+    let b = a.beside().await;
+    for round in 0..5 {
+        let idem = format!("race-{round}");
+        let (ra, rb) = tokio::join!(
+            create_as(&a, &a.partner_token, IDEM_BODY, Some(&idem)),
+            create_as(&b, &b.partner_token, IDEM_BODY, Some(&idem))
+        );
+        assert_eq!(
+            (ra.status, rb.status),
+            (200, 200),
+            "{} / {}",
+            ra.text(),
+            rb.text()
+        );
+        assert_eq!(
+            ra.raw, rb.raw,
+            "round {round}: one key, replayed on the other instance"
+        );
+    }
+    assert_eq!(key_count(&a).await, 5);
+    assert_eq!(key_count(&b).await, 5);
+    let (mut a, mut b) = (a, b);
+    a.shutdown().await;
+    b.shutdown().await;
+    schema.drop().await.unwrap();
 }
 
 #[tokio::test]

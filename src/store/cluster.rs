@@ -135,6 +135,9 @@ pub trait ClusterStore: Send + Sync {
     /// node and record in the store meanwhile, so two instances never interleave on one CID
     /// or one account's limits.
     async fn lock_ledger(&self, account: Uuid, items: &[&str]) -> Result<LedgerView, StoreError>;
+    /// Takes named locks for every instance (e.g. `idempotency:<partner>:<key>`), held until
+    /// the returned guard is dropped.
+    async fn lock(&self, names: &[&str]) -> Result<Box<dyn Send + Sync>, StoreError>;
     /// The account's ledger as stored now (no locks).
     async fn read_ledger(&self, account: Uuid) -> Result<LedgerView, StoreError>;
     /// Gives back this instance's leases (what they hold returns to the budget).

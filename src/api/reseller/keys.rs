@@ -93,9 +93,19 @@ pub async fn create(
     };
     let key = idempotency::header_key(value)?;
     let hash = idempotency::body_hash(&body);
-    // One creation at a time per process, so two retries racing cannot both mint a key.
+    // One creation per key at a time, so two retries racing cannot both mint a key: in this
+    // process, and on a shared store in every instance.
     let _once = state.idempotency_lock.lock().await;
     let manager = &state.manager;
+    let _everywhere = match manager.store.cluster() {
+        Some(cluster) => Some(
+            cluster
+                .lock(&[&format!("idempotency:{}:{key}", partner.id)])
+                .await
+                .map_err(crate::manage::ManageError::from)?,
+        ),
+        None => None,
+    };
     if let Some(replayed) = idempotency::replay(manager, partner.id, &key, &hash).await? {
         return Ok(json_response(replayed));
     }

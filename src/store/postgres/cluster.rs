@@ -113,6 +113,10 @@ impl ClusterStore for PostgresStore {
     async fn read_ledger(&self, account: Uuid) -> Result<LedgerView, StoreError> {
         self.read_ledger_of(account).await
     }
+
+    async fn lock(&self, names: &[&str]) -> Result<Box<dyn Send + Sync>, StoreError> {
+        self.lock_named(names).await
+    }
 }
 
 /// A listening connection on the store's channel.

@@ -7,7 +7,7 @@
 mod cluster;
 mod keys;
 mod lease;
-mod ledger;
+mod locks;
 pub mod scratch;
 mod usage;
 

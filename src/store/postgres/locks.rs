@@ -1,6 +1,6 @@
-//! The kubo ledger across instances: advisory locks per account and per CID or IPNS name, held
-//! in a transaction for as long as one ledger change takes (node call and store write), and the
-//! account's rows read under them.
+//! Locks for every instance: named advisory locks held in a transaction for as long as one
+//! change takes (a kubo ledger change: node call and store write; an idempotent key creation),
+//! and the kubo ledger's rows of one account read under them.
 
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
@@ -10,9 +10,9 @@ use crate::store::cluster::LedgerView;
 use crate::store::rows::account_uuid;
 use crate::store::{PinRow, StoreError};
 
-/// One lock of the ledger's key space (one-bigint advisory locks, apart from the sync's).
-const LEDGER_LOCK: &str =
-    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':ledger:' || $1))";
+/// One named lock (one-bigint advisory locks, a key space apart from the sync's).
+const NAMED_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':lock:' || $1))";
 
 /// The locks' transaction: rolled back (locks released) when dropped, at once.
 struct Held(Option<Transaction<'static, Postgres>>);
@@ -30,20 +30,40 @@ impl Drop for Held {
 }
 
 impl PostgresStore {
+    /// Takes the named locks in one global order (sorted), in a new transaction.
+    async fn locked(
+        &self,
+        mut names: Vec<String>,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        names.sort_unstable();
+        names.dedup();
+        for name in &names {
+            sqlx::query(NAMED_LOCK).bind(name).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+
+    /// See `ClusterStore::lock`.
+    pub(super) async fn lock_named(
+        &self,
+        names: &[&str],
+    ) -> Result<Box<dyn Send + Sync>, StoreError> {
+        let tx = self
+            .locked(names.iter().map(|n| format!("n:{n}")).collect())
+            .await?;
+        Ok(Box::new(Held(Some(tx))))
+    }
+
     /// See `ClusterStore::lock_ledger`.
     pub(super) async fn lock_ledger_of(
         &self,
         account: Uuid,
         items: &[&str],
     ) -> Result<LedgerView, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut keys: Vec<String> = items.iter().map(|i| format!("i:{i}")).collect();
-        keys.push(format!("a:{account}"));
-        keys.sort_unstable();
-        keys.dedup();
-        for key in &keys {
-            sqlx::query(LEDGER_LOCK).bind(key).execute(&mut *tx).await?;
-        }
+        let mut names: Vec<String> = items.iter().map(|i| format!("i:{i}")).collect();
+        names.push(format!("a:{account}"));
+        let mut tx = self.locked(names).await?;
         let mut view = read(&mut tx, account).await?;
         let cids: Vec<&str> = items.to_vec();
         let holders: Vec<(String, i64)> =
