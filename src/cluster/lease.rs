@@ -39,6 +39,10 @@ const IDLE_PASSES: u32 = 10;
 /// A lease is void here this long before the store may reclaim it (clock rates, a late check).
 const MARGIN: Duration = Duration::from_secs(2);
 
+/// The longest a request waits for a grant (behind a sync stuck on an unreachable store, say)
+/// before it is refused.
+const GRANT_WAIT: Duration = Duration::from_secs(2);
+
 /// How often leases are checked for lapsing (independent of the sync, which may hang on an
 /// unreachable store).
 const LAPSE_CHECK: Duration = Duration::from_millis(250);
@@ -161,11 +165,21 @@ impl Leases {
 
     /// After a refusal: asks the store for what the request lacks on every counter whose
     /// lease (not limit) refused it. `Ok(true)` if a lease grew, so admission is worth a retry.
+    /// Waits at most `GRANT_WAIT`.
     pub async fn refill_for(&self, wants: Vec<Want>) -> Result<bool, StoreError> {
-        let short = |w: &Want| w.slot.short_of_lease(w.amount, w.limit);
-        if !wants.iter().any(short) {
+        if !wants
+            .iter()
+            .any(|w| w.slot.short_of_lease(w.amount, w.limit))
+        {
             return Ok(false);
         }
+        tokio::time::timeout(GRANT_WAIT, self.refill_short(wants))
+            .await
+            .map_err(|_| StoreError::Timeout(GRANT_WAIT))?
+    }
+
+    async fn refill_short(&self, wants: Vec<Want>) -> Result<bool, StoreError> {
+        let short = |w: &Want| w.slot.short_of_lease(w.amount, w.limit);
         let _pass = self.pass.lock().await;
         // Requests waiting together share the first one's grant.
         let short: Vec<(Want, u64)> = wants
@@ -376,5 +390,57 @@ impl Leases {
                 .with_label_values(&["lapsed"])
                 .inc_by(lapsed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::store::tests::TestStore;
+
+    fn want(slot: &Arc<Slot>, amount: u64) -> Want {
+        Want {
+            lease: LeaseId {
+                budget: Budget::KeyCost,
+                id: Uuid::nil(),
+                window: "2026-12-04".into(),
+            },
+            slot: slot.clone(),
+            amount,
+            limit: 1_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grant_raises_the_cap_and_a_lease_not_renewed_in_time_is_void() {
+        let t = TestStore::postgres().await;
+        // Valid here for 100 ms after the grant (TTL less the 2 s margin).
+        let ttl = MARGIN + Duration::from_millis(100);
+        let leases = Leases::new(t.shared(), Arc::default(), 0.2, ttl, Arc::default());
+        let slot = Arc::new(Slot::new(0, i64::MAX, "2026-12-04".into(), 0));
+        slot.set_cap(0);
+        assert!(!slot.try_reserve(150, Some(1_000)), "no lease yet");
+        assert!(leases.refill_for(vec![want(&slot, 150)]).await.unwrap());
+        assert_eq!(
+            slot.cap(),
+            200,
+            "a fifth of the 1000 left, more than the need"
+        );
+        assert!(slot.try_reserve(150, Some(1_000)));
+        assert!(
+            !leases.refill_for(vec![want(&slot, 10)]).await.unwrap(),
+            "room left: nothing asked"
+        );
+        let start = Instant::now();
+        while !leases.held.is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(5), "never lapsed");
+            leases.void_lapsed();
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(slot.cap(), 0, "void: only what is synced may be committed");
+        slot.release(150);
+        assert!(!slot.try_reserve(1, Some(1_000)));
     }
 }

@@ -74,6 +74,8 @@ pub enum StoreError {
     Unsupported(String),
     #[error("store background work interrupted: {0}")]
     Interrupted(String),
+    #[error("the store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// A key change applied by the management APIs.
