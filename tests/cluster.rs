@@ -625,3 +625,34 @@ async fn lease_mode_a_cost_limit_and_a_balance_hammered_through_three_instances_
     assert_eq!((balance, cost), (0, 250_000));
     cl.finish().await;
 }
+
+#[tokio::test]
+async fn sync_mode_a_cost_limit_hammered_through_three_instances_stays_within_the_bound() {
+    let cl = Cluster::start_as(3, None, "sync").await;
+    top_up(&cl, 100_000_000).await;
+    for i in 0..3 {
+        cl.until_balance(i, |b| b > 99.0).await;
+    }
+    let (id, key) = cl.create_key(json!({"daily_cost_limit_usd": 0.20})).await;
+    let admitted = hammer(&cl, &key, 429).await;
+    // The documented bound: each instance admits at most what it sees left (the limit, less
+    // what the others synced before), so the limit is reached and at most every instance's
+    // whole view of it is admitted within one interval.
+    assert!(
+        (20..=60).contains(&admitted),
+        "{admitted} admitted, limit 20, bound 3 × 20"
+    );
+    // Nothing admitted is lost: the shared total is what was admitted, seen everywhere.
+    let usd = admitted as f64 / 100.0;
+    for i in 0..3 {
+        cl.until_cost(i, &id, usd).await;
+        assert_eq!(cl.get(i, "/paid", &key).await, 429);
+    }
+    let (_, k) = cl.api(0, "GET", &format!("/keys/{id}"), Value::Null).await;
+    let cost = k["data"]["cost_today_usd"].as_f64().unwrap();
+    assert!(
+        (cost - usd).abs() < 1e-9,
+        "{cost} USD stored for {admitted} calls"
+    );
+    cl.finish().await;
+}
