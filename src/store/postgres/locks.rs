@@ -3,6 +3,7 @@
 //! and the kubo ledger's rows of one account read under them.
 
 use sqlx::{PgConnection, Postgres, Transaction};
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use super::PostgresStore;
@@ -14,34 +15,44 @@ use crate::store::{PinRow, StoreError};
 const NAMED_LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':lock:' || $1))";
 
-/// The locks' transaction: rolled back (locks released) when dropped, at once.
-struct Held(Option<Transaction<'static, Postgres>>);
+/// The locks' transaction, rolled back (locks released) when dropped, at once; and its place
+/// among the connections lock holders may take.
+struct Held(Option<(Transaction<'static, Postgres>, OwnedSemaphorePermit)>);
 
 impl Drop for Held {
     fn drop(&mut self) {
-        if let Some(tx) = self.0.take()
+        if let Some((tx, permit)) = self.0.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
             handle.spawn(async move {
                 let _ = tx.rollback().await;
+                drop(permit);
             });
         }
     }
 }
 
 impl PostgresStore {
-    /// Takes the named locks in one global order (sorted), in a new transaction.
+    /// Takes the named locks in one global order (sorted), in a new transaction. Lock holders
+    /// use at most half the pool (`lock_slots`): each also writes through another connection
+    /// while it holds its own, so holders alone must never take every connection.
     async fn locked(
         &self,
         mut names: Vec<String>,
-    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+    ) -> Result<(Transaction<'static, Postgres>, OwnedSemaphorePermit), StoreError> {
+        let permit = self
+            .lock_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Interrupted("lock slots closed".into()))?;
         let mut tx = self.pool.begin().await?;
         names.sort_unstable();
         names.dedup();
         for name in &names {
             sqlx::query(NAMED_LOCK).bind(name).execute(&mut *tx).await?;
         }
-        Ok(tx)
+        Ok((tx, permit))
     }
 
     /// See `ClusterStore::lock`.
@@ -63,7 +74,7 @@ impl PostgresStore {
     ) -> Result<LedgerView, StoreError> {
         let mut names: Vec<String> = items.iter().map(|i| format!("i:{i}")).collect();
         names.push(format!("a:{account}"));
-        let mut tx = self.locked(names).await?;
+        let (mut tx, permit) = self.locked(names).await?;
         let mut view = read(&mut tx, account).await?;
         let cids: Vec<&str> = items.to_vec();
         let holders: Vec<(String, i64)> =
@@ -75,7 +86,7 @@ impl PostgresStore {
             .into_iter()
             .map(|(cid, n)| (cid, u32::try_from(n).unwrap_or(u32::MAX)))
             .collect();
-        view.guard = Some(Box::new(Held(Some(tx))));
+        view.guard = Some(Box::new(Held(Some((tx, permit)))));
         Ok(view)
     }
 

@@ -63,6 +63,8 @@ pub struct PostgresStore {
     instance: String,
     /// `PgSettings::lease_ttl` in µs.
     lease_ttl_micros: i64,
+    /// Connections lock holders may take at once (half the pool; see `locks`).
+    lock_slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl PostgresStore {
@@ -103,6 +105,9 @@ impl PostgresStore {
             channel: format!("tollgate_{schema}"),
             instance: Uuid::new_v4().to_string(),
             lease_ttl_micros: i64::try_from(settings.lease_ttl.as_micros()).unwrap_or(i64::MAX),
+            lock_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                (settings.pool_size as usize / 2).max(1),
+            )),
         })
     }
 
