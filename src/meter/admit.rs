@@ -12,7 +12,7 @@ use crate::domain::hot_key::HotKey;
 
 use super::AccountLive;
 use super::PartnerLive;
-use super::hold::{Hold, InFlight, InFlightGuard};
+use super::hold::{Hold, Holds, InFlight, InFlightGuard};
 use super::usage::ScopeUsage;
 use super::windowed::Retired;
 
@@ -40,16 +40,16 @@ pub struct Facts {
 pub struct Ticket {
     _slot: Option<InFlightGuard>,
     /// Holds charged at upstream price (key and account counters).
-    cost_raw: Vec<Hold>,
+    cost_raw: Holds,
     /// Holds charged after the partner's tier multiplier (partner counters and balance).
-    cost_charged: Vec<Hold>,
+    cost_charged: Holds,
     tier_ppm: u64,
     estimate: u64,
     actual: Option<u64>,
     /// Ingress holds (key, account, partner); moved into the request body meter.
-    pub ingress: Vec<Hold>,
+    pub ingress: Holds,
     /// Egress holds (key, account, partner); moved into the response body meter.
-    pub egress: Vec<Hold>,
+    pub egress: Holds,
     /// Prometheus counter of charged cost (micro-USD, upstream price).
     cost_counter: Option<prometheus::IntCounter>,
 }
@@ -192,8 +192,8 @@ fn admit_bytes(
     }
     let (key_in, key_out) = links.key.bytes(now, retired);
     let (p_in, p_out) = links.partner.usage.bytes(now, retired);
-    t.ingress = vec![ingress, Hold::open(key_in), Hold::open(p_in)];
-    t.egress = vec![Hold::open(acct_out), Hold::open(key_out), Hold::open(p_out)];
+    t.ingress = Holds::from_iter([ingress, Hold::open(key_in), Hold::open(p_in)]);
+    t.egress = Holds::from_iter([Hold::open(acct_out), Hold::open(key_out), Hold::open(p_out)]);
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use prometheus::IntCounter;
 
 use super::admit::Ticket;
-use super::hold::Hold;
+use super::hold::Holds;
 
 /// Reads a response body as it streams, to settle its cost.
 pub trait Observe: Send + Sync {
@@ -31,7 +31,7 @@ pub trait Observe: Send + Sync {
 /// A body whose data bytes are recorded on `holds` as they stream.
 pub struct MeteredBody<B> {
     inner: B,
-    holds: Vec<Hold>,
+    holds: Holds,
     counter: IntCounter,
     /// Kept alive until the body is done (concurrency slot, cost settlement).
     ticket: Option<Ticket>,
@@ -41,7 +41,7 @@ pub struct MeteredBody<B> {
 
 impl<B> MeteredBody<B> {
     /// Meters `inner` into `holds`; `ticket` (if any) is released when this body is dropped.
-    pub fn new(inner: B, holds: Vec<Hold>, counter: IntCounter, ticket: Option<Ticket>) -> Self {
+    pub fn new(inner: B, holds: Holds, counter: IntCounter, ticket: Option<Ticket>) -> Self {
         MeteredBody {
             inner,
             holds,

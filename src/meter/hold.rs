@@ -7,6 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::cell::Slot;
 
+/// The holds of one request on one kind of counter (at most four: key day and total, account
+/// day and total; or key, account and partner), kept inline so admission never allocates.
+pub type Holds = smallvec::SmallVec<[Hold; 4]>;
+
 /// A reservation (possibly of zero) on one slot.
 #[derive(Debug)]
 pub struct Hold {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
-use crate::meter::hold::Hold;
+use crate::meter::hold::Holds;
 use crate::proxy::BoxError;
 
 /// How the upload ended, as far as it did.
@@ -95,7 +95,7 @@ pub struct Stalled;
 /// The client's request body, metered, capped in size and in idle time.
 pub struct RequestBody {
     inner: Incoming,
-    holds: Vec<Hold>,
+    holds: Holds,
     counter: IntCounter,
     limit: u64,
     seen: u64,
@@ -112,7 +112,7 @@ impl RequestBody {
     /// `idle`.
     pub fn new(
         inner: Incoming,
-        holds: Vec<Hold>,
+        holds: Holds,
         counter: IntCounter,
         limit: u64,
         idle: Duration,
