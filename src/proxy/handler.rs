@@ -501,7 +501,7 @@ async fn forward(
     credential::strip(headers, &state.sources);
     scrub_client_hints(headers, trusted_peer);
     join_cookies(headers);
-    set_forwarded(headers, &forwarded_for, client, state.tls, host);
+    set_forwarded(headers, forwarded_for, client, state.tls, host);
     headers.insert(&REQUEST_ID, rid.clone());
     if let Some((name, value)) = &state.upstream_auth {
         headers.insert(name, value.clone());

@@ -12,8 +12,28 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any named in `Connection`.
+/// Whether `name` is a hop-by-hop header (RFC 9110 §7.6.1) or one a proxy must not forward.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ]
+    .contains(&name)
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any named in `Connection`. A head
+/// without any (the common case) is only scanned, never rebuilt.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -103,25 +123,25 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// forwarded request. `client` is the computed client IP.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    forwarded_for: &str,
+    forwarded_for: HeaderValue,
     client: std::net::IpAddr,
     tls: bool,
     host: Option<HeaderValue>,
 ) {
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
-        headers.insert(&X_REAL_IP, v);
-    }
-    headers.remove(&X_FORWARDED_HOST);
-    if let Ok(v) = HeaderValue::from_str(forwarded_for) {
-        headers.insert(&X_FORWARDED_FOR, v);
+    // Without trusted proxies the chain is the client alone: one value serves both headers.
+    let real = if forwarded_for.as_bytes().contains(&b',') {
+        super::client_ip::ip_value(client)
     } else {
-        headers.remove(&X_FORWARDED_FOR);
-    }
+        forwarded_for.clone()
+    };
+    headers.insert(&X_REAL_IP, real);
+    headers.insert(&X_FORWARDED_FOR, forwarded_for);
+    match host {
+        Some(host) => headers.insert(&X_FORWARDED_HOST, host),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
     let proto = if tls { "https" } else { "http" };
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        headers.insert(&X_FORWARDED_HOST, host);
-    }
 }
 
 #[cfg(test)]
@@ -174,11 +194,38 @@ mod tests {
         h.insert("x-forwarded-host", HeaderValue::from_static("evil"));
         let client = "203.0.113.1".parse().unwrap();
         let host = Some(HeaderValue::from_static("gw"));
-        set_forwarded(&mut h, "203.0.113.1, 10.0.0.1", client, true, host);
+        let chain = HeaderValue::from_static("203.0.113.1, 10.0.0.1");
+        set_forwarded(&mut h, chain, client, true, host);
         assert_eq!(h["x-forwarded-for"], "203.0.113.1, 10.0.0.1");
         assert_eq!(h["x-real-ip"], "203.0.113.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "gw");
+        // Untrusted peer: the chain is the client, both headers say it.
+        let peer = "2001:db8::7".parse().unwrap();
+        set_forwarded(
+            &mut h,
+            HeaderValue::from_static("2001:db8::7"),
+            peer,
+            false,
+            None,
+        );
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
+        assert_eq!(h["x-real-ip"], "2001:db8::7");
+        assert!(!h.contains_key("x-forwarded-host"));
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn a_head_without_hop_by_hop_headers_is_left_as_it_is() {
+        let mut h = HeaderMap::new();
+        h.insert("x-keep", HeaderValue::from_static("yes"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let before = h.clone();
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h, before);
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 
     #[test]
