@@ -19,7 +19,7 @@ use tollgate::domain::policy::check_key;
 use tollgate::domain::secret::KeyHasher;
 use tollgate::index::KeyIndex;
 use tollgate::meter::Meter;
-use tollgate::meter::admit::{Facts, admit};
+use tollgate::meter::admit::{Facts, admit, take_slot};
 use tollgate::proxy::credential::{self, CredentialSource, Extracted};
 use tollgate::proxy::routes::RouteTable;
 use tollgate::proxy::{path, profile};
@@ -124,16 +124,11 @@ fn admit_once(w: &World, headers: &HeaderMap, plans: &HashMap<i64, tollgate::con
         content_length: Some(0),
         cost_estimate: 100,
     };
-    let ticket = admit(
-        &entry.key,
-        links,
-        &entry.live.in_flight,
-        plans,
-        &w.meter.retired,
-        facts,
-        NOW,
-    );
-    black_box(ticket.unwrap());
+    let slot = take_slot(&entry.key, &entry.live.in_flight).unwrap();
+    let ticket = admit(&entry.key, links, plans, &w.meter.retired, facts, NOW);
+    let mut ticket = ticket.unwrap();
+    ticket.hold_slot(slot);
+    black_box(ticket);
 }
 
 fn admission(c: &mut Criterion) {

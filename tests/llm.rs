@@ -697,3 +697,48 @@ async fn tokens_cost_and_model_are_recorded_per_key_and_survive_a_restart() {
         "flushed at shutdown, read from the store"
     );
 }
+
+#[tokio::test]
+async fn the_concurrency_slot_is_taken_before_the_body_is_read() {
+    let (t, up) = gateway("openai").await;
+    let (_, k) = key(&t, json!({"concurrency_limit": 1})).await;
+    // A generation whose body is still being uploaded holds the key's only slot.
+    let addr = t.proxy.trim_start_matches("http://").to_string();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {k}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"model\":"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut slow, head.as_bytes())
+        .await
+        .unwrap();
+    // Another request of the key is refused at once, its body never read or forwarded.
+    let refused = common::eventually(Duration::from_secs(5), || async {
+        let resp = post(&t, "/v1/chat/completions", &k, "json", &chat(json!({})))
+            .send()
+            .await
+            .unwrap();
+        resp.status() == 429
+    })
+    .await;
+    assert!(refused, "the uploading request never held the slot");
+    let resp = post(&t, "/v1/chat/completions", &k, "json", &chat(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "concurrency_limit");
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+    // The upload ends (the client goes away): the slot is free again.
+    drop(slow);
+    let freed = common::eventually(Duration::from_secs(5), || async {
+        let resp = post(&t, "/v1/chat/completions", &k, "json", &chat(json!({})))
+            .send()
+            .await
+            .unwrap();
+        resp.status() == 200
+    })
+    .await;
+    assert!(freed, "the slot was never given back");
+}

@@ -1,7 +1,10 @@
-//! Quota admission: after the key policy passed, take the rate token, the concurrency slot and
-//! the reservations on key → partner → account, in that order, or refuse with the tightest
-//! limit's denial. Everything taken lives in the returned `Ticket` and is given back (or
-//! settled) when the ticket is dropped, on every path.
+//! Quota admission in two steps. Before any request body is read, [`take_slot`] takes the
+//! key's concurrency slot (the caller has taken its rate token), so a key over its limits never
+//! makes the gateway buffer a body. Once the body's size and cost are known, [`admit`] takes the
+//! reservations on key → partner → account, in that order, or refuses with the tightest
+//! limit's denial. Everything taken lives in the returned `Ticket` (the slot moves in with
+//! [`Ticket::hold_slot`]) and is given back, or settled, when the ticket is dropped, on every
+//! path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,6 +58,11 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// Keeps the request's concurrency slot until the ticket is dropped.
+    pub fn hold_slot(&mut self, slot: Option<InFlightGuard>) {
+        self._slot = slot;
+    }
+
     /// Sets the real cost (micro-USD, upstream price) to settle with.
     pub fn set_actual_cost(&mut self, micros: u64) {
         self.actual = Some(micros);
@@ -98,11 +106,21 @@ fn quota(name: &'static str, what: &str, slot_end: i64, now: i64) -> Denial {
     d
 }
 
-/// Admits a request against every quota, or says which one refuses it.
+/// Takes one of the key's concurrency slots (none without a limit), or refuses.
+pub fn take_slot(key: &HotKey, in_flight: &Arc<InFlight>) -> Result<Option<InFlightGuard>, Denial> {
+    match key.limits.concurrency_limit {
+        Some(limit) => in_flight
+            .try_acquire(limit.get())
+            .map(Some)
+            .ok_or_else(|| Denial::new(DenyCode::ConcurrencyLimit)),
+        None => Ok(None),
+    }
+}
+
+/// Admits a request against every cost, balance and byte quota, or says which one refuses it.
 pub fn admit(
     key: &HotKey,
     links: &Links,
-    in_flight: &Arc<InFlight>,
     plans: &HashMap<i64, Plan>,
     retired: &Retired,
     facts: Facts,
@@ -120,13 +138,6 @@ pub fn admit(
     // Until every check has passed, dropping the ticket settles at zero: a refused request
     // gives its reservations back and is never charged.
     t.actual = Some(0);
-    if let Some(limit) = key.limits.concurrency_limit {
-        t._slot = Some(
-            in_flight
-                .try_acquire(limit.get())
-                .ok_or_else(|| Denial::new(DenyCode::ConcurrencyLimit))?,
-        );
-    }
     let est = facts.cost_estimate;
     let limits = &key.limits;
     let day = links.key.cost_day.current(now, retired);

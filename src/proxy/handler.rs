@@ -27,6 +27,7 @@ use crate::index::{KeyEntry, KeyIndex};
 use crate::meter::Meter;
 use crate::meter::admit::{self as quota, Facts, Ticket};
 use crate::meter::body::MeteredBody;
+use crate::meter::hold::InFlightGuard;
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::proxy::credential::{self, CredentialSource, Extracted};
 use crate::proxy::headers::{
@@ -157,6 +158,8 @@ async fn serve(
 ) -> Result<(Response<ProxyBody>, Uuid), (Denial, Option<Uuid>)> {
     let checked = check(state, &parts, client)?;
     let key = checked.entry.key.id;
+    // The rate token and the concurrency slot are taken before any body is read.
+    let slot = gate(&checked.entry).map_err(|d| (d, Some(key)))?;
     let (payload, call) = match (&state.llm, checked.generation) {
         (Some(llm), Some(route)) => {
             let received = read_body(body, state.max_request_body, state.body_idle_timeout)
@@ -191,9 +194,10 @@ async fn serve(
         kubo: kubo_call,
         ..
     } = checked;
-    let ticket = admit_quotas(state, &entry, content_length, estimate, now)
+    let mut ticket = admit_quotas(state, &entry, content_length, estimate, now)
         .await
         .map_err(|d| (d, Some(key)))?;
+    ticket.hold_slot(slot);
     state.index.mark_used(&entry, now);
     let mut add = None;
     if let (Some(kubo), Some((command, query))) = (&state.kubo, kubo_call) {
@@ -380,9 +384,18 @@ fn authorize(
     })
 }
 
-/// Rate, concurrency, cost, balance and byte quotas of key, account and partner. In lease mode
-/// a request refused by a budget lease (not by the limit itself) waits for a bigger lease and
-/// is admitted again, once.
+/// The key's rate token and concurrency slot (held until the request ends).
+fn gate(entry: &KeyEntry) -> Result<Option<InFlightGuard>, Denial> {
+    entry
+        .live
+        .check_rate()
+        .map_err(|secs| Denial::new(DenyCode::RateLimited).retry_after(secs.max(1)))?;
+    quota::take_slot(&entry.key, &entry.live.in_flight)
+}
+
+/// Cost, balance and byte quotas of key, account and partner. In lease mode a request refused
+/// by a budget lease (not by the limit itself) waits for a bigger lease and is admitted again,
+/// once.
 async fn admit_quotas(
     state: &ProxyState,
     entry: &KeyEntry,
@@ -390,10 +403,6 @@ async fn admit_quotas(
     cost_estimate: u64,
     now: i64,
 ) -> Result<Ticket, Denial> {
-    entry
-        .live
-        .check_rate()
-        .map_err(|secs| Denial::new(DenyCode::RateLimited).retry_after(secs.max(1)))?;
     let links = entry
         .live
         .links(&entry.key, &state.meter, now)
@@ -408,7 +417,6 @@ async fn admit_quotas(
         quota::admit(
             &entry.key,
             links,
-            &entry.live.in_flight,
             &state.plans,
             &state.meter.retired,
             facts,

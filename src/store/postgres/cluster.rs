@@ -135,7 +135,13 @@ async fn feed(store: PostgresStore, mut listener: PgListener, tx: mpsc::Sender<C
         return;
     }
     loop {
-        match listener.try_recv().await {
+        // Stops (giving the connection back) as soon as the receiver is gone, not at the next
+        // notification: a pool being closed waits for its connections.
+        let received = tokio::select! {
+            received = listener.try_recv() => received,
+            _ = tx.closed() => return,
+        };
+        match received {
             Ok(Some(note)) => {
                 if let Some(change) = Change::parse(note.payload())
                     && tx.send(change).await.is_err()

@@ -105,6 +105,7 @@ async fn writes_notify_with_ids_and_usage_writes_do_not() {
     t.update_partner(p.id, None, Some(true)).await.unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Partner(p.id));
     t.set_account_plan(a.id, 1, 0).await.ok();
+    drop(rx); // the feed gives its connection back, so the pool can close
     t.finish().await;
 }
 
@@ -137,6 +138,7 @@ async fn the_feed_reconnects_and_says_so() {
     .await
     .unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Partner(p.id));
+    drop(rx); // the feed gives its connection back, so the pool can close
     t.finish().await;
 }
 
