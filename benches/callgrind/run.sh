@@ -40,7 +40,7 @@
 #
 # Cores: proxy on core 1 (`taskset -c 1`), client and upstream on core 0.
 #
-# Environment knobs: N1 (2000), N2 (10000), KEYS (20000), FLUSH_INTERVAL (1s, as the load
+# Environment knobs: N1 (2000), N2 (10000), KEYS (20000), TARGETS ("tollgate nginx"), FLUSH_INTERVAL (1s, as the load
 # benchmark), REJECT (1; 0 = skip the reject runs), NOFLUSH (1; 0 = skip small-noflush),
 # TOP (15 functions listed), WORK (/dev/shm/tollgate-callgrind, removed at the end unless
 # KEEP_WORK=1; the callgrind.out files are there), RESULTS (benches/callgrind/results.md),
@@ -53,6 +53,7 @@ N2="${N2:-10000}"
 KEYS="${KEYS:-20000}"
 FLUSH_INTERVAL="${FLUSH_INTERVAL:-1s}"
 REJECT="${REJECT:-1}"
+TARGETS="${TARGETS:-tollgate nginx}"
 NOFLUSH="${NOFLUSH:-1}"
 TOP="${TOP:-15}"
 WORK="${WORK:-/dev/shm/tollgate-callgrind}"
@@ -97,6 +98,10 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     (cd "$ROOT" && cargo build --release --bin tollgate --example seed_keys --example ir_client)
 fi
 
+# The binary's source: the commit, and whether src/ differed from it when it was built.
+COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+DIRTY="$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
+
 # --- processes ---------------------------------------------------------------------------------
 PIDS=()
 cleanup() {
@@ -124,8 +129,11 @@ wait_listen() { # port: until something listens on 127.0.0.1:port (no connection
 
 # --- working directory, configs ----------------------------------------------------------------
 rm -rf "$WORK"
-mkdir -p "$WORK/nginx-tmp" "$WORK/tg" "$WORK/cg"
+mkdir -p "$WORK/nginx-tmp" "$WORK/tg" "$WORK/cg" "$WORK/bin"
 chmod 755 "$WORK"
+# A copy of the binaries: target/ is shared, and every run must measure the same build.
+cp "$TOLLGATE" "$SEED" "$CLIENT" "$WORK/bin/"
+TOLLGATE="$WORK/bin/tollgate" SEED="$WORK/bin/seed_keys" CLIENT="$WORK/bin/ir_client"
 SMALL_BODY='{"ok":true,"note":"small fixed body from the benchmark upstream"}'
 
 export TOLLGATE_SECRET
@@ -313,9 +321,15 @@ measure() { # target scenario n → appends a line to $RAW, callgrind.out in $WO
     log "$t $s N=$n: Ir $ir, client ${secs}s, upstream $up_req requests on $up_conn connections"
 }
 
-RUNS=("tollgate small" "nginx small")
-[[ "$REJECT" == 1 ]] && RUNS+=("tollgate reject" "nginx reject")
-[[ "$NOFLUSH" == 1 ]] && RUNS+=("tollgate small-noflush")
+RUNS=()
+has() { [[ " $TARGETS " == *" $1 "* ]]; }
+has tollgate && RUNS+=("tollgate small")
+has nginx && RUNS+=("nginx small")
+if [[ "$REJECT" == 1 ]]; then
+    has tollgate && RUNS+=("tollgate reject")
+    has nginx && RUNS+=("nginx reject")
+fi
+[[ "$NOFLUSH" == 1 ]] && has tollgate && RUNS+=("tollgate small-noflush")
 for run in "${RUNS[@]}"; do
     for n in "$N1" "$N2"; do
         # shellcheck disable=SC2086 # "target scenario"
@@ -326,8 +340,8 @@ kill "$UP_PID" 2>/dev/null || true
 wait "$UP_PID" 2>/dev/null || true
 
 # --- per-function difference -------------------------------------------------------------------
-# callgrind_annotate (self and inclusive) of the N1 and N2 runs of Tollgate `small`, summed per
-# function over the source files it is split into (inlined code), difference ÷ (N2 − N1).
+# callgrind_annotate (self and inclusive) of the N1 and N2 runs of every target and scenario,
+# per function (see load() below), difference ÷ (N2 − N1).
 annotate() { # file inclusive(yes|no) → file.self|.incl text
     callgrind_annotate --threshold=100 --auto=no --inclusive="$2" "$1" 2>/dev/null
 }
@@ -339,24 +353,22 @@ per_req() { # target scenario → Ir/request or "-"
     if [[ -z "$a" || -z "$b" ]]; then echo "-"; return; fi
     awk -v a="$a" -v b="$b" -v d=$((N2 - N1)) 'BEGIN {printf "%.0f", (b - a) / d}'
 }
-annotate "$WORK/cg/tollgate-small-$N1.out" no >"$WORK/tg1.self"
-annotate "$WORK/cg/tollgate-small-$N2.out" no >"$WORK/tg2.self"
-annotate "$WORK/cg/tollgate-small-$N1.out" yes >"$WORK/tg1.incl"
-annotate "$WORK/cg/tollgate-small-$N2.out" yes >"$WORK/tg2.incl"
-if [[ "$REJECT" == 1 ]]; then
-    annotate "$WORK/cg/tollgate-reject-$N1.out" no >"$WORK/tgr1.self"
-    annotate "$WORK/cg/tollgate-reject-$N2.out" no >"$WORK/tgr2.self"
-    annotate "$WORK/cg/tollgate-reject-$N1.out" yes >"$WORK/tgr1.incl"
-    annotate "$WORK/cg/tollgate-reject-$N2.out" yes >"$WORK/tgr2.incl"
-fi
-annotate "$WORK/cg/nginx-small-$N1.out" no >"$WORK/ng1.self"
-annotate "$WORK/cg/nginx-small-$N2.out" no >"$WORK/ng2.self"
+mkdir -p "$WORK/an"
+for run in "${RUNS[@]}"; do
+    read -r t s <<<"$run"
+    for i in 1 2; do
+        n=$N1
+        ((i == 2)) && n=$N2
+        annotate "$WORK/cg/$t-$s-$n.out" no >"$WORK/an/$t-$s-$i.self"
+        annotate "$WORK/cg/$t-$s-$n.out" yes >"$WORK/an/$t-$s-$i.incl"
+    done
+done
 
-python3 - "$WORK" "$((N2 - N1))" "$TOP" "$REJECT" >"$PROFILE" <<'PY'
+python3 - "$WORK/an" "$((N2 - N1))" "$TOP" >"$PROFILE" <<'PY'
 import re, sys, os
 from collections import defaultdict
 
-work, dn, top, reject = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+work, dn, top = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 LINE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*?)(?: \[(.*)\])?$")
 
 def load(path):
@@ -437,8 +449,10 @@ def groups(d, objs):
     return g
 
 def section(prefix, label):
-    s, objs = diff(f"{work}/{prefix}1.self", f"{work}/{prefix}2.self")
-    inc, iobjs = diff(f"{work}/{prefix}1.incl", f"{work}/{prefix}2.incl")
+    if not os.path.exists(f"{work}/{prefix}-1.self"):
+        return
+    s, objs = diff(f"{work}/{prefix}-1.self", f"{work}/{prefix}-2.self")
+    inc, iobjs = diff(f"{work}/{prefix}-1.incl", f"{work}/{prefix}-2.incl")
     total = sum(s.values())
     sha_self = sum(v for fn, v in s.items() if SHA.search(fn))
     digest_incl = max((v for fn, v in inc.items() if "KeyHasher::digest" in fn), default=0.0)
@@ -450,6 +464,13 @@ def section(prefix, label):
           f"({100 * sha_self / total:.1f} %). Natively this runs on SHA-NI "
           f"(valgrind hides the SHA extensions), so subtract most of it for a native estimate: "
           f"{total - sha_self:,.0f} Ir/request without it.\n")
+    calib = max((v for fn, v in inc.items() if fn == "quanta::Calibration::calibrate"), default=0.0)
+    if calib:
+        print(f"Noise: `quanta::Calibration::calibrate` (inclusive) differs by {calib:,.0f} "
+              f"Ir/request between the two runs. It runs once per process (at the first allowed "
+              f"request, for the rate limiter's clock) for a stretch of wall time, so under "
+              f"valgrind its count varies by millions from run to run; it is not per-request "
+              f"work ({total - calib:,.0f} Ir/request without it).\n")
     print(f"By crate / library (self Ir per request):\n")
     print("| crate or library | Ir/request | share |")
     print("|---|---:|---:|")
@@ -467,27 +488,29 @@ def section(prefix, label):
     own = {fn: v for fn, v in inc.items() if fn.startswith("tollgate::") or fn.startswith("<tollgate::")}
     table(own, iobjs, total, "inclusive", top)
 
-section("tg", "small (allowed)")
-if reject:
-    section("tgr", "reject (unknown key)")
+section("tollgate-small", "small (allowed)")
+section("tollgate-reject", "reject (unknown key)")
 
-s, objs = diff(f"{work}/ng1.self", f"{work}/ng2.self")
-total = sum(s.values())
-print(f"### nginx, small (allowed): top {top} functions by self Ir per request\n")
-print(f"{total:,.0f} Ir/request in all (self costs summed).\n")
-table(s, objs, total, "self", top)
+for scenario in ("small", "reject"):
+    if not os.path.exists(f"{work}/nginx-{scenario}-1.self"):
+        continue
+    s, objs = diff(f"{work}/nginx-{scenario}-1.self", f"{work}/nginx-{scenario}-2.self")
+    total = sum(s.values())
+    label = "small (allowed)" if scenario == "small" else "reject (unknown key)"
+    print(f"### nginx, {label}: top {top} functions by self Ir per request\n")
+    print(f"{total:,.0f} Ir/request in all (self costs summed). Hex names are nginx's static "
+          f"functions (the Debian binary has no symbols for them).\n")
+    table(s, objs, total, "self", top)
 PY
 
 # --- report ------------------------------------------------------------------------------------
 fmt_int() { awk -v v="$1" 'BEGIN {if (v == "-") print "-"; else printf "%\047d", v}'; }
-COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
-DIRTY="$(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null | wc -l)"
 TG_SMALL=$(per_req tollgate small)
 NG_SMALL=$(per_req nginx small)
 {
     echo "# Instruction-count benchmark results"
     echo
-    echo "Written by \`benches/callgrind/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), Tollgate $COMMIT$( ((DIRTY > 0)) && echo " (with $DIRTY uncommitted changes under src/ or Cargo.*: others were editing)")."
+    echo "Written by \`benches/callgrind/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), Tollgate $COMMIT$( ((DIRTY > 0)) && echo " (built with $DIRTY files under src/ or Cargo.* changed from that commit)")."
     echo
     echo "- Method: each proxy under \`valgrind --tool=callgrind --separate-threads=no\` (all threads summed; $(valgrind --version)), once for N1 = $N1 and once for N2 = $N2 sequential requests on one keep-alive HTTP/1.1 connection (examples/ir_client.rs, not under valgrind), stopped gracefully (Tollgate SIGTERM, nginx SIGQUIT); Ir/request = (Ir(N2) − Ir(N1)) / (N2 − N1). User space only: the kernel's TCP path is not counted."
     echo "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(uname -r); proxy on core $PROXY_CPU, client and upstream on core $LOAD_CPU."
