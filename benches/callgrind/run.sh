@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Instruction-count benchmark: user-space instructions (callgrind `Ir`) per request for Tollgate
 # and for nginx doing the same key check, on one keep-alive connection. Counts, unlike the
-# wall-clock figures of benches/load/run.sh, repeat closely from run to run and do not depend on
-# what else the (shared) machine is doing. Writes benches/callgrind/results.md.
+# wall-clock figures of benches/load/run.sh, do not depend on what else the (shared) machine is
+# doing: nginx's repeat to ~0.5 %, Tollgate's to ~±2 % (time-dependent one-off work at start,
+# see below). Writes benches/callgrind/results.md.
 #
 #   bash benches/callgrind/run.sh            # N1=2000 N2=10000 KEYS=20000 (as root: installs
 #                                            # nginx-light and valgrind where missing)
+#
+# ~21 minutes with the defaults, 17 of them nginx starting: building its `map` hash of 20 000
+# keys with map_hash_max_size 4194304 (as benches/load/run.sh) takes ~17 G instructions, ~4 min
+# per start under valgrind. TARGETS=tollgate alone takes ~2 minutes.
 #
 # Method: each proxy runs under `valgrind --tool=callgrind --separate-threads=no` (all threads
 # summed) twice, once serving N1 requests and once N2, all sequential on ONE keep-alive HTTP/1.1
@@ -38,13 +43,19 @@
 # its portable code under callgrind (~7 k instructions per request that natively run on
 # SHA-NI, a few hundred). The results report that share separately.
 #
+# Noise: Tollgate's totals vary by a few million instructions from run to run, from work that
+# depends on wall time rather than on requests: quanta's TSC calibration (once, at the first
+# allowed request; reported separately), glibc malloc consolidation in SQLite's allocations at
+# start, the once-a-second usage flush and WAL checkpoints. With N2 - N1 = 8000 that is ~±1k
+# Ir/request; raise N2 for less. nginx is one thread with no such work.
+#
 # Cores: proxy on core 1 (`taskset -c 1`), client and upstream on core 0.
 #
-# Environment knobs: N1 (2000), N2 (10000), KEYS (20000), TARGETS ("tollgate nginx"), FLUSH_INTERVAL (1s, as the load
-# benchmark), REJECT (1; 0 = skip the reject runs), NOFLUSH (1; 0 = skip small-noflush),
-# TOP (15 functions listed), WORK (/dev/shm/tollgate-callgrind, removed at the end unless
-# KEEP_WORK=1; the callgrind.out files are there), RESULTS (benches/callgrind/results.md),
-# SKIP_BUILD=1.
+# Environment knobs: N1 (2000), N2 (10000), KEYS (20000), TARGETS ("tollgate nginx"),
+# FLUSH_INTERVAL (1s, as the load benchmark), REJECT (1; 0 = skip the reject runs), NOFLUSH (1;
+# 0 = skip small-noflush), TOP (15 functions listed), WORK (/dev/shm/tollgate-callgrind, removed
+# at the end unless KEEP_WORK=1; the callgrind.out files are there), RESULTS
+# (benches/callgrind/results.md), SKIP_BUILD=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -437,7 +448,7 @@ def group(fn, obj):
         return "mimalloc"
     if SHA.search(fn):
         return "sha2/hmac (key digest, portable code)"
-    name = fn.lstrip("<&*").replace("dyn ", "")
+    name = re.sub(r"^(?:[<&*]|mut |dyn )+", "", fn)
     crate = name.split("::", 1)[0] if "::" in name else "other (C, no path)"
     crate = re.sub(r"[<> ].*", "", crate)
     return crate
