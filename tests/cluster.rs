@@ -387,34 +387,40 @@ async fn store_connections_killed_mid_traffic_lose_no_usage() {
         let _ = round;
     }
     // Every paid call reaches the store exactly once.
+    until_stored_once(admin.pool(), &id, paid, DEADLINE).await;
+    admin.pool().close().await;
+    cl.finish().await;
+}
+
+/// Runs one statement as the admin of the test server.
+/// Polls the store until the key's lifetime cost is exactly `paid` calls of 0.01 USD, within
+/// `deadline`; never more on the way (a call counted twice).
+async fn until_stored_once(pool: &sqlx::PgPool, id: &str, paid: i64, deadline: Duration) {
     let start = Instant::now();
     loop {
         let cost: Option<i64> = sqlx::query_scalar(
             "SELECT value FROM counters WHERE scope = 'key' AND scope_id = $1 \
              AND metric = 'cost_micros' AND time_window = 'lifetime'",
         )
-        .bind(&id)
-        .fetch_optional(admin.pool())
+        .bind(id)
+        .fetch_optional(pool)
         .await
         .unwrap();
         if cost == Some(paid * 10_000) {
-            break;
+            return;
         }
         assert!(
             cost.unwrap_or(0) < paid * 10_000,
             "counted twice: {cost:?} for {paid} calls"
         );
         assert!(
-            start.elapsed() < DEADLINE,
+            start.elapsed() < deadline,
             "stored {cost:?} for {paid} calls"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    admin.pool().close().await;
-    cl.finish().await;
 }
 
-/// Runs one statement as the admin of the test server.
 async fn admin_exec(schema: &Schema, sql: &str) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(&test_url()).await.unwrap();
@@ -488,26 +494,7 @@ async fn with_the_store_unreachable_the_data_plane_serves_and_nothing_is_lost() 
     let admin = tollgate::store::postgres::PostgresStore::open(&schema.url, Default::default())
         .await
         .unwrap();
-    let start = Instant::now();
-    loop {
-        let cost: Option<i64> = sqlx::query_scalar(
-            "SELECT value FROM counters WHERE scope = 'key' AND scope_id = $1 \
-             AND metric = 'cost_micros' AND time_window = 'lifetime'",
-        )
-        .bind(&id)
-        .fetch_optional(admin.pool())
-        .await
-        .unwrap();
-        if cost == Some(paid * 10_000) {
-            break;
-        }
-        assert!(cost.unwrap_or(0) < paid * 10_000, "counted twice: {cost:?}");
-        assert!(
-            start.elapsed() < 2 * DEADLINE,
-            "stored {cost:?} for {paid} calls"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_stored_once(admin.pool(), &id, paid, 2 * DEADLINE).await;
     let start = Instant::now();
     while readiness(&cl, 0).await.0["status"] != "ready" {
         assert!(start.elapsed() < DEADLINE, "never ready again");

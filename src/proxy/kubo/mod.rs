@@ -91,7 +91,10 @@ impl Kubo {
     async fn section(&self, account: Uuid, items: &[&str]) -> Result<Section<'_>, Denial> {
         let local = self.lock_all(items).await;
         let Some(cluster) = self.store.cluster() else {
-            return Ok(Section(local, None));
+            return Ok(Section {
+                _local: local,
+                _shared: None,
+            });
         };
         let view = cluster
             .lock_ledger(account, items)
@@ -100,7 +103,10 @@ impl Kubo {
         let (pins, names) = (view.pins, view.names);
         self.ledger
             .refresh(account, pins, names, items, &view.holders);
-        Ok(Section(local, view.guard))
+        Ok(Section {
+            _local: local,
+            _shared: view.guard,
+        })
     }
 
     /// The locks of several items, taken in stripe order (never two requests each holding one
@@ -163,11 +169,12 @@ impl Kubo {
     }
 }
 
-/// Held for one ledger change: this instance's stripe locks and the store's ledger locks.
-struct Section<'a>(
-    #[allow(dead_code)] Vec<MutexGuard<'a, ()>>,
-    #[allow(dead_code)] Option<Box<dyn Send + Sync>>,
-);
+/// Held for one ledger change: this instance's stripe locks and the store's ledger locks, both
+/// released when it is dropped.
+struct Section<'a> {
+    _local: Vec<MutexGuard<'a, ()>>,
+    _shared: Option<Box<dyn Send + Sync>>,
+}
 
 /// On a shared store, reads `account`'s pins and names afresh into `ledger` (other instances
 /// change them too); nothing to do on a store of one instance.

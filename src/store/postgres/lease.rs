@@ -113,15 +113,8 @@ impl PostgresStore {
         if leases.is_empty() {
             return Ok(());
         }
-        let mut columns: [Vec<String>; 4] = Default::default();
-        for lease in leases {
-            let (scope, metric) = lease.budget.names();
-            columns[0].push(scope.to_string());
-            columns[1].push(lease.id.to_string());
-            columns[2].push(metric.to_string());
-            columns[3].push(lease.window.clone());
-        }
-        let [scopes, ids, metrics, windows] = columns;
+        let [scopes, ids, metrics, windows] =
+            columns(leases.iter().map(|l| (l.budget, l.id, l.window.as_str())));
         sqlx::query(
             "DELETE FROM leases USING UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[]) \
              AS t(s, i, m, w) WHERE leases.instance = $1 AND leases.scope = t.s \
@@ -153,20 +146,13 @@ impl PostgresStore {
             .charges
             .iter()
             .map(|(id, v)| (Budget::PartnerBalance, *id, "lifetime", *v));
-        let mut columns: [Vec<String>; 4] = Default::default();
-        let mut amounts = Vec::new();
-        for (budget, id, window, amount) in key_costs.chain(charges) {
-            let (scope, metric) = budget.names();
-            columns[0].push(scope.to_string());
-            columns[1].push(id.to_string());
-            columns[2].push(metric.to_string());
-            columns[3].push(window.to_string());
-            amounts.push(int(amount));
-        }
-        if amounts.is_empty() {
+        let spent: Vec<_> = key_costs.chain(charges).collect();
+        if spent.is_empty() {
             return Ok(());
         }
-        let [scopes, ids, metrics, windows] = columns;
+        let [scopes, ids, metrics, windows] =
+            columns(spent.iter().map(|(b, i, w, _)| (*b, *i, *w)));
+        let amounts: Vec<i64> = spent.iter().map(|(.., amount)| int(*amount)).collect();
         sqlx::query(
             "UPDATE leases SET amount = GREATEST(leases.amount - t.v, 0) \
              FROM (SELECT s, i, m, w, SUM(v)::BIGINT AS v FROM UNNEST($2::TEXT[], $3::TEXT[], \
@@ -212,4 +198,17 @@ impl PostgresStore {
         }
         Ok(leases)
     }
+}
+
+/// The key columns (scope, scope_id, metric, time_window) of leases, for `UNNEST`.
+fn columns<'a>(leases: impl Iterator<Item = (Budget, Uuid, &'a str)>) -> [Vec<String>; 4] {
+    let mut columns: [Vec<String>; 4] = Default::default();
+    for (budget, id, window) in leases {
+        let (scope, metric) = budget.names();
+        columns[0].push(scope.to_string());
+        columns[1].push(id.to_string());
+        columns[2].push(metric.to_string());
+        columns[3].push(window.to_string());
+    }
+    columns
 }
