@@ -163,17 +163,38 @@ impl Leases {
         wants
     }
 
-    /// After a refusal: asks the store for what the request lacks on every counter whose
-    /// lease (not limit) refused it. `Ok(true)` if a lease grew, so admission is worth a retry.
-    /// Waits at most `GRANT_WAIT`.
-    pub async fn refill_for(&self, wants: Vec<Want>) -> Result<bool, StoreError> {
+    /// How often a request refused for money is tried again at most (each try after a grant
+    /// or another request's).
+    pub const TRIES: usize = 8;
+
+    /// When a request refused for money should wait for a lease and try again, within
+    /// `GRANT_WAIT` from when it was first refused.
+    pub fn deadline_from_now() -> Instant {
+        Instant::now() + GRANT_WAIT
+    }
+
+    /// After a money refusal: whether admission is worth another try before `deadline`.
+    /// `Ok(false)` when a limit itself (not a lease) refuses, when the store has nothing left to
+    /// lease, or when the deadline has passed; `Ok(true)` when a lease grew (the store was asked
+    /// for what the request lacks) or another request's grant already made room.
+    pub async fn refill_for(
+        &self,
+        wants: Vec<Want>,
+        deadline: Instant,
+    ) -> Result<bool, StoreError> {
+        if !wants.iter().all(|w| w.slot.within_limit(w.amount, w.limit))
+            || Instant::now() >= deadline
+        {
+            return Ok(false);
+        }
         if !wants
             .iter()
             .any(|w| w.slot.short_of_lease(w.amount, w.limit))
         {
-            return Ok(false);
+            tokio::task::yield_now().await;
+            return Ok(true);
         }
-        tokio::time::timeout(GRANT_WAIT, self.refill_short(wants))
+        tokio::time::timeout_at(deadline.into(), self.refill_short(wants))
             .await
             .map_err(|_| StoreError::Timeout(GRANT_WAIT))?
     }
@@ -209,6 +230,7 @@ impl Leases {
                 limit: w.limit,
                 need: *need,
                 fraction: self.fraction,
+                unspent: unspent(&w.slot),
             })
             .collect();
         let grants = self.metrics.cluster.lease_grants.clone();
@@ -393,6 +415,14 @@ impl Leases {
     }
 }
 
+/// What `slot` has of its lease not yet reserved or spent (0 without a cap).
+fn unspent(slot: &Slot) -> u64 {
+    match slot.cap() {
+        u64::MAX => 0,
+        cap => cap.saturating_sub(slot.committed()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use uuid::Uuid;
@@ -422,7 +452,28 @@ mod tests {
         let slot = Arc::new(Slot::new(0, i64::MAX, "2026-12-04".into(), 0));
         slot.set_cap(0);
         assert!(!slot.try_reserve(150, Some(1_000)), "no lease yet");
-        assert!(leases.refill_for(vec![want(&slot, 150)]).await.unwrap());
+        let deadline = Leases::deadline_from_now();
+        assert!(
+            !leases
+                .refill_for(vec![want(&slot, 1_001)], deadline)
+                .await
+                .unwrap(),
+            "refused by the limit itself: no use waiting"
+        );
+        assert!(leases.held.is_empty(), "and nothing asked");
+        assert!(
+            !leases
+                .refill_for(vec![want(&slot, 150)], Instant::now())
+                .await
+                .unwrap(),
+            "past the deadline"
+        );
+        assert!(
+            leases
+                .refill_for(vec![want(&slot, 150)], deadline)
+                .await
+                .unwrap()
+        );
         assert_eq!(
             slot.cap(),
             200,
@@ -430,9 +481,13 @@ mod tests {
         );
         assert!(slot.try_reserve(150, Some(1_000)));
         assert!(
-            !leases.refill_for(vec![want(&slot, 10)]).await.unwrap(),
-            "room left: nothing asked"
+            leases
+                .refill_for(vec![want(&slot, 10)], deadline)
+                .await
+                .unwrap(),
+            "room left (another request's grant): worth a try, nothing asked"
         );
+        assert_eq!(slot.cap(), 200);
         let start = Instant::now();
         while !leases.held.is_empty() {
             assert!(start.elapsed() < Duration::from_secs(5), "never lapsed");

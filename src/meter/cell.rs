@@ -133,8 +133,13 @@ impl Slot {
     /// Whether `amount` more would fit under `limit` but not under the cap: a bigger lease
     /// would let it in.
     pub fn short_of_lease(&self, amount: u64, limit: u64) -> bool {
+        self.committed().saturating_add(amount) > self.cap() && self.within_limit(amount, limit)
+    }
+
+    /// Whether `amount` more would fit under `limit` (whatever the cap).
+    pub fn within_limit(&self, amount: u64, limit: u64) -> bool {
         let next = self.committed().saturating_add(amount);
-        next > self.cap() && next.saturating_add(self.others.load(Ordering::Acquire)) <= limit
+        next.saturating_add(self.others.load(Ordering::Acquire)) <= limit
     }
 
     /// How much more than the cap `amount` would commit (0 if it fits).

@@ -394,8 +394,8 @@ fn gate(entry: &KeyEntry) -> Result<Option<InFlightGuard>, Denial> {
 }
 
 /// Cost, balance and byte quotas of key, account and partner. In lease mode a request refused
-/// by a budget lease (not by the limit itself) waits for a bigger lease and is admitted again,
-/// once.
+/// by a budget lease (not by the limit itself) waits for a bigger lease and is tried again, for
+/// at most `GRANT_WAIT` in all.
 async fn admit_quotas(
     state: &ProxyState,
     entry: &KeyEntry,
@@ -423,23 +423,32 @@ async fn admit_quotas(
             now,
         )
     };
-    let mut ticket = match (admit(), &state.leases) {
-        (Err(denial), Some(leases)) if denial.code.is_money() => {
-            let retired = &state.meter.retired;
+    let mut admitted = admit();
+    if let (Err(denial), Some(leases)) = (&admitted, &state.leases)
+        && denial.code.is_money()
+    {
+        // Refused by a lease, not a limit: wait for a grant and try again, within a deadline.
+        let deadline = Leases::deadline_from_now();
+        let retired = &state.meter.retired;
+        for _ in 0..Leases::TRIES {
+            let Err(denial) = &admitted else { break };
+            if !denial.code.is_money() {
+                break;
+            }
             let wants = Leases::wants(&entry.key, links, cost_estimate, retired, now);
-            match leases.refill_for(wants).await {
-                Ok(true) => admit()?,
-                Ok(false) => return Err(denial),
+            match leases.refill_for(wants, deadline).await {
+                Ok(true) => admitted = admit(),
+                Ok(false) => break,
                 Err(err) => {
-                    tracing::warn!(error = %err, "no budget lease: the store is unreachable");
+                    tracing::warn!(error = %err, "no budget lease: the store did not answer");
                     let message = "no budget could be leased for this request: the store is \
                                    unreachable; retry shortly";
                     return Err(Denial::with_message(denial.code, message).retry_after(1));
                 }
             }
         }
-        (admitted, _) => admitted?,
-    };
+    }
+    let mut ticket = admitted?;
     ticket.count_cost_into(state.metrics.cost_micros.clone());
     Ok(ticket)
 }

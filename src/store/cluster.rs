@@ -87,8 +87,12 @@ pub struct LeaseRequest {
     pub limit: u64,
     /// The least that is of use (what a waiting request needs); 0 for a background refill.
     pub need: u64,
-    /// The share of what is left to take (0–1]; never less than `need`.
+    /// The share to hold of what is left (0–1]; never less than `need`.
     pub fraction: f64,
+    /// What the asking instance still has of its lease, not yet reserved or spent: a refill
+    /// tops the lease up to `fraction` of what is left (this included) and does not add to it
+    /// blindly, so a few busy instances cannot gather all of a budget between them.
+    pub unspent: u64,
 }
 
 /// One account's part of the kubo ledger as the store holds it, read under the ledger locks

@@ -78,14 +78,7 @@ impl PostgresStore {
             }
         };
         let left = budget.saturating_sub(others).saturating_sub(mine).max(0) as u64;
-        // A slice smaller than the need is of no use here and would strand budget another
-        // instance could spend: then nothing is granted.
-        let share = (left as f64 * request.fraction).ceil() as u64;
-        let grant = if left < request.need {
-            0
-        } else {
-            share.max(request.need).min(left)
-        };
+        let grant = grant_size(left, request);
         if grant == 0 {
             return Ok(mine.max(0) as u64);
         }
@@ -211,4 +204,19 @@ fn columns<'a>(leases: impl Iterator<Item = (Budget, Uuid, &'a str)>) -> [Vec<St
         columns[3].push(window.to_string());
     }
     columns
+}
+
+/// How much to add to a lease with `left` unleased: enough to hold `fraction` of what this
+/// instance could hold (what it has unspent plus `left`), and at least the need. A slice
+/// smaller than the need is of no use and would strand budget another instance could spend:
+/// then nothing is granted.
+fn grant_size(left: u64, request: &LeaseRequest) -> u64 {
+    if left < request.need {
+        return 0;
+    }
+    let target = (left.saturating_add(request.unspent) as f64 * request.fraction).ceil() as u64;
+    target
+        .saturating_sub(request.unspent)
+        .max(request.need)
+        .min(left)
 }

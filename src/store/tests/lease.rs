@@ -31,6 +31,7 @@ fn ask(lease: &LeaseId, limit: u64, need: u64) -> LeaseRequest {
         limit,
         need,
         fraction: 0.5,
+        unspent: 0,
     }
 }
 
@@ -107,6 +108,27 @@ async fn grants_never_lease_more_than_is_left_and_syncs_spend_from_the_lease() {
     assert_eq!(grant(&b, ask(&lease, 1_000, 0)).await, 250 + 275);
     // A lower limit leaves nothing to grant (the leases already held stand).
     assert_eq!(grant(a, ask(&lease, 400, 0)).await, 0);
+}
+
+#[tokio::test]
+async fn a_refill_tops_a_lease_up_to_its_share_and_never_past_it() {
+    let t = TestStore::postgres().await;
+    let a: &dyn Store = &*t;
+    let lease = key_cost(Uuid::new_v4());
+    assert_eq!(grant(a, ask(&lease, 1_000, 0)).await, 500);
+    let asking = |unspent, need| LeaseRequest {
+        unspent,
+        ..ask(&lease, 1_000, need)
+    };
+    // 400 of it unspent, 500 unleased: the share of 900 is 450, so 50 more.
+    assert_eq!(grant(a, asking(400, 0)).await, 550);
+    // Holding more than its share (ceil(0.5 * (450 + 500)) = 475): nothing more, however
+    // often a busy instance asks, so a few instances cannot gather the whole budget.
+    for _ in 0..3 {
+        assert_eq!(grant(a, asking(500, 0)).await, 550);
+    }
+    // What a waiting request needs is still granted while it fits.
+    assert_eq!(grant(a, asking(500, 100)).await, 650);
 }
 
 #[tokio::test]
