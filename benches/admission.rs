@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
+use tollgate::auth::credential::{self, CredentialSource, Extracted};
 use tollgate::config::model::ProfileKind;
 use tollgate::domain::decision::Decision;
 use tollgate::domain::ip::IpAllowList;
@@ -20,7 +21,6 @@ use tollgate::domain::secret::KeyHasher;
 use tollgate::index::KeyIndex;
 use tollgate::meter::Meter;
 use tollgate::meter::admit::{Facts, admit, take_slot};
-use tollgate::proxy::credential::{self, CredentialSource, Extracted};
 use tollgate::proxy::routes::RouteTable;
 use tollgate::proxy::{path, profile};
 

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::limits::ManagementLimits;
 use crate::api::{self, ApiState};
+use crate::auth::CredentialSource;
 use crate::cluster::feed::Feed;
 use crate::cluster::health::Health;
 use crate::cluster::sync::Syncer;
@@ -26,7 +27,7 @@ use crate::proxy::handler::{self, ProxyState};
 use crate::proxy::kubo::Kubo;
 use crate::proxy::llm::Llm;
 use crate::proxy::upstream::{UpstreamClient, UpstreamError};
-use crate::proxy::{credential::CredentialSource, profile, server, tls};
+use crate::proxy::{profile, server, tls};
 use crate::store::{self, Store, StoreError};
 use hyper::service::service_fn;
 use hyper_util::service::TowerToHyperService;
@@ -334,7 +335,7 @@ async fn reap_loop(
                 upstream.reap_idle();
                 metrics.upstream_idle.set(upstream.idle_connections() as i64);
             }
-            _ = server::stopped(&mut stopped) => break,
+            _ = crate::shutdown::stopped(&mut stopped) => break,
         }
     }
 }

@@ -29,7 +29,6 @@ use crate::domain::secret::KeyHasher;
 use crate::meter::Meter;
 use crate::meter::admit::Links;
 use crate::meter::hold::InFlight;
-use crate::proxy::credential::Presented;
 
 /// A key's request-rate limiter (GCRA, `governor`), built on first use and rebuilt only when
 /// the limit changes.
@@ -323,23 +322,26 @@ impl KeyIndex {
         self.by_id.get(&id).map(|e| e.key().0.clone())
     }
 
-    /// Finds the key a presented credential belongs to, or `None` if it matches no key.
-    pub fn lookup(&self, presented: &Presented<'_>, hasher: &KeyHasher) -> Option<Arc<KeyEntry>> {
-        match presented {
-            Presented::Token(token) => {
-                let digest = hasher.digest(token.as_bytes());
-                let entry = self.by_digest.get(&digest)?.key().0.clone();
-                // The map found it by this digest; compare in constant time all the same
-                // (without hashing the token a second time).
-                bool::from(digest.ct_eq(entry.key.credential.digest())).then_some(entry)
-            }
-            Presented::Pair { access_key, secret } => {
-                let entry = self.by_access_key.get(access_key)?.key().0.clone();
-                hasher
-                    .verify(secret.as_bytes(), entry.key.credential.digest())
-                    .then_some(entry)
-            }
-        }
+    /// The key whose token is `token`, or `None` if it matches no key.
+    pub fn lookup_token(&self, token: &[u8], hasher: &KeyHasher) -> Option<Arc<KeyEntry>> {
+        let digest = hasher.digest(token);
+        let entry = self.by_digest.get(&digest)?.key().0.clone();
+        // The map found it by this digest; compare in constant time all the same (without
+        // hashing the token a second time).
+        bool::from(digest.ct_eq(entry.key.credential.digest())).then_some(entry)
+    }
+
+    /// The key of `access_key` if `secret` is its secret, or `None`.
+    pub fn lookup_pair(
+        &self,
+        access_key: &Uuid,
+        secret: &[u8],
+        hasher: &KeyHasher,
+    ) -> Option<Arc<KeyEntry>> {
+        let entry = self.by_access_key.get(access_key)?.key().0.clone();
+        hasher
+            .verify(secret, entry.key.credential.digest())
+            .then_some(entry)
     }
 
     /// Records that `entry` was used at `now` (Unix seconds). Costs one atomic load per request
@@ -397,8 +399,6 @@ impl KeyIndex {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use super::*;
     use crate::domain::policy::tests::sample_key;
 
@@ -416,23 +416,15 @@ mod tests {
         let key = token_key(&hasher, "cr_one");
         let id = key.id;
         let index = KeyIndex::from_keys(vec![key.clone()]);
-        let found = index
-            .lookup(&Presented::Token(Cow::Borrowed("cr_one")), &hasher)
-            .unwrap();
+        let found = index.lookup_token(b"cr_one", &hasher).unwrap();
         assert_eq!(found.key.id, id);
-        assert!(
-            index
-                .lookup(&Presented::Token(Cow::Borrowed("cr_two")), &hasher)
-                .is_none()
-        );
+        assert!(index.lookup_token(b"cr_two", &hasher).is_none());
 
         index.mark_used(&found, 100);
         let mut disabled = key;
         disabled.disabled = true;
         index.upsert(&disabled);
-        let again = index
-            .lookup(&Presented::Token(Cow::Borrowed("cr_one")), &hasher)
-            .unwrap();
+        let again = index.lookup_token(b"cr_one", &hasher).unwrap();
         assert!(again.key.disabled);
         assert_eq!(index.last_used(id), Some(100));
         assert_eq!(index.len(), 1);
@@ -448,16 +440,8 @@ mod tests {
             digest: hasher.digest(b"s3cret"),
         };
         let index = KeyIndex::from_keys(vec![key]);
-        let good = Presented::Pair {
-            access_key,
-            secret: "s3cret".into(),
-        };
-        let bad = Presented::Pair {
-            access_key,
-            secret: "s3cres".into(),
-        };
-        assert!(index.lookup(&good, &hasher).is_some());
-        assert!(index.lookup(&bad, &hasher).is_none());
+        assert!(index.lookup_pair(&access_key, b"s3cret", &hasher).is_some());
+        assert!(index.lookup_pair(&access_key, b"s3cres", &hasher).is_none());
     }
 
     #[test]

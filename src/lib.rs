@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod demo;
@@ -18,4 +19,5 @@ pub mod manage;
 pub mod meter;
 pub mod metrics;
 pub mod proxy;
+pub mod shutdown;
 pub mod store;

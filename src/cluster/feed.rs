@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use super::health::Health;
 use crate::manage::Manager;
 use crate::metrics::Metrics;
-use crate::proxy::server;
+use crate::shutdown;
 use crate::store::StoreError;
 use crate::store::cluster::{Change, Changed};
 
@@ -61,7 +61,7 @@ impl Feed {
                     None => break,
                 },
                 _ = tokio::time::sleep_until(next) => next = self.reconcile_or_retry(every).await,
-                _ = server::stopped(&mut stopped) => break,
+                _ = shutdown::stopped(&mut stopped) => break,
             }
         }
     }

@@ -29,7 +29,7 @@ use crate::meter::admit::{Links, charge};
 use crate::meter::cell::Slot;
 use crate::meter::windowed::Retired;
 use crate::metrics::Metrics;
-use crate::proxy::server;
+use crate::shutdown;
 use crate::store::cluster::{Budget, LeaseId, LeaseRequest};
 use crate::store::{Store, StoreError};
 
@@ -383,7 +383,7 @@ impl Leases {
         loop {
             tokio::select! {
                 _ = tick.tick() => self.void_lapsed(),
-                _ = server::stopped(&mut stopped) => break,
+                _ = shutdown::stopped(&mut stopped) => break,
             }
         }
     }

@@ -16,7 +16,7 @@ use super::lease::Leases;
 use crate::manage::Manager;
 use crate::meter::{Batch, Meter};
 use crate::metrics::Metrics;
-use crate::proxy::server;
+use crate::shutdown;
 use crate::store::StoreError;
 
 /// Usage records taken between two yields to the runtime while a batch is built: with
@@ -77,7 +77,7 @@ impl Syncer {
             tokio::select! {
                 _ = tick.tick() => self.once().await,
                 _ = self.manager.meter.sync_now.notified() => self.once().await,
-                _ = server::stopped(&mut stopped) => break,
+                _ = shutdown::stopped(&mut stopped) => break,
             }
         }
         self.once().await;
@@ -134,7 +134,7 @@ impl Syncer {
                     .observe(started.elapsed().as_secs_f64());
                 self.health.up(&self.metrics, "usage sync");
                 if self.shared {
-                    meter.apply_synced(&synced, now);
+                    meter.apply_synced(&synced.totals, &synced.balances, now);
                     self.cursor.store(synced.cursor, Ordering::Release);
                 }
                 if let Some(leases) = &self.leases {

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::domain::key::{Account, Partner};
 use cell::Slot;
-use usage::{Initial, Metric, Scope, ScopeUsage};
+use usage::{CounterRow, Initial, Metric, Scope, ScopeUsage};
 use window::Window;
 use windowed::{Owner, Retired};
 
@@ -177,7 +177,7 @@ pub struct Meter {
 
 impl Meter {
     /// Builds the seed of `new` from stored rows (unknown scopes or metrics are skipped).
-    pub fn initial_from(rows: Vec<crate::store::CounterRow>) -> Initial {
+    pub fn initial_from(rows: Vec<CounterRow>) -> Initial {
         rows.into_iter()
             .filter_map(|r| {
                 let scope = Scope::parse(&r.scope)?;
@@ -315,9 +315,9 @@ impl Meter {
     /// Applies what a sync read back from a shared store: every counter total changed since the
     /// last sync (the live slot of that window learns the others' share; a scope not in use
     /// yet will start from it) and every partner's stored balance.
-    pub fn apply_synced(&self, synced: &crate::store::Synced, now: i64) {
+    pub fn apply_synced(&self, totals: &[CounterRow], balances: &[(Uuid, i64)], now: i64) {
         let current = Meter::windows_in(self.offset, now);
-        for row in &synced.totals {
+        for row in totals {
             let (Some(scope), Some(metric)) =
                 (Scope::parse(&row.scope), Metric::parse(&row.metric))
             else {
@@ -358,7 +358,7 @@ impl Meter {
             *seen = current;
         }
         drop(seen);
-        for (id, balance) in &synced.balances {
+        for (id, balance) in balances {
             if let Some(p) = self.partners.get(id) {
                 p.set_store_balance(*balance);
             }
@@ -469,7 +469,7 @@ mod sync_tests {
             ],
             ..Synced::default()
         };
-        meter.apply_synced(&synced, NOW);
+        meter.apply_synced(&synced.totals, &synced.balances, NOW);
         assert_eq!(day.total_used(), 100, "30 here + 70 elsewhere");
         assert!(!day.try_reserve(1, Some(100)));
         // A key first used here after the sync starts from the shared total.
@@ -481,7 +481,7 @@ mod sync_tests {
             totals: vec![row(used_here, "2026-11-24", 60)],
             ..Synced::default()
         };
-        meter.apply_synced(&next, tomorrow);
+        meter.apply_synced(&next.totals, &next.balances, tomorrow);
         let slot = usage.cost_day.current(tomorrow, &meter.retired);
         assert_eq!((slot.label.as_str(), slot.total_used()), ("2026-11-24", 60));
         assert!(

@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use uuid::Uuid;
 
-use crate::store::{IpnsRow, PinRow};
-
 /// What the ledger knows of one pin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PinInfo {
@@ -323,6 +321,23 @@ impl Drop for PinReservation {
             self.release(&mut ledger.lock());
         }
     }
+}
+
+/// One pin of the kubo ledger: an account holds `cid`, of `size` bytes (the DAG's total size,
+/// or the block's for a direct pin).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinRow {
+    pub account_id: Uuid,
+    pub cid: String,
+    pub size: u64,
+    pub recursive: bool,
+}
+
+/// One IPNS name (kubo key) an account owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpnsRow {
+    pub account_id: Uuid,
+    pub name: String,
 }
 
 #[cfg(test)]

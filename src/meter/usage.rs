@@ -141,3 +141,13 @@ impl ScopeUsage {
         )
     }
 }
+
+/// A stored counter total for one window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterRow {
+    pub scope: String,
+    pub scope_id: Uuid,
+    pub metric: String,
+    pub window: String,
+    pub value: u64,
+}

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use std::collections::HashMap;
 
+use crate::auth::{self, CredentialSource, credential};
 use crate::cluster::lease::Leases;
 use crate::config::model::{Plan, RouteAction};
 use crate::domain::clock::Clock;
@@ -29,7 +30,6 @@ use crate::meter::admit::{self as quota, Facts, Ticket};
 use crate::meter::body::MeteredBody;
 use crate::meter::hold::InFlightGuard;
 use crate::metrics::{Metrics, UpstreamErrorKind};
-use crate::proxy::credential::{self, CredentialSource, Extracted};
 use crate::proxy::headers::{
     REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
 };
@@ -319,15 +319,8 @@ fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, R
             None,
         )
     })?;
-    let presented = match credential::extract(&parts.headers, &state.sources) {
-        Extracted::Found(p) => p,
-        Extracted::Missing => return Err((Denial::new(DenyCode::MissingCredentials), None)),
-        Extracted::Malformed => return Err((Denial::new(DenyCode::InvalidKey), None)),
-    };
-    let entry = state
-        .index
-        .lookup(&presented, &state.hasher)
-        .ok_or_else(|| (Denial::new(DenyCode::InvalidKey), None))?;
+    let entry = auth::authenticate(&parts.headers, &state.sources, &state.index, &state.hasher)
+        .map_err(|d| (d, None))?;
     let key = entry.key.id;
     authorize(state, parts, client, path, entry).map_err(|d| (d, Some(key)))
 }

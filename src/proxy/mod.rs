@@ -2,7 +2,6 @@
 //! forwarding, TLS termination and the accept loop.
 
 pub mod client_ip;
-pub mod credential;
 pub mod handler;
 pub mod headers;
 pub mod kubo;

@@ -36,11 +36,6 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
-/// Resolves once `rx` says stop (or its sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
 /// Accepts connections until `shutdown` turns true, serving each with the service `make`
 /// builds for its peer; then drains (see the module doc).
 pub async fn serve<M, S, B>(
@@ -77,7 +72,7 @@ pub async fn serve<M, S, B>(
                     continue;
                 }
             },
-            _ = stopped(&mut shutdown) => break,
+            _ = crate::shutdown::stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
         let conn = Conn {

@@ -21,32 +21,8 @@ use crate::domain::key::{Account, Digest, Key, Partner};
 use crate::meter::Batch;
 use crate::meter::llm_usage::LlmRow;
 
-/// A stored counter total for one window.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CounterRow {
-    pub scope: String,
-    pub scope_id: Uuid,
-    pub metric: String,
-    pub window: String,
-    pub value: u64,
-}
-
-/// One pin of the kubo ledger: an account holds `cid`, of `size` bytes (the DAG's total size,
-/// or the block's for a direct pin).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PinRow {
-    pub account_id: Uuid,
-    pub cid: String,
-    pub size: u64,
-    pub recursive: bool,
-}
-
-/// One IPNS name (kubo key) an account owns.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IpnsRow {
-    pub account_id: Uuid,
-    pub name: String,
-}
+pub use crate::meter::pins::{IpnsRow, PinRow};
+pub use crate::meter::usage::CounterRow;
 
 /// Faults of the store. Not-found is `Ok(None)`, not an error.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use super::V0Error;
 use crate::api::partner_auth::AuthPartner;
 use crate::api::{ApiState, ClientAddr, json};
+use crate::auth::{self, CredentialSource};
 use crate::domain::decision::{Decision, Denial, DenyCode};
 use crate::domain::hot_key::HotKey;
 use crate::domain::ip::canonical;
@@ -21,7 +22,6 @@ use crate::domain::key::Partner;
 use crate::domain::permission::Permission;
 use crate::domain::policy::check_key;
 use crate::proxy::client_ip::client_ip;
-use crate::proxy::credential::{self, CredentialSource, Extracted};
 
 /// Where the account API looks for a key: `Authorization: Bearer` and `Basic`.
 const ACCOUNT_SOURCES: [CredentialSource; 2] = [CredentialSource::Bearer, CredentialSource::Basic];
@@ -94,21 +94,20 @@ impl FromRequestParts<ApiState> for AdminKey {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, V0Error> {
         let manager = &state.manager;
-        let presented = match credential::extract(&parts.headers, &ACCOUNT_SOURCES) {
-            Extracted::Found(presented) => presented,
-            Extracted::Missing => {
-                return Err(denied(
-                    DenyCode::MissingCredentials,
-                    "send Authorization: Basic base64(access_key:access_secret) of a key with \
-                     the admin permission",
-                ));
-            }
-            Extracted::Malformed => return Err(V0Error::Denied(Denial::new(DenyCode::InvalidKey))),
-        };
-        let entry = manager
-            .index
-            .lookup(&presented, &manager.hasher)
-            .ok_or_else(|| V0Error::Denied(Denial::new(DenyCode::InvalidKey)))?;
+        let entry = auth::authenticate(
+            &parts.headers,
+            &ACCOUNT_SOURCES,
+            &manager.index,
+            &manager.hasher,
+        )
+        .map_err(|d| match d.code {
+            DenyCode::MissingCredentials => denied(
+                d.code,
+                "send Authorization: Basic base64(access_key:access_secret) of a key with the \
+                 admin permission",
+            ),
+            _ => V0Error::Denied(d),
+        })?;
         let now = manager.clock.now_unix();
         match check_key(&entry.key, now, client(parts, state), Permission::Admin) {
             Decision::Allow => {}
