@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method};
-use tollgate::auth::credential::{self, CredentialSource, Extracted};
+use tollgate::auth::{self, CredentialSource};
 use tollgate::config::model::ProfileKind;
 use tollgate::domain::decision::Decision;
 use tollgate::domain::ip::IpAllowList;
@@ -108,10 +108,7 @@ fn headers(i: usize) -> HeaderMap {
 /// One full admission: checks, reservations, then settlement (ticket dropped).
 fn admit_once(w: &World, headers: &HeaderMap, plans: &HashMap<i64, tollgate::config::model::Plan>) {
     let path = path::normalize(black_box("/api/v0/cat")).unwrap();
-    let Extracted::Found(presented) = credential::extract(headers, &CredentialSource::ALL) else {
-        panic!("credential expected")
-    };
-    let entry = w.index.lookup(&presented, &w.hasher).unwrap();
+    let entry = auth::authenticate(headers, &CredentialSource::ALL, &w.index, &w.hasher).unwrap();
     let route = w.routes.route(&Method::POST, &path);
     let tollgate::config::model::RouteAction::Require(p) = route.action else {
         panic!("route expected")

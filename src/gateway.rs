@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 use crate::proxy::handler::{self, ProxyState};
 use crate::proxy::kubo::Kubo;
 use crate::proxy::llm::Llm;
-use crate::proxy::upstream::{UpstreamClient, UpstreamError};
+use crate::proxy::upstream::{Upstream, UpstreamClient, UpstreamError};
 use crate::proxy::{profile, server, tls};
 use crate::store::{self, Store, StoreError};
 use hyper::service::service_fn;
@@ -182,9 +182,12 @@ impl Gateway {
             routes: profile::route_table(config.upstream.profile, &config.routes),
             sources: CredentialSource::ALL.to_vec(),
             trusted_proxies: config.security.trusted_proxies.clone(),
-            upstream: UpstreamClient::new(&config.upstream)?,
-            upstream_auth: config.upstream.auth.clone(),
-            response_timeout: config.upstream.response_timeout,
+            upstream: Arc::new(Upstream::new(
+                UpstreamClient::new(&config.upstream)?,
+                config.upstream.auth.clone(),
+                config.upstream.response_timeout,
+                metrics.clone(),
+            )),
             max_request_body: config.limits.max_request_body.get(),
             body_idle_timeout: config.limits.body_idle_timeout,
             tls: tls.is_some(),
@@ -196,7 +199,7 @@ impl Gateway {
             kubo: kubo.clone(),
             leases: syncer.leases.clone(),
         });
-        let upstream = state.upstream.clone();
+        let upstream = state.upstream.client().clone();
         let proxy_listener = bind(config.listen.proxy).await?;
         let api_listener = bind(config.listen.api).await?;
         let proxy_addr = local_addr(&proxy_listener, config.listen.proxy)?;

@@ -103,6 +103,18 @@ fn the_top_level_modules_import_each_other_without_cycles() {
 }
 
 #[test]
+fn the_proxy_modules_import_each_other_without_cycles() {
+    let graph = graph(&["proxy"]);
+    assert!(
+        graph
+            .get("handler")
+            .is_some_and(|uses| uses.contains("kubo")),
+        "{graph:?}"
+    );
+    assert_eq!(cycle(&graph), None, "{graph:#?}");
+}
+
+#[test]
 fn the_cycle_finder_finds_a_cycle() {
     let mut graph = Graph::new();
     for (a, b) in [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")] {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use uuid::Uuid;
@@ -29,7 +29,7 @@ use crate::meter::Meter;
 use crate::meter::admit::{self as quota, Facts, Ticket};
 use crate::meter::body::MeteredBody;
 use crate::meter::hold::InFlightGuard;
-use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::metrics::Metrics;
 use crate::proxy::headers::{
     REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
 };
@@ -39,7 +39,7 @@ use crate::proxy::kubo::{Caller, Ctx, Kubo};
 use crate::proxy::llm::{Call, Llm};
 use crate::proxy::request_body::{RequestBody, Upload, UploadState};
 use crate::proxy::routes::RouteTable;
-use crate::proxy::upstream::{SendError, UpstreamClient, classify};
+use crate::proxy::upstream::{SendError, Upstream};
 use crate::proxy::{ProxyBody, client_ip, path, respond};
 
 /// Everything the data plane needs, built once at start.
@@ -49,10 +49,8 @@ pub struct ProxyState {
     pub routes: RouteTable,
     pub sources: Vec<CredentialSource>,
     pub trusted_proxies: IpSet,
-    pub upstream: UpstreamClient,
-    /// The upstream's own credential, injected after the caller's is stripped.
-    pub upstream_auth: Option<(HeaderName, HeaderValue)>,
-    pub response_timeout: Duration,
+    /// The upstream: client, own credential, response deadline, failure accounting.
+    pub upstream: Arc<Upstream>,
     pub max_request_body: u64,
     /// Longest pause between two pieces of a request body.
     pub body_idle_timeout: Duration,
@@ -202,7 +200,7 @@ async fn serve(
     let mut add = None;
     if let (Some(kubo), Some((command, query))) = (&state.kubo, kubo_call) {
         let ctx = Ctx {
-            state: state.clone(),
+            upstream: state.upstream.clone(),
             rid: rid.clone(),
             caller: caller(state, &entry, now),
         };
@@ -473,18 +471,10 @@ fn failed(
             DenyCode::BadRequest,
             "the request body stalled longer than limits.body_idle_timeout",
         ),
-        (_, Err(_)) => {
-            state
-                .metrics
-                .record_upstream_error(UpstreamErrorKind::Timeout);
-            Denial::new(DenyCode::UpstreamTimeout)
-        }
-        (_, Ok(err)) => {
-            let (denial, kind) = classify(&err);
-            state.metrics.record_upstream_error(kind);
-            tracing::warn!(error = %err, key = %entry.key.id, "upstream exchange failed");
-            denial
-        }
+        (_, Err(_)) => state.upstream.timed_out(),
+        (_, Ok(err)) => state
+            .upstream
+            .failed(&err, &format_args!("key {}", entry.key.id)),
     }
 }
 
@@ -513,9 +503,7 @@ async fn forward(
     join_cookies(headers);
     set_forwarded(headers, forwarded_for, client, state.tls, host);
     headers.insert(&REQUEST_ID, rid.clone());
-    if let Some((name, value)) = &state.upstream_auth {
-        headers.insert(name, value.clone());
-    }
+    state.upstream.authorize(headers);
     let Admitted {
         entry,
         uri,
@@ -561,7 +549,7 @@ async fn forward(
     let deadline = async {
         let end = upload.finished().await;
         if end == Upload::Complete {
-            tokio::time::sleep(state.response_timeout).await;
+            tokio::time::sleep(state.upstream.response_timeout).await;
         }
         end
     };

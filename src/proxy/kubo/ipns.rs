@@ -51,7 +51,7 @@ pub async fn gen_key(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes
     let mut pairs = vec![("arg", Cow::from(node_name.as_str()))];
     pairs.extend(options(q, &GEN_OPTIONS));
     let query = encode(pairs);
-    let answer = match rpc::call(&ctx.state, &ctx.rid, "key/gen", &query).await {
+    let answer = match rpc::call(&ctx.upstream, &ctx.rid, "key/gen", &query).await {
         Ok(answer) if answer.ok() => answer,
         failed => {
             kubo.ledger.release_name(account, name);
@@ -61,7 +61,7 @@ pub async fn gen_key(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes
     if let Err(err) = kubo.store.put_ipns(account, name, ctx.caller.now).await {
         kubo.ledger.release_name(account, name);
         let query = encode([("arg", Cow::from(node_name.as_str()))]);
-        let _ = rpc::call(&ctx.state, &ctx.rid, "key/rm", &query).await;
+        let _ = rpc::call(&ctx.upstream, &ctx.rid, "key/rm", &query).await;
         return Err(unrecorded(&err));
     }
     let id = answer
@@ -74,7 +74,7 @@ pub async fn gen_key(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes
 /// `key/list`: the account's names only, without the prefix.
 pub async fn list(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, Denial> {
     let query = encode(options(q, &LIST_OPTIONS));
-    let answer = rpc::call(&ctx.state, &ctx.rid, "key/list", &query).await?;
+    let answer = rpc::call(&ctx.upstream, &ctx.rid, "key/list", &query).await?;
     if !answer.ok() {
         return Ok(passthrough(answer));
     }
@@ -103,7 +103,7 @@ pub async fn rm(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>, De
             continue; // removed meanwhile by a concurrent request of the same account
         }
         let query = encode([("arg", Cow::from(node_name.as_str()))]);
-        let answer = rpc::call(&ctx.state, &ctx.rid, "key/rm", &query).await?;
+        let answer = rpc::call(&ctx.upstream, &ctx.rid, "key/rm", &query).await?;
         if !answer.ok() && !answer.message().contains("no key named") {
             return Ok(passthrough(answer));
         }
@@ -144,7 +144,7 @@ pub async fn rename(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes>
         ("arg", Cow::from(new_node.as_str())),
         ("force", args::bool_text(force)),
     ]);
-    let answer = rpc::call(&ctx.state, &ctx.rid, "key/rename", &query).await?;
+    let answer = rpc::call(&ctx.upstream, &ctx.rid, "key/rename", &query).await?;
     if !answer.ok() {
         return Ok(passthrough(answer));
     }
@@ -191,7 +191,7 @@ pub async fn publish(kubo: &Kubo, ctx: &Ctx, q: &Query) -> Result<Response<Bytes
                 (k, Cow::from(v))
             }),
     );
-    let answer = rpc::call(&ctx.state, &ctx.rid, "name/publish", &query).await?;
+    let answer = rpc::call(&ctx.upstream, &ctx.rid, "name/publish", &query).await?;
     Ok(passthrough(answer))
 }
 

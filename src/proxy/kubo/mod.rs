@@ -26,7 +26,7 @@ use command::Command;
 use crate::config::model::Plan;
 use crate::domain::decision::{Denial, DenyCode};
 use crate::meter::pins::{PinLedger, PinLimits, PinRefusal};
-use crate::proxy::handler::ProxyState;
+use crate::proxy::upstream::Upstream;
 use crate::store::{Store, StoreError};
 
 /// Lock stripes serialising the ledger changes of one CID (or one IPNS name). Locks are held only
@@ -65,11 +65,11 @@ impl Caller {
     }
 }
 
-/// One request's view: the gateway state, the request id for the node calls, the caller.
-/// Owned, so a ledger change can run in its own task to the end even if the client leaves.
+/// One request's view: the node, the request id for the node calls, the caller. Owned, so a
+/// ledger change can run in its own task to the end even if the client leaves.
 #[derive(Clone)]
 pub struct Ctx {
-    pub state: Arc<ProxyState>,
+    pub upstream: Arc<Upstream>,
     pub rid: HeaderValue,
     pub caller: Caller,
 }

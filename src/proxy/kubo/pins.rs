@@ -78,7 +78,7 @@ async fn pin_sized(
         .map_err(refused)?;
     let newly_on_node = kubo.ledger.holders(cid) == 0;
     let query = encode([("arg", cid.into()), ("recursive", bool_text(true))]);
-    let answer = rpc::call(&ctx.state, &ctx.rid, "pin/add", &query).await?;
+    let answer = rpc::call(&ctx.upstream, &ctx.rid, "pin/add", &query).await?;
     if !answer.ok() {
         return Ok(Some(answer));
     }
@@ -231,7 +231,7 @@ async fn stat(ctx: &Ctx, cid: &str, room: Option<u64>) -> Result<Result<u64, Ans
         (Some(room), Some(size)) => size <= room,
         _ => true,
     };
-    let last = match rpc::call_streamed(&ctx.state, &ctx.rid, "dag/stat", &query, fits).await? {
+    let last = match rpc::call_streamed(&ctx.upstream, &ctx.rid, "dag/stat", &query, fits).await? {
         Err(answer) => return Ok(Err(answer)),
         Ok(None) => {
             let limit = ctx.caller.limits.bytes.unwrap_or_default();
@@ -265,7 +265,7 @@ fn dag_size(v: &Value) -> Option<u64> {
 /// failure leaves a pin on the node that no plan pays for, so it is logged for the operator.
 pub(super) async fn unpin_orphan(ctx: &Ctx, cid: &str) {
     let query = encode([("arg", cid.into()), ("recursive", bool_text(true))]);
-    match rpc::call(&ctx.state, &ctx.rid, "pin/rm", &query).await {
+    match rpc::call(&ctx.upstream, &ctx.rid, "pin/rm", &query).await {
         Ok(answer) if answer.ok() || answer.message().contains("not pinned") => {}
         Ok(answer) => {
             tracing::error!(cid, error = %answer.message(), "could not unpin a CID no account holds")

@@ -8,10 +8,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use serde_json::Value;
 
 use crate::domain::decision::{Denial, DenyCode};
-use crate::metrics::UpstreamErrorKind;
-use crate::proxy::handler::ProxyState;
 use crate::proxy::headers::REQUEST_ID;
-use crate::proxy::upstream::{UpstreamBody, classify};
+use crate::proxy::upstream::{Upstream, UpstreamBody};
 
 /// The largest node answer read in full (pin and key answers are a few hundred bytes).
 const MAX_ANSWER: usize = 8 << 20;
@@ -48,25 +46,26 @@ impl Answer {
 
 /// Sends `POST /api/v0/<command>?<query>` to the node and reads the whole answer.
 pub async fn call(
-    state: &ProxyState,
+    upstream: &Upstream,
     rid: &HeaderValue,
     command: &str,
     query: &str,
 ) -> Result<Answer, Denial> {
-    within_timeout(state, async {
-        let resp = send(state, rid, command, query).await?;
-        read_whole(state, resp).await
-    })
-    .await
+    upstream
+        .within_timeout(async {
+            let resp = send(upstream, rid, command, query).await?;
+            read_whole(upstream, resp).await
+        })
+        .await
 }
 
 /// Reads a node answer in full (at most `MAX_ANSWER` bytes).
-async fn read_whole(state: &ProxyState, resp: Response<UpstreamBody>) -> Result<Answer, Denial> {
+async fn read_whole(upstream: &Upstream, resp: Response<UpstreamBody>) -> Result<Answer, Denial> {
     let (head, body) = resp.into_parts();
     let body = Limited::new(body, MAX_ANSWER)
         .collect()
         .await
-        .map_err(|_| broke_off(state))?
+        .map_err(|_| broke_off(upstream))?
         .to_bytes();
     Ok(Answer {
         status: head.status,
@@ -80,59 +79,59 @@ async fn read_whole(state: &ProxyState, resp: Response<UpstreamBody>) -> Result<
 /// connection is dropped, which cancels the command on the node. `Ok(Ok(Some(last)))` for a
 /// complete answer, `Ok(Ok(None))` if stopped, `Ok(Err(answer))` for the node's error.
 pub async fn call_streamed(
-    state: &ProxyState,
+    upstream: &Upstream,
     rid: &HeaderValue,
     command: &str,
     query: &str,
     mut keep_going: impl FnMut(&Value) -> bool + Send,
 ) -> Result<Result<Option<Value>, Answer>, Denial> {
-    within_timeout(state, async {
-        let resp = send(state, rid, command, query).await?;
-        if resp.status() != StatusCode::OK {
-            return read_whole(state, resp).await.map(Err);
-        }
-        let mut body = resp.into_body();
-        let mut pending: Vec<u8> = Vec::new();
-        let mut last = None;
-        while let Some(frame) = body.frame().await {
-            let Ok(data) = frame.map_err(|_| broke_off(state))?.into_data() else {
-                continue;
-            };
-            pending.extend_from_slice(&data);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                let Ok(value) = serde_json::from_slice::<Value>(&line) else {
+    upstream
+        .within_timeout(async {
+            let resp = send(upstream, rid, command, query).await?;
+            if resp.status() != StatusCode::OK {
+                return read_whole(upstream, resp).await.map(Err);
+            }
+            let mut body = resp.into_body();
+            let mut pending: Vec<u8> = Vec::new();
+            let mut last = None;
+            while let Some(frame) = body.frame().await {
+                let Ok(data) = frame.map_err(|_| broke_off(upstream))?.into_data() else {
                     continue;
                 };
+                pending.extend_from_slice(&data);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let Ok(value) = serde_json::from_slice::<Value>(&line) else {
+                        continue;
+                    };
+                    if !keep_going(&value) {
+                        return Ok(Ok(None));
+                    }
+                    last = Some(value);
+                }
+                if pending.len() > MAX_ANSWER {
+                    return Err(broke_off(upstream));
+                }
+            }
+            if let Ok(value) = serde_json::from_slice::<Value>(&pending) {
                 if !keep_going(&value) {
                     return Ok(Ok(None));
                 }
                 last = Some(value);
             }
-            if pending.len() > MAX_ANSWER {
-                return Err(broke_off(state));
-            }
-        }
-        if let Ok(value) = serde_json::from_slice::<Value>(&pending) {
-            if !keep_going(&value) {
-                return Ok(Ok(None));
-            }
-            last = Some(value);
-        }
-        Ok(Ok(last))
-    })
-    .await
+            Ok(Ok(last))
+        })
+        .await
 }
 
 /// Sends the command and returns the node's answer head with its body to read.
 async fn send(
-    state: &ProxyState,
+    upstream: &Upstream,
     rid: &HeaderValue,
     command: &str,
     query: &str,
 ) -> Result<Response<UpstreamBody>, Denial> {
-    let uri = state
-        .upstream
+    let uri = upstream
         .uri_for(&format!("/api/v0/{command}"), Some(query))
         .ok_or_else(|| Denial::new(DenyCode::BadRequest))?;
     let mut req = Request::builder()
@@ -141,41 +140,15 @@ async fn send(
         .header(&REQUEST_ID, rid.clone())
         .body(Empty::new().map_err(|never| match never {}).boxed())
         .map_err(|_| Denial::new(DenyCode::BadRequest))?;
-    if let Some((name, value)) = &state.upstream_auth {
-        req.headers_mut().insert(name, value.clone());
-    }
-    state.upstream.send(req).await.map_err(|err| {
-        let (denial, kind) = classify(&err);
-        state.metrics.record_upstream_error(kind);
-        tracing::warn!(error = %err, command, "kubo call failed");
-        denial
-    })
-}
-
-/// Runs a node exchange within the response timeout (504 beyond it).
-async fn within_timeout<T>(
-    state: &ProxyState,
-    exchange: impl std::future::Future<Output = Result<T, Denial>>,
-) -> Result<T, Denial> {
-    match tokio::time::timeout(state.response_timeout, exchange).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            state
-                .metrics
-                .record_upstream_error(UpstreamErrorKind::Timeout);
-            Err(Denial::new(DenyCode::UpstreamTimeout))
-        }
+    upstream.authorize(req.headers_mut());
+    match upstream.send(req).await {
+        Ok(resp) => Ok(resp),
+        Err(err) => Err(upstream.failed(&err, &format_args!("kubo {command}"))),
     }
 }
 
-fn broke_off(state: &ProxyState) -> Denial {
-    state
-        .metrics
-        .record_upstream_error(UpstreamErrorKind::Other);
-    Denial::with_message(
-        DenyCode::UpstreamUnavailable,
-        "the node's answer broke off or was too large",
-    )
+fn broke_off(upstream: &Upstream) -> Denial {
+    upstream.broke_off("the node's answer broke off or was too large")
 }
 
 /// The node's answer as the client's response.

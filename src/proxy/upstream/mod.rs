@@ -5,6 +5,7 @@
 //! hyper-util's pooled client (HTTP/1.1, or HTTP/2 when the upstream offers it via ALPN), where
 //! the TLS work dwarfs the cost of its connection tasks.
 
+mod call;
 mod h1;
 
 use std::pin::Pin;
@@ -21,11 +22,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::model::{TlsRoots, Upstream};
+use crate::config::model::{self, TlsRoots};
 use crate::domain::decision::{Denial, DenyCode};
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::ProxyBody;
 
+pub use call::Upstream;
 pub use h1::PooledBody;
 
 /// Errors building the client.
@@ -84,7 +86,7 @@ pub struct UpstreamClient {
 
 impl UpstreamClient {
     /// Builds the connection pool from the `[upstream]` settings.
-    pub fn new(cfg: &Upstream) -> Result<Self, UpstreamError> {
+    pub fn new(cfg: &model::Upstream) -> Result<Self, UpstreamError> {
         let host = cfg.url.host_str().ok_or(UpstreamError::NoHost)?;
         let https = cfg.url.scheme() == "https";
         let port = cfg.url.port_or_known_default().unwrap_or(80);
@@ -198,7 +200,7 @@ impl Body for UpstreamBody {
 
 /// hyper-util's pooled client over rustls, for an `https://` upstream.
 fn tls_client(
-    cfg: &Upstream,
+    cfg: &model::Upstream,
 ) -> Result<Client<HttpsConnector<HttpConnector>, ProxyBody>, UpstreamError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -222,7 +224,7 @@ fn tls_client(
 }
 
 /// The configured roots plus the operator's own CA, if any.
-fn root_store(cfg: &Upstream) -> Result<rustls::RootCertStore, UpstreamError> {
+fn root_store(cfg: &model::Upstream) -> Result<rustls::RootCertStore, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     match cfg.tls_roots {
         TlsRoots::Webpki => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
