@@ -24,8 +24,9 @@ use crate::manage::Manager;
 use crate::meter::Meter;
 use crate::metrics::Metrics;
 use crate::proxy::handler::{self, ProxyState};
-use crate::proxy::kubo::Kubo;
+use crate::proxy::kubo::{Kubo, KuboProfile};
 use crate::proxy::llm::Llm;
+use crate::proxy::phases::{Generic, Phases};
 use crate::proxy::upstream::{Upstream, UpstreamClient, UpstreamError};
 use crate::proxy::{profile, server, tls};
 use crate::store::{self, Store, StoreError};
@@ -195,8 +196,6 @@ impl Gateway {
             clock: clock.clone(),
             meter,
             plans: config.plans.iter().map(|p| (p.id, p.clone())).collect(),
-            llm: Llm::new(config.upstream.profile, config.prices.clone()),
-            kubo: kubo.clone(),
             leases: syncer.leases.clone(),
         });
         let upstream = state.upstream.client().clone();
@@ -216,20 +215,25 @@ impl Gateway {
             operator_tokens: Arc::new(config.security.operator_tokens.clone()),
             plans: Arc::new(config.plans.iter().map(|p| (p.id, p.clone())).collect()),
             trusted_proxies: Arc::new(config.security.trusted_proxies.clone()),
-            pins: kubo.map(|k| k.ledger.clone()),
+            pins: kubo.as_ref().map(|k| k.ledger.clone()),
             health: health.clone(),
         });
         let mut tasks = vec![
-            tokio::spawn(server::serve(
-                proxy_listener,
-                tls,
-                config.limits.clone(),
-                stopped.clone(),
-                move |peer| {
-                    let state = state.clone();
-                    service_fn(move |req| handler::handle(state.clone(), peer, req))
-                },
-            )),
+            {
+                let proxy = ProxyListener {
+                    listener: proxy_listener,
+                    tls,
+                    limits: config.limits.clone(),
+                    stopped: stopped.clone(),
+                    state,
+                };
+                let llm = Llm::new(config.upstream.profile, config.prices.clone());
+                match (kubo, llm) {
+                    (Some(kubo), _) => proxy.spawn(KuboProfile(kubo)),
+                    (None, Some(llm)) => proxy.spawn(llm),
+                    (None, None) => proxy.spawn(Generic),
+                }
+            },
             tokio::spawn(server::serve(
                 api_listener,
                 None,
@@ -316,6 +320,32 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
     listener
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// The proxy listener, before it serves.
+struct ProxyListener {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: crate::config::model::Limits,
+    stopped: watch::Receiver<bool>,
+    state: Arc<ProxyState>,
+}
+
+impl ProxyListener {
+    /// Serves every request through the pipeline with `profile`'s phases.
+    fn spawn<P: Phases>(self, profile: P) -> JoinHandle<()> {
+        let (state, profile) = (self.state, Arc::new(profile));
+        tokio::spawn(server::serve(
+            self.listener,
+            self.tls,
+            self.limits,
+            self.stopped,
+            move |peer| {
+                let (state, profile) = (state.clone(), profile.clone());
+                service_fn(move |req| handler::handle(state.clone(), profile.clone(), peer, req))
+            },
+        ))
+    }
 }
 
 /// Closes idle upstream connections past `upstream.pool_idle_timeout` or closed by the

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Full};
@@ -21,7 +21,6 @@ use crate::config::model::{Plan, RouteAction};
 use crate::domain::clock::Clock;
 use crate::domain::decision::{Decision, Denial, DenyCode};
 use crate::domain::ip::IpSet;
-use crate::domain::permission::Permission;
 use crate::domain::policy::check_key;
 use crate::domain::secret::KeyHasher;
 use crate::index::{KeyEntry, KeyIndex};
@@ -33,10 +32,7 @@ use crate::metrics::Metrics;
 use crate::proxy::headers::{
     REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
 };
-use crate::proxy::kubo::args::Query;
-use crate::proxy::kubo::command::{self as kubo_command, Command};
-use crate::proxy::kubo::{Caller, Ctx, Kubo};
-use crate::proxy::llm::{Call, Llm};
+use crate::proxy::phases::{Cx, Payload, Phases, Step};
 use crate::proxy::request_body::{RequestBody, Upload, UploadState};
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::{SendError, Upstream};
@@ -61,52 +57,36 @@ pub struct ProxyState {
     pub meter: Arc<Meter>,
     /// Plans by id (account plan limits).
     pub plans: HashMap<i64, Plan>,
-    /// LLM pricing and usage metering (openai and anthropic profiles).
-    pub llm: Option<Llm>,
-    /// The pin and IPNS-name ledger (kubo profile).
-    pub kubo: Option<Arc<Kubo>>,
     /// Budget leases money limits are spent from (lease mode on a shared store).
     pub leases: Option<Arc<Leases>>,
 }
 
 /// A request that passed admission.
-struct Admitted {
-    entry: Arc<KeyEntry>,
+struct Admitted<'a, E> {
+    entry: &'a KeyEntry,
     uri: Uri,
     ticket: Ticket,
-    /// The priced LLM call, on the LLM profiles' generation routes.
-    call: Option<Call>,
-    /// Fixed route cost (part of the estimate, kept when usage settles the rest).
-    route_cost: u64,
+    /// What the profile keeps of the exchange.
+    exchange: &'a mut E,
     /// The most request body bytes read from the client.
     body_limit: u64,
 }
 
-/// The request body as it goes upstream.
-enum Payload {
-    /// Streamed through as the client sends it.
-    Stream(Incoming),
-    /// Read in full before admission (LLM generation routes): `received` bytes came from the
-    /// client, `forward` goes upstream.
-    Buffered { received: u64, forward: Bytes },
-}
-
 /// A request whose key passed the policy check, before quotas.
-struct Checked {
+struct Checked<R> {
     entry: Arc<KeyEntry>,
     uri: Uri,
-    /// The LLM generation route called, if any.
-    generation: Option<&'static str>,
+    /// The profile's reading of the request.
+    reading: R,
     route_cost: u64,
     content_length: Option<u64>,
     now: i64,
-    /// The kubo ledger command called, if any, with its parsed query.
-    kubo: Option<(Command, Query)>,
 }
 
 /// Serves one request. Never fails: every problem becomes a JSON denial.
-pub async fn handle(
+pub async fn handle<P: Phases>(
     state: Arc<ProxyState>,
+    profile: Arc<P>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
@@ -118,15 +98,16 @@ pub async fn handle(
 
     // Cheap copies (shared bytes) for the access log, since the head moves upstream.
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
-    let (mut resp, denied, key) = match serve(&state, parts, body, client, peer_ip, &rid).await {
-        Ok((resp, key)) => (resp, None, Some(key)),
-        Err((denial, key)) => {
-            if let Some(q) = denial.quota {
-                state.metrics.record_quota_denial(q);
+    let (mut resp, denied, key) =
+        match serve(&state, &*profile, parts, body, client, peer_ip, &rid).await {
+            Ok((resp, key)) => (resp, None, Some(key)),
+            Err((denial, key)) => {
+                if let Some(q) = denial.quota {
+                    state.metrics.record_quota_denial(q);
+                }
+                (respond::denial_response(&denial), Some(denial.code), key)
             }
-            (respond::denial_response(&denial), Some(denial.code), key)
-        }
-    };
+        };
     resp.headers_mut().insert(&REQUEST_ID, rid.clone());
     let elapsed = started.elapsed();
     state.metrics.record_request(denied, elapsed);
@@ -144,125 +125,77 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Checks, admits and forwards; a denial says which key it concerned once the key is known
-/// (for the access log).
-async fn serve(
-    state: &Arc<ProxyState>,
+/// Checks, admits and forwards through the profile's phases (see `phases`); a denial says
+/// which key it concerned once the key is known (for the access log).
+async fn serve<P: Phases>(
+    state: &ProxyState,
+    profile: &P,
     mut parts: Parts,
     body: Incoming,
     client: IpAddr,
     peer: IpAddr,
     rid: &HeaderValue,
-) -> Result<(Response<ProxyBody>, Uuid), (Denial, Option<Uuid>)> {
-    let checked = check(state, &parts, client)?;
+) -> Result<(Response<ProxyBody>, Uuid), Refusal> {
+    let checked = check(state, profile, &parts, client)?;
     let key = checked.entry.key.id;
+    let with_key = |d| (d, Some(key));
     // The rate token and the concurrency slot are taken before any body is read.
-    let slot = gate(&checked.entry).map_err(|d| (d, Some(key)))?;
-    let (payload, call) = match (&state.llm, checked.generation) {
-        (Some(llm), Some(route)) => {
-            let received = read_body(body, state.max_request_body, state.body_idle_timeout)
-                .await
-                .map_err(|d| (d, Some(key)))?;
-            let len = received.len() as u64;
-            let call = llm
-                .prepare(route, received, checked.entry.key.limits.models.as_deref())
-                .map_err(|d| (d, Some(key)))?;
-            let forward = call.body.clone();
-            (
-                Payload::Buffered {
-                    received: len,
-                    forward,
-                },
-                Some(call),
-            )
-        }
-        _ => (Payload::Stream(body), None),
-    };
-    let content_length = match &payload {
-        Payload::Buffered { received, .. } => Some(*received),
-        Payload::Stream(_) => checked.content_length,
-    };
-    let estimate = checked
-        .route_cost
-        .saturating_add(call.as_ref().map_or(0, |c| c.estimate));
+    let slot = gate(&checked.entry).map_err(with_key)?;
     let Checked {
         entry,
         mut uri,
+        mut reading,
+        route_cost,
+        content_length,
         now,
-        kubo: kubo_call,
-        ..
     } = checked;
+    let cx = Cx {
+        key: &entry.key,
+        rid,
+        now,
+        route_cost,
+        meter: &state.meter,
+        plans: &state.plans,
+        upstream: &state.upstream,
+        metrics: &state.metrics,
+        max_request_body: state.max_request_body,
+        body_idle_timeout: state.body_idle_timeout,
+    };
+    let prepared = profile
+        .prepare(&mut reading, body, &cx)
+        .await
+        .map_err(with_key)?;
+    let content_length = match &prepared.payload {
+        Payload::Buffered { received, .. } => Some(*received),
+        Payload::Stream(_) => content_length,
+    };
+    let estimate = route_cost.saturating_add(prepared.estimate);
     let mut ticket = admit_quotas(state, &entry, content_length, estimate, now)
         .await
-        .map_err(|d| (d, Some(key)))?;
+        .map_err(with_key)?;
     ticket.hold_slot(slot);
     state.index.mark_used(&entry, now);
-    let mut add = None;
-    if let (Some(kubo), Some((command, query))) = (&state.kubo, kubo_call) {
-        let ctx = Ctx {
-            upstream: state.upstream.clone(),
-            rid: rid.clone(),
-            caller: caller(state, &entry, now),
-        };
-        if command != Command::Add {
-            let resp = kubo.serve(ctx, command, query).await;
-            return resp
-                .map(|resp| (buffered_response(state, resp, ticket), key))
-                .map_err(|d| (d, Some(key)));
-        }
-        let can_pin = entry.key.permissions.allows(Permission::Pin);
-        let plan = kubo
-            .plan_add(&ctx.caller, &query, content_length, can_pin)
-            .map_err(|d| (d, Some(key)))?;
-        uri =
-            with_query(&uri, &plan.query).ok_or((Denial::new(DenyCode::BadRequest), Some(key)))?;
-        add = Some((kubo, ctx, plan));
-    }
-    if let Some(call) = &call {
-        let len = HeaderValue::from(call.body.len());
-        parts.headers.insert(CONTENT_LENGTH, len);
-        // The usage is read from the answer as it passes: ask for it uncompressed (SDKs send
-        // `Accept-Encoding: gzip` by default).
-        parts.headers.remove(ACCEPT_ENCODING);
-    }
-    let body_limit = add
-        .as_ref()
-        .and_then(|(_, _, plan)| plan.body_limit)
-        .map_or(state.max_request_body, |room| {
-            room.min(state.max_request_body)
-        });
+    let step = profile
+        .admitted(reading, &mut parts, &mut uri, content_length, &cx)
+        .await
+        .map_err(with_key)?;
+    let (mut exchange, body_limit) = match step {
+        Step::Answer(resp) => return Ok((buffered_response(state, resp, ticket), key)),
+        Step::Forward {
+            exchange,
+            body_limit,
+        } => (exchange, body_limit),
+    };
     let admitted = Admitted {
-        entry,
+        entry: &entry,
         uri,
         ticket,
-        call,
-        route_cost: checked.route_cost,
+        exchange: &mut exchange,
         body_limit,
     };
-    let resp = forward(state, parts, payload, admitted, peer, rid).await;
-    let resp = match (resp, add) {
-        (Ok(resp), Some((kubo, ctx, plan))) => kubo.finish_add(ctx, plan, resp).await,
-        (resp, _) => resp,
-    };
-    resp.map(|resp| (resp, key)).map_err(|d| (d, Some(key)))
-}
-
-/// `uri` with its query replaced.
-fn with_query(uri: &Uri, query: &str) -> Option<Uri> {
-    let mut parts = uri.clone().into_parts();
-    let pq = format!("{}?{query}", uri.path());
-    parts.path_and_query = Some(pq.parse().ok()?);
-    Uri::from_parts(parts).ok()
-}
-
-/// The account a kubo ledger command acts for, with its plan's limits.
-fn caller(state: &ProxyState, entry: &KeyEntry, now: i64) -> Caller {
-    let plan = state
-        .meter
-        .account(entry.key.account_id)
-        .and_then(|a| a.plan_id())
-        .and_then(|id| state.plans.get(&id));
-    Caller::new(entry.key.account_id, plan, now)
+    let resp = forward(state, profile, &cx, parts, prepared.payload, admitted, peer).await;
+    let resp = profile.finish(exchange, resp).await;
+    resp.map(|resp| (resp, key)).map_err(with_key)
 }
 
 /// A response Tollgate composed (or read in full), metered as it goes out.
@@ -284,33 +217,16 @@ fn buffered_response(
     })
 }
 
-/// Reads a (small) request body in full, within `limit` bytes and `within` time.
-async fn read_body(body: Incoming, limit: u64, within: Duration) -> Result<Bytes, Denial> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let collected = http_body_util::Limited::new(body, limit).collect();
-    let Ok(collected) = tokio::time::timeout(within, collected).await else {
-        return Err(Denial::with_message(
-            DenyCode::BadRequest,
-            "the request body was not received in time",
-        ));
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            Err(Denial::new(DenyCode::PayloadTooLarge))
-        }
-        Err(_) => Err(Denial::with_message(
-            DenyCode::BadRequest,
-            "the request body ended with an error",
-        )),
-    }
-}
-
 /// A denial, with the key it concerned once the key is known (for the access log).
 type Refusal = (Denial, Option<Uuid>);
 
 /// Key policy in the documented order; a denial is an outcome, not an error.
-fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, Refusal> {
+fn check<P: Phases>(
+    state: &ProxyState,
+    profile: &P,
+    parts: &Parts,
+    client: IpAddr,
+) -> Result<Checked<P::Reading>, Refusal> {
     let path = path::normalize(parts.uri.path()).map_err(|e| {
         (
             Denial::with_message(DenyCode::BadRequest, e.to_string()),
@@ -320,17 +236,18 @@ fn check(state: &ProxyState, parts: &Parts, client: IpAddr) -> Result<Checked, R
     let entry = auth::authenticate(&parts.headers, &state.sources, &state.index, &state.hasher)
         .map_err(|d| (d, None))?;
     let key = entry.key.id;
-    authorize(state, parts, client, path, entry).map_err(|d| (d, Some(key)))
+    authorize(state, profile, parts, client, path, entry).map_err(|d| (d, Some(key)))
 }
 
 /// The checks after the key is known: route permission, key policy, size, ledger command.
-fn authorize(
+fn authorize<P: Phases>(
     state: &ProxyState,
+    profile: &P,
     parts: &Parts,
     client: IpAddr,
     path: std::borrow::Cow<'_, str>,
     entry: Arc<KeyEntry>,
-) -> Result<Checked, Denial> {
+) -> Result<Checked<P::Reading>, Denial> {
     let route = state.routes.route(&parts.method, &path);
     let required = match route.action {
         RouteAction::Require(p) => p,
@@ -353,25 +270,14 @@ fn authorize(
         .upstream
         .uri_for(&path, parts.uri.query())
         .ok_or_else(|| Denial::new(DenyCode::BadRequest))?;
-    let generation = state
-        .llm
-        .as_ref()
-        .and_then(|llm| llm.generation_route(&parts.method, &path));
-    let kubo = match state.kubo {
-        Some(_) => {
-            let mut query = Query::parse(parts.uri.query());
-            kubo_command::parse(&parts.method, &path, &mut query)?.map(|command| (command, query))
-        }
-        None => None,
-    };
+    let reading = profile.classify(parts, &path)?;
     Ok(Checked {
         entry,
         uri,
-        generation,
+        reading,
         route_cost: route.cost_micros,
         content_length,
         now,
-        kubo,
     })
 }
 
@@ -480,13 +386,14 @@ fn failed(
 
 /// Builds the upstream request, sends it and returns the upstream's response head with its body
 /// streaming through.
-async fn forward(
+async fn forward<P: Phases>(
     state: &ProxyState,
+    profile: &P,
+    cx: &Cx<'_>,
     mut parts: Parts,
     payload: Payload,
-    admitted: Admitted,
+    admitted: Admitted<'_, P::Exchange>,
     peer: IpAddr,
-    rid: &HeaderValue,
 ) -> Result<Response<ProxyBody>, Denial> {
     let forwarded_for = client_ip::forwarded_for(peer, &parts.headers, &state.trusted_proxies);
     let client = client_ip::client_ip(peer, &parts.headers, &state.trusted_proxies);
@@ -502,14 +409,13 @@ async fn forward(
     scrub_client_hints(headers, trusted_peer);
     join_cookies(headers);
     set_forwarded(headers, forwarded_for, client, state.tls, host);
-    headers.insert(&REQUEST_ID, rid.clone());
+    headers.insert(&REQUEST_ID, cx.rid.clone());
     state.upstream.authorize(headers);
     let Admitted {
         entry,
         uri,
         mut ticket,
-        call,
-        route_cost,
+        exchange,
         body_limit,
     } = admitted;
     parts.uri = uri;
@@ -562,21 +468,15 @@ async fn forward(
         Err(failure) => {
             // Nothing was delivered: settle the cost at zero.
             ticket.set_actual_cost(0);
-            return Err(failed(state, &entry, failure, upload.get()));
+            return Err(failed(state, entry, failure, upload.get()));
         }
     };
     let (mut head, body) = resp.into_parts();
     remove_hop_by_hop(&mut head.headers);
     let egress = std::mem::take(&mut ticket.egress);
     let mut body = MeteredBody::new(body, egress, state.metrics.bytes_out.clone(), Some(ticket));
-    if let Some(call) = call {
-        if call.rewrites_response() {
-            head.headers.remove(CONTENT_LENGTH);
-        }
-        let missing = state.metrics.usage_missing.clone();
-        let recorder = Some((state.meter.clone(), entry.key.id));
-        let observer = call.observer(head.status, &head.headers, route_cost, missing, recorder);
-        body = body.observed(Box::new(observer));
+    if let Some(observer) = profile.observe(exchange, &mut head, cx) {
+        body = body.observed(observer);
     }
     let body = body
         .map_err(|e| Box::new(e) as crate::proxy::BoxError)

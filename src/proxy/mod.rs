@@ -7,6 +7,7 @@ pub mod headers;
 pub mod kubo;
 pub mod llm;
 pub mod path;
+pub mod phases;
 pub mod profile;
 pub mod request_body;
 pub mod respond;

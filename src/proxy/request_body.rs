@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prometheus::IntCounter;
 use std::future::Future;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
+use crate::domain::decision::{Denial, DenyCode};
 use crate::meter::hold::Holds;
 use crate::proxy::BoxError;
 
@@ -199,5 +201,27 @@ impl Drop for RequestBody {
         // Dropped unfinished (the upstream answered early or the exchange failed): whatever
         // waits for the upload must not wait forever.
         self.state.set(Upload::Complete);
+    }
+}
+
+/// Reads a (small) request body in full, within `limit` bytes and `within` time.
+pub async fn read_whole(body: Incoming, limit: u64, within: Duration) -> Result<Bytes, Denial> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let collected = http_body_util::Limited::new(body, limit).collect();
+    let Ok(collected) = tokio::time::timeout(within, collected).await else {
+        return Err(Denial::with_message(
+            DenyCode::BadRequest,
+            "the request body was not received in time",
+        ));
+    };
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(Denial::new(DenyCode::PayloadTooLarge))
+        }
+        Err(_) => Err(Denial::with_message(
+            DenyCode::BadRequest,
+            "the request body ended with an error",
+        )),
     }
 }

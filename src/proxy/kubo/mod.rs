@@ -8,6 +8,7 @@ mod add;
 pub mod args;
 pub mod command;
 mod ipns;
+mod phases;
 mod pins;
 mod rpc;
 
@@ -22,6 +23,7 @@ use uuid::Uuid;
 pub use add::AddPlan;
 use args::Query;
 use command::Command;
+pub use phases::KuboProfile;
 
 use crate::config::model::Plan;
 use crate::domain::decision::{Denial, DenyCode};

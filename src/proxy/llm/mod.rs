@@ -3,6 +3,7 @@
 //! a request that cannot fit its budget is refused before it costs anything. The response is
 //! then metered by [`usage::UsageObserver`], which reads the upstream's own usage report.
 
+mod phases;
 pub mod sse;
 pub mod usage;
 
