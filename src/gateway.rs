@@ -23,10 +23,11 @@ use crate::index::KeyIndex;
 use crate::manage::Manager;
 use crate::meter::Meter;
 use crate::metrics::Metrics;
-use crate::proxy::handler::{self, ProxyState};
+use crate::proxy::handler::ProxyState;
 use crate::proxy::kubo::{Kubo, KuboProfile};
+use crate::proxy::listener::ProxyListener;
 use crate::proxy::llm::Llm;
-use crate::proxy::phases::{Generic, Phases};
+use crate::proxy::phases::Generic;
 use crate::proxy::upstream::{Upstream, UpstreamClient, UpstreamError};
 use crate::proxy::{profile, server, tls};
 use crate::store::{self, Store, StoreError};
@@ -177,18 +178,38 @@ impl Gateway {
             .as_ref()
             .map(tls::acceptor)
             .transpose()?;
-        let state = Arc::new(ProxyState {
+        let (stop, stopped) = watch::channel(false);
+        let proxy_listener = ProxyListener::bind(
+            config.listen.proxy,
+            config.listen.proxy_cores,
+            tls.clone(),
+            config.limits.clone(),
+            stopped.clone(),
+        )
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen.proxy,
+            source,
+        })?;
+        let proxy_addr = proxy_listener.addr;
+        // One upstream pool per proxy thread (one for the shared runtime).
+        let upstreams = (0..proxy_listener.cores().max(1))
+            .map(|_| {
+                Ok(Arc::new(Upstream::new(
+                    UpstreamClient::new(&config.upstream)?,
+                    config.upstream.auth.clone(),
+                    config.upstream.response_timeout,
+                    metrics.clone(),
+                )))
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
+        let state = ProxyState {
             index,
             hasher,
             routes: profile::route_table(config.upstream.profile, &config.routes),
             sources: CredentialSource::ALL.to_vec(),
             trusted_proxies: config.security.trusted_proxies.clone(),
-            upstream: Arc::new(Upstream::new(
-                UpstreamClient::new(&config.upstream)?,
-                config.upstream.auth.clone(),
-                config.upstream.response_timeout,
-                metrics.clone(),
-            )),
+            upstream: upstreams[0].clone(),
             max_request_body: config.limits.max_request_body.get(),
             body_idle_timeout: config.limits.body_idle_timeout,
             tls: tls.is_some(),
@@ -197,13 +218,10 @@ impl Gateway {
             meter,
             plans: config.plans.iter().map(|p| (p.id, p.clone())).collect(),
             leases: syncer.leases.clone(),
-        });
-        let upstream = state.upstream.client().clone();
-        let proxy_listener = bind(config.listen.proxy).await?;
+        };
+        let pools: Vec<UpstreamClient> = upstreams.iter().map(|u| u.client().clone()).collect();
         let api_listener = bind(config.listen.api).await?;
-        let proxy_addr = local_addr(&proxy_listener, config.listen.proxy)?;
         let api_addr = local_addr(&api_listener, config.listen.api)?;
-        let (stop, stopped) = watch::channel(false);
         let api_router = api::router(ApiState {
             manager: manager.clone(),
             metrics: metrics.clone(),
@@ -220,19 +238,16 @@ impl Gateway {
         });
         let mut tasks = vec![
             {
-                let proxy = ProxyListener {
-                    listener: proxy_listener,
-                    tls,
-                    limits: config.limits.clone(),
-                    stopped: stopped.clone(),
-                    state,
-                };
                 let llm = Llm::new(config.upstream.profile, config.prices.clone());
-                match (kubo, llm) {
-                    (Some(kubo), _) => proxy.spawn(KuboProfile(kubo)),
-                    (None, Some(llm)) => proxy.spawn(llm),
-                    (None, None) => proxy.spawn(Generic),
-                }
+                let spawned = match (kubo, llm) {
+                    (Some(kubo), _) => proxy_listener.spawn(state, upstreams, KuboProfile(kubo)),
+                    (None, Some(llm)) => proxy_listener.spawn(state, upstreams, llm),
+                    (None, None) => proxy_listener.spawn(state, upstreams, Generic),
+                };
+                spawned.map_err(|source| StartError::Bind {
+                    addr: proxy_addr,
+                    source,
+                })?
             },
             tokio::spawn(server::serve(
                 api_listener,
@@ -250,7 +265,7 @@ impl Gateway {
                 },
             )),
             tokio::spawn(reap_loop(
-                upstream,
+                pools,
                 metrics.clone(),
                 config.upstream.pool_idle_timeout,
                 stopped.clone(),
@@ -322,37 +337,11 @@ fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, St
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-/// The proxy listener, before it serves.
-struct ProxyListener {
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    limits: crate::config::model::Limits,
-    stopped: watch::Receiver<bool>,
-    state: Arc<ProxyState>,
-}
-
-impl ProxyListener {
-    /// Serves every request through the pipeline with `profile`'s phases.
-    fn spawn<P: Phases>(self, profile: P) -> JoinHandle<()> {
-        let (state, profile) = (self.state, Arc::new(profile));
-        tokio::spawn(server::serve(
-            self.listener,
-            self.tls,
-            self.limits,
-            self.stopped,
-            move |peer| {
-                let (state, profile) = (state.clone(), profile.clone());
-                service_fn(move |req| handler::handle(state.clone(), profile.clone(), peer, req))
-            },
-        ))
-    }
-}
-
 /// Closes idle upstream connections past `upstream.pool_idle_timeout` or closed by the
-/// upstream, every half timeout but at least every 5 s (and at most every second), and
-/// reports how many are left.
+/// upstream, in every pool, every half timeout but at least every 5 s (and at most every
+/// second), and reports how many are left.
 async fn reap_loop(
-    upstream: UpstreamClient,
+    pools: Vec<UpstreamClient>,
     metrics: Arc<Metrics>,
     idle_timeout: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
@@ -365,8 +354,12 @@ async fn reap_loop(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                upstream.reap_idle();
-                metrics.upstream_idle.set(upstream.idle_connections() as i64);
+                let mut idle = 0;
+                for pool in &pools {
+                    pool.reap_idle();
+                    idle += pool.idle_connections();
+                }
+                metrics.upstream_idle.set(idle as i64);
             }
             _ = crate::shutdown::stopped(&mut stopped) => break,
         }

@@ -82,6 +82,7 @@ pub const SECTIONS: [&str; 12] = [
 pub struct ListenFile {
     pub proxy: Option<String>,
     pub api: Option<String>,
+    pub proxy_cores: Option<NumOrString>,
     pub tls: Option<TlsFile>,
 }
 

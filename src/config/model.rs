@@ -66,6 +66,9 @@ pub struct Listen {
     pub api: SocketAddr,
     /// TLS termination on the proxy listener.
     pub proxy_tls: Option<TlsFiles>,
+    /// `Some(n)`: the proxy listener runs on `n` threads, each with its own `current_thread`
+    /// runtime, `SO_REUSEPORT` socket and upstream pool; `None`: on the shared runtime.
+    pub proxy_cores: Option<std::num::NonZeroUsize>,
 }
 
 /// Certificate chain and private key, PEM files.

@@ -127,11 +127,32 @@ fn example_is_a_faithful_mirror_of_the_file_structs() {
 }
 
 #[test]
+fn proxy_cores_take_a_number_or_auto() {
+    let cores = |v: &str| {
+        let text = MINIMAL.replacen(
+            "[upstream]",
+            &format!("[listen]\nproxy_cores = {v}\n[upstream]"),
+            1,
+        );
+        parse(&text, &no_env)
+            .unwrap()
+            .listen
+            .proxy_cores
+            .map(|n| n.get())
+    };
+    assert_eq!(cores("0"), None);
+    assert_eq!(cores("3"), Some(3));
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(cores("\"auto\""), Some(cpus));
+}
+
+#[test]
 fn minimal_file_gets_every_default() {
     let c = parse(MINIMAL, &no_env).unwrap();
     assert_eq!(c.listen.proxy.to_string(), "0.0.0.0:8080");
     assert_eq!(c.listen.api.to_string(), "127.0.0.1:8081");
     assert!(c.listen.proxy_tls.is_none());
+    assert_eq!(c.listen.proxy_cores, None, "the shared runtime");
     assert_eq!(c.store.url, StoreUrl::Sqlite("tollgate.db".into()));
     assert_eq!(c.store.flush_interval, Duration::from_secs(1));
     assert_eq!(c.upstream.url.as_str(), "http://127.0.0.1:5001/");

@@ -10,6 +10,7 @@ mod upstream;
 pub use tables::{ENV_OPERATOR_TOKENS, ENV_SECRET, MIN_SECRET_BYTES};
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub mod defaults {
     pub const PROXY: &str = "0.0.0.0:8080";
     /// `listen.api`.
     pub const API: &str = "127.0.0.1:8081";
+    /// The most `listen.proxy_cores` threads.
+    pub const MAX_PROXY_CORES: i64 = 1024;
     /// `store.url`.
     pub const STORE_URL: &str = "sqlite://tollgate.db";
     /// `store.sync_interval` (alias `flush_interval`).
@@ -290,11 +293,42 @@ fn listen(f: &ListenFile, e: &mut Errors) -> Option<Listen> {
                 .map(|(cert, key)| Some(TlsFiles { cert, key }))
         }
     };
+    let proxy_cores = e.check("listen.proxy_cores", proxy_cores(f.proxy_cores.as_ref()));
     Some(Listen {
         proxy: proxy?,
         api: api?,
         proxy_tls: proxy_tls?,
+        proxy_cores: proxy_cores?,
     })
+}
+
+/// `listen.proxy_cores`: `0` (or unset) for the shared runtime, a number of threads, or
+/// `"auto"` for one per CPU this process may use.
+fn proxy_cores(value: Option<&NumOrString>) -> Result<Option<NonZeroUsize>, String> {
+    let cores = match value {
+        None | Some(NumOrString::Int(0)) => return Ok(None),
+        Some(NumOrString::Str(s)) if s == "auto" => {
+            std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+        }
+        Some(NumOrString::Int(n)) if (1..=defaults::MAX_PROXY_CORES).contains(n) => *n as usize,
+        Some(other) => {
+            return Err(format!(
+                "expected 0 (the shared runtime), \"auto\" or a number of threads up to {}, \
+                 found {}",
+                defaults::MAX_PROXY_CORES,
+                shown(other)
+            ));
+        }
+    };
+    Ok(NonZeroUsize::new(cores))
+}
+
+fn shown(value: &NumOrString) -> String {
+    match value {
+        NumOrString::Int(n) => n.to_string(),
+        NumOrString::Float(f) => f.to_string(),
+        NumOrString::Str(s) => format!("{s:?}"),
+    }
 }
 
 /// A file that exists and can be opened now.

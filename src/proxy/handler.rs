@@ -38,7 +38,9 @@ use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::{SendError, Upstream};
 use crate::proxy::{ProxyBody, client_ip, path, respond};
 
-/// Everything the data plane needs, built once at start.
+/// Everything the data plane needs, built once at start (per core with `listen.proxy_cores`,
+/// where only the upstream pool differs).
+#[derive(Clone)]
 pub struct ProxyState {
     pub index: Arc<KeyIndex>,
     pub hasher: KeyHasher,

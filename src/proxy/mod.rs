@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod handler;
 pub mod headers;
 pub mod kubo;
+pub mod listener;
 pub mod llm;
 pub mod path;
 pub mod phases;

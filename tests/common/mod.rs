@@ -48,6 +48,8 @@ pub struct Options {
     pub fake_clock: bool,
     /// A store URL (e.g. a PostgreSQL schema's) instead of a fresh SQLite file.
     pub store_url: Option<String>,
+    /// Extra lines inside `[listen]`.
+    pub listen_extra: String,
 }
 
 impl TestGateway {
@@ -82,10 +84,11 @@ impl TestGateway {
             ""
         };
         let text = format!(
-            "{}\n[listen]\nproxy = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n\
+            "{}\n[listen]\nproxy = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\n{}\n\
              [store]\nurl = \"{store}\"\n{sync}\
              [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n{management}",
             opts.top,
+            opts.listen_extra,
             opts.profile.unwrap_or("generic"),
             opts.upstream_extra,
             opts.extra,

@@ -22,6 +22,17 @@ fn listen_errors() {
             "listen.tls.cert",
             "",
         ),
+        (
+            "proxy_cores = -1",
+            "listen.proxy_cores",
+            "expected 0 (the shared runtime), \"auto\" or a number of threads up to 1024, found -1",
+        ),
+        (
+            "proxy_cores = \"all\"",
+            "listen.proxy_cores",
+            "found \"all\"",
+        ),
+        ("proxy_cores = 1025", "listen.proxy_cores", "found 1025"),
     ];
     for (toml, path, message) in cases {
         let errors = errors_of(&with(&format!("[listen]\n{toml}")));
