@@ -11,12 +11,16 @@
 #   tollgate `tollgate serve` with every check on: key lookup, IP allow-list (127.0.0.1),
 #            permission, rate limit, concurrency limit, daily/total cost limits, partner balance,
 #            plan byte quotas, metering (a cost on every request), usage flushed every second
+#   tollgate-pc  the same, in the per-core shape (`listen.proxy_cores` = the proxy's cores: one
+#            current_thread runtime, SO_REUSEPORT socket and upstream pool per core)
 # Scenarios: small (allowed, small body), reject (unknown key, 401), 1m (allowed, 1 MiB body
 # streamed). Rounds are interleaved: round r runs every target once per scenario.
 #
 # Cores: the machine has 2. Each proxy gets core 1 alone (`taskset -c 1`; nginx 1 worker,
 # haproxy nbthread 1, Tollgate's runtime sees 1 CPU); wrk (2 threads) and the upstream share
 # core 0. "direct" runs with the same placement, so it is bounded by core 0, not by a proxy.
+# PROXY_CPUS=0,1 gives every proxy both cores (nginx 2 workers, haproxy nbthread 2, Tollgate 2
+# runtime threads or 2 per-core threads), shared with wrk and the upstream (LOAD_CPUS=0,1).
 #
 # Environment knobs: KEYS (100000), KEYS_BIG (1000000; 0 = skip), DURATION (8 s per run),
 # ROUNDS (3), CONNECTIONS (64), THREADS (2), SAMPLE (10000 keys rotated by wrk), RATE (5000:
@@ -35,9 +39,12 @@ THREADS="${THREADS:-2}"
 SAMPLE="${SAMPLE:-10000}"
 RATE="${RATE:-5000}"
 WORK="${WORK:-/dev/shm/tollgate-load}"
-PROXY_CPU=1
-LOAD_CPU=0
+PROXY_CPU="${PROXY_CPUS:-1}"
+LOAD_CPU="${LOAD_CPUS:-$([[ "$PROXY_CPU" == *,* ]] && echo "$PROXY_CPU" || echo 0)}"
+# How many cores each proxy gets.
+NPROXY=$(tr ',' '\n' <<<"$PROXY_CPU" | wc -l)
 P_UP=18000 P_NGINX=18001 P_HAPROXY=18002 P_TG=18003 P_TG_API=18004 P_BIG=18005 P_BIG_API=18006
+P_PC=18007 P_PC_API=18008
 RESULTS="${RESULTS:-$ROOT/benches/load/results.md}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 TOLLGATE="$CARGO_TARGET_DIR/release/tollgate"
@@ -140,13 +147,15 @@ SMALL_BODY='{"ok":true,"note":"small fixed body from the benchmark upstream"}'
 export TOLLGATE_SECRET
 TOLLGATE_SECRET="$(head -c 48 /dev/urandom | base64 | tr -d '\n')"
 
-tollgate_config() { # dir proxy_port api_port
+tollgate_config() { # dir proxy_port api_port [proxy_cores]
+    mkdir -p "$1"
     cat >"$1/tollgate.toml" <<EOF
 default_plan = 1
 
 [listen]
 proxy = "127.0.0.1:$2"
 api = "127.0.0.1:$3"
+proxy_cores = ${4:-0}
 
 [store]
 url = "sqlite://$1/store.db"
@@ -207,7 +216,7 @@ http {
 EOF
 
 cat >"$WORK/nginx-proxy.conf" <<EOF
-worker_processes 1;
+worker_processes $NPROXY;
 daemon off;
 pid $WORK/nginx-proxy.pid;
 error_log $WORK/nginx-proxy-error.log warn;
@@ -256,7 +265,7 @@ EOF
 
 cat >"$WORK/haproxy.cfg" <<EOF
 global
-    nbthread 1
+    nbthread $NPROXY
     maxconn 8000
 defaults
     mode http
@@ -285,6 +294,9 @@ awk '{print "\"Bearer " $0 "\" 1;"}' "$WORK/keys.txt" >"$WORK/nginx-keys.map"
 awk '{print $0 " 1"}' "$WORK/keys.txt" >"$WORK/haproxy-keys.map"
 shuf -n "$SAMPLE" "$WORK/keys.txt" >"$WORK/sample.txt"
 GOOD_KEY="$(head -n 1 "$WORK/sample.txt")"
+# The per-core instance gets a copy of the seeded store (same keys, same secret).
+tollgate_config "$WORK/tg-pc" "$P_PC" "$P_PC_API" "$NPROXY"
+cp "$WORK/tg/store.db"* "$WORK/tg-pc/"
 BAD_KEY="cr_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 
 # --- start everything --------------------------------------------------------------------------
@@ -303,16 +315,19 @@ TG_PID=$STARTED
 wait_http "http://127.0.0.1:$P_TG_API/readyz"
 TG_READY_SECONDS=$(awk -v a="$tg_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.2f", b - a}')
 TG_RSS_IDLE=$(status_kib VmRSS "$TG_PID")
+start taskset -c "$PROXY_CPU" "$TOLLGATE" serve --config "$WORK/tg-pc/tollgate.toml"
+PC_PID=$STARTED
+wait_http "http://127.0.0.1:$P_PC_API/readyz"
 wait_http "http://127.0.0.1:$P_NGINX/small" 401
 wait_http "http://127.0.0.1:$P_HAPROXY/small" 401
 
-declare -A PORT=([direct]=$P_UP [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [tollgate]=$P_TG)
-declare -A PID=([direct]=$UP_PID [nginx]=$NGINX_PID [haproxy]=$HAPROXY_PID [tollgate]=$TG_PID)
-TARGETS=(direct nginx haproxy tollgate)
+declare -A PORT=([direct]=$P_UP [nginx]=$P_NGINX [haproxy]=$P_HAPROXY [tollgate]=$P_TG [tollgate-pc]=$P_PC)
+declare -A PID=([direct]=$UP_PID [nginx]=$NGINX_PID [haproxy]=$HAPROXY_PID [tollgate]=$TG_PID [tollgate-pc]=$PC_PID)
+TARGETS=(direct nginx haproxy tollgate tollgate-pc)
 SCENARIOS=(small reject 1m)
 
 # Every proxy must allow a good key, refuse a bad one and return the whole body.
-for t in nginx haproxy tollgate; do
+for t in nginx haproxy tollgate tollgate-pc; do
     base="http://127.0.0.1:${PORT[$t]}"
     good=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $GOOD_KEY" "$base/small")
     bad=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $BAD_KEY" "$base/small")
@@ -401,6 +416,7 @@ for t in "${TARGETS[@]}"; do
 done
 TG_RSS_AFTER=$(status_kib VmRSS "$TG_PID")
 stop "$TG_PID"
+stop "$PC_PID"
 stop "$NGINX_PID"
 stop "$HAPROXY_PID"
 
@@ -444,7 +460,7 @@ fmt_ms() { awk -v v="$1" 'BEGIN {if (v == "-") print "-"; else printf "%.2f", v 
     echo "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -r)."
     echo "- Peers: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v 2>&1 | head -n 1 | awk '{print "HAProxy " $3}'), $(wrk -v 2>&1 | head -n 1 | awk '{print $1 " " $2}')."
     echo "- $KEYS keys loaded in every proxy; wrk rotates over $(wc -l <"$WORK/sample.txt") of them. $CONNECTIONS connections, $THREADS wrk threads, ${DURATION} s per run, $ROUNDS interleaved rounds; medians shown."
-    echo "- Cores: each proxy alone on core $PROXY_CPU (nginx 1 worker, haproxy \`nbthread 1\`, Tollgate's runtime sees 1 CPU); wrk and the upstream nginx share core $LOAD_CPU. \`direct\` has the same placement, so its ceiling is core $LOAD_CPU, not a proxy."
+    echo "- Cores: each proxy on core(s) $PROXY_CPU (nginx $NPROXY worker(s), haproxy \`nbthread $NPROXY\`, Tollgate's runtime sees $NPROXY CPU(s); \`tollgate-pc\` runs \`listen.proxy_cores = $NPROXY\`); wrk and the upstream nginx on core(s) $LOAD_CPU. \`direct\` has the same placement as the load, so its ceiling is core(s) $LOAD_CPU, not a proxy."
     echo "- CPU per request: the proxy's utime+stime delta (/proc/PID/stat, all its processes) over the run ÷ requests. Peak RSS: VmHWM at the end (sum over nginx master and worker)."
     echo "- Scenarios: \`small\` = allowed request, $(printf '%s' "$SMALL_BODY" | wc -c)-byte body; \`reject\` = unknown key → 401 (never reaches the upstream); \`1m\` = allowed request, 1 MiB body streamed (nginx \`proxy_buffering off\`, 64 KiB buffer)."
     echo
