@@ -20,7 +20,7 @@ use tollgate::domain::policy::check_key;
 use tollgate::domain::secret::KeyHasher;
 use tollgate::index::KeyIndex;
 use tollgate::meter::Meter;
-use tollgate::meter::admit::{Facts, admit, take_slot};
+use tollgate::meter::admit::Facts;
 use tollgate::proxy::routes::RouteTable;
 use tollgate::proxy::{path, profile};
 
@@ -115,14 +115,12 @@ fn admit_once(w: &World, headers: &HeaderMap, plans: &HashMap<i64, tollgate::con
     };
     let ip = std::net::IpAddr::from([127, 0, 0, 1]);
     assert!(matches!(check_key(&entry.key, NOW, ip, p), Decision::Allow));
-    entry.live.check_rate().unwrap();
-    let links = entry.live.links(&entry.key, &w.meter, NOW).unwrap();
+    let slot = entry.live.enter(&entry.key).unwrap();
     let facts = Facts {
         content_length: Some(0),
         cost_estimate: 100,
     };
-    let slot = take_slot(&entry.key, &entry.live.in_flight).unwrap();
-    let ticket = admit(&entry.key, links, plans, &w.meter.retired, facts, NOW);
+    let ticket = w.meter.admit(&entry.key, &entry.live, plans, facts, NOW);
     let mut ticket = ticket.unwrap();
     ticket.hold_slot(slot);
     black_box(ticket);

@@ -5,116 +5,50 @@
 //! a key's entry after the store has committed, so a change is in force on the next request.
 //!
 //! Memory: each key is one allocation, its compact [`HotKey`] (the descriptive fields stay in
-//! the store); the maps hold only a pointer per key; the live state (last use, requests in
-//! flight, rate limiter, counter links) is created on the key's first use.
+//! the store); the maps hold only a pointer per key; the live state (last use, and the meter's
+//! [`KeyGate`]: requests in flight, rate limiter, counter links) is created on the key's first
+//! use.
 
 use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::num::NonZeroU32;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::domain::hot_key::HotKey;
 use crate::domain::key::{Credential, Digest, Key};
 use crate::domain::secret::KeyHasher;
-use crate::meter::Meter;
-use crate::meter::admit::Links;
-use crate::meter::hold::InFlight;
+use crate::meter::gate::KeyGate;
 
-/// A key's request-rate limiter (GCRA, `governor`), built on first use and rebuilt only when
-/// the limit changes.
-#[derive(Debug)]
-struct RateLimit {
-    per_minute: NonZeroU32,
-    limiter: DefaultDirectRateLimiter,
-}
-
-/// Takes one token of `limiter`; `Err(seconds)` says when the next one is due.
-fn check(limiter: &DefaultDirectRateLimiter) -> Result<(), u64> {
-    limiter.check().map_err(|not_until| {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-    })
-}
-
-/// Per-key state that lives across updates of the key's record: last use, requests in flight,
-/// rate limiter and the links to its usage counters.
+/// Per-key state that lives across updates of the key's record: the last use (this index's
+/// business) and the admission state the meter owns ([`KeyGate`]: rate limiter, requests in
+/// flight, counter links), which it dereferences to.
 #[derive(Debug, Default)]
 pub struct KeyLive {
     last_used: AtomicI64,
     dirty: AtomicBool,
-    /// The key's rate limit per minute, 0 for none.
-    per_minute: AtomicU32,
-    /// Requests of this key in flight (its concurrency limit).
-    pub in_flight: Arc<InFlight>,
-    rate: ArcSwapOption<RateLimit>,
-    links: OnceLock<Links>,
+    gate: KeyGate,
 }
 
 impl KeyLive {
     fn new(limit: Option<NonZeroU32>) -> Self {
-        let live = KeyLive::default();
-        live.set_rate(limit);
-        live
-    }
-
-    fn set_rate(&self, limit: Option<NonZeroU32>) {
-        self.per_minute
-            .store(limit.map_or(0, NonZeroU32::get), Ordering::Release);
-    }
-
-    /// Takes one request token; `Err(seconds)` says when the next one is due.
-    pub fn check_rate(&self) -> Result<(), u64> {
-        let Some(per_minute) = NonZeroU32::new(self.per_minute.load(Ordering::Acquire)) else {
-            return Ok(());
-        };
-        let current = self.rate.load();
-        if let Some(rate) = current.as_ref()
-            && rate.per_minute == per_minute
-        {
-            return check(&rate.limiter);
+        KeyLive {
+            gate: KeyGate::new(limit),
+            ..KeyLive::default()
         }
-        // First request of the key, or its limit changed: a fresh limiter, installed by one
-        // compare-and-swap so that racing requests all end up on the same one.
-        let fresh = Arc::new(RateLimit {
-            per_minute,
-            limiter: RateLimiter::direct(Quota::per_minute(per_minute)),
-        });
-        let prev = self.rate.compare_and_swap(&current, Some(fresh.clone()));
-        let won = match (prev.as_ref(), current.as_ref()) {
-            (Some(p), Some(c)) => Arc::ptr_eq(p, c),
-            (None, None) => true,
-            _ => false,
-        };
-        let rate = if won {
-            fresh
-        } else {
-            self.rate.load_full().unwrap_or(fresh)
-        };
-        check(&rate.limiter)
     }
+}
 
-    /// The key's usage counters with its account's and partner's; `None` if the account or
-    /// partner is not registered with the meter.
-    pub fn links(&self, key: &HotKey, meter: &Meter, now: i64) -> Option<&Links> {
-        if let Some(links) = self.links.get() {
-            return Some(links);
-        }
-        let links = Links {
-            key: meter.key_usage(key.id, now),
-            account: meter.account(key.account_id)?,
-            partner: meter.partner(key.partner_id)?,
-        };
-        Some(self.links.get_or_init(|| links))
+impl Deref for KeyLive {
+    type Target = KeyGate;
+    fn deref(&self) -> &KeyGate {
+        &self.gate
     }
 }
 

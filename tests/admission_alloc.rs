@@ -15,7 +15,7 @@ use tollgate::domain::key::{Account, Credential, Key, KeyLimits, Partner};
 use tollgate::domain::permission::PermissionSet;
 use tollgate::index::KeyIndex;
 use tollgate::meter::Meter;
-use tollgate::meter::admit::{Facts, admit, take_slot};
+use tollgate::meter::admit::Facts;
 use uuid::Uuid;
 
 /// The system allocator, counting every allocation of the process.
@@ -91,11 +91,13 @@ fn an_allowed_request_is_admitted_and_settled_without_allocating() {
         cost_estimate: 2_000,
     };
     let request = || {
-        entry.live.check_rate().expect("under the rate limit");
-        let links = entry.live.links(&entry.key, &meter, NOW).expect("links");
-        let slot = take_slot(&entry.key, &entry.live.in_flight).expect("a concurrency slot");
-        let mut ticket =
-            admit(&entry.key, links, &plans, &meter.retired, facts, NOW).expect("admitted");
+        let slot = entry
+            .live
+            .enter(&entry.key)
+            .expect("a rate token and a slot");
+        let mut ticket = meter
+            .admit(&entry.key, &entry.live, &plans, facts, NOW)
+            .expect("admitted");
         ticket.hold_slot(slot);
         for hold in ticket.ingress.iter_mut() {
             hold.record(512);

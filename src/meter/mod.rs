@@ -8,6 +8,7 @@
 pub mod admit;
 pub mod body;
 pub mod cell;
+pub mod gate;
 pub mod hold;
 pub mod llm_usage;
 pub mod pins;

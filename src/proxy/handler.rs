@@ -25,9 +25,8 @@ use crate::domain::policy::check_key;
 use crate::domain::secret::KeyHasher;
 use crate::index::{KeyEntry, KeyIndex};
 use crate::meter::Meter;
-use crate::meter::admit::{self as quota, Facts, Ticket};
+use crate::meter::admit::{Facts, Ticket};
 use crate::meter::body::MeteredBody;
-use crate::meter::hold::InFlightGuard;
 use crate::metrics::Metrics;
 use crate::proxy::headers::{
     REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
@@ -142,7 +141,11 @@ async fn serve<P: Phases>(
     let key = checked.entry.key.id;
     let with_key = |d| (d, Some(key));
     // The rate token and the concurrency slot are taken before any body is read.
-    let slot = gate(&checked.entry).map_err(with_key)?;
+    let slot = checked
+        .entry
+        .live
+        .enter(&checked.entry.key)
+        .map_err(with_key)?;
     let Checked {
         entry,
         mut uri,
@@ -283,15 +286,6 @@ fn authorize<P: Phases>(
     })
 }
 
-/// The key's rate token and concurrency slot (held until the request ends).
-fn gate(entry: &KeyEntry) -> Result<Option<InFlightGuard>, Denial> {
-    entry
-        .live
-        .check_rate()
-        .map_err(|secs| Denial::new(DenyCode::RateLimited).retry_after(secs.max(1)))?;
-    quota::take_slot(&entry.key, &entry.live.in_flight)
-}
-
 /// Cost, balance and byte quotas of key, account and partner. In lease mode a request refused
 /// by a budget lease (not by the limit itself) waits for a bigger lease and is tried again, for
 /// at most `GRANT_WAIT` in all.
@@ -302,25 +296,14 @@ async fn admit_quotas(
     cost_estimate: u64,
     now: i64,
 ) -> Result<Ticket, Denial> {
-    let links = entry
-        .live
-        .links(&entry.key, &state.meter, now)
-        .ok_or_else(|| {
-            Denial::with_message(DenyCode::InvalidKey, "the key's account is not active")
-        })?;
     let facts = Facts {
         content_length,
         cost_estimate,
     };
     let admit = || {
-        quota::admit(
-            &entry.key,
-            links,
-            &state.plans,
-            &state.meter.retired,
-            facts,
-            now,
-        )
+        state
+            .meter
+            .admit(&entry.key, &entry.live, &state.plans, facts, now)
     };
     let mut admitted = admit();
     if let (Err(denial), Some(leases)) = (&admitted, &state.leases)
@@ -334,6 +317,9 @@ async fn admit_quotas(
             if !denial.code.is_money() {
                 break;
             }
+            let Some(links) = entry.live.links(&entry.key, &state.meter, now) else {
+                break;
+            };
             let wants = Leases::wants(&entry.key, links, cost_estimate, retired, now);
             match leases.refill_for(wants, deadline).await {
                 Ok(true) => admitted = admit(),
