@@ -5,22 +5,50 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::domain::decision::Denial;
+use std::sync::OnceLock;
+
+use serde::Serialize;
+
+use crate::domain::decision::{Denial, DenyCode};
 use crate::proxy::ProxyBody;
 
 /// The JSON body of a denial: `code` and `message`, plus the error `type` the OpenAI and
 /// Anthropic SDKs read (and Anthropic's top-level `"type":"error"`), so their clients show a
 /// gateway refusal as cleanly as one of the provider's own.
 pub fn denial_body(denial: &Denial) -> String {
-    serde_json::json!({
-        "type": "error",
-        "error": {
-            "type": sdk_type(denial.code.status()),
-            "code": denial.code.as_str(),
-            "message": denial.message,
-        }
-    })
-    .to_string()
+    #[derive(Serialize)]
+    struct Body<'a> {
+        r#type: &'static str,
+        error: Error<'a>,
+    }
+    #[derive(Serialize)]
+    struct Error<'a> {
+        r#type: &'static str,
+        code: &'static str,
+        message: &'a str,
+    }
+    let body = Body {
+        r#type: "error",
+        error: Error {
+            r#type: sdk_type(denial.code.status()),
+            code: denial.code.as_str(),
+            message: &denial.message,
+        },
+    };
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
+/// The body of a denial with its code's default message (most denials: an unknown key, a
+/// limit), serialised once per code.
+fn default_body(code: DenyCode) -> Bytes {
+    static BODIES: OnceLock<Vec<Bytes>> = OnceLock::new();
+    let bodies = BODIES.get_or_init(|| {
+        DenyCode::ALL
+            .iter()
+            .map(|&c| Bytes::from(denial_body(&Denial::new(c))))
+            .collect()
+    });
+    bodies[code as usize].clone()
 }
 
 /// The provider error type of a status, in the names both LLM APIs use.
@@ -40,9 +68,12 @@ fn sdk_type(status: u16) -> &'static str {
 pub fn denial_response(denial: &Denial) -> Response<ProxyBody> {
     let status =
         StatusCode::from_u16(denial.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = Full::new(Bytes::from(denial_body(denial)))
-        .map_err(|never| match never {})
-        .boxed();
+    let body = if denial.message == denial.code.default_message() {
+        default_body(denial.code)
+    } else {
+        Bytes::from(denial_body(denial))
+    };
+    let body = Full::new(body).map_err(|never| match never {}).boxed();
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
@@ -57,7 +88,6 @@ pub fn denial_response(denial: &Denial) -> Response<ProxyBody> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::decision::DenyCode;
 
     #[tokio::test]
     async fn every_code_maps_to_status_and_body() {
@@ -72,6 +102,19 @@ mod tests {
             assert!(json["error"]["type"].is_string());
             assert_eq!(json["error"]["message"], code.default_message());
         }
+    }
+
+    #[tokio::test]
+    async fn a_precomputed_body_is_the_codes_own_and_a_message_of_its_own_is_shown() {
+        for code in DenyCode::ALL {
+            let body = default_body(code);
+            assert_eq!(body, denial_body(&Denial::new(code)).as_bytes(), "{code:?}");
+        }
+        let odd = Denial::with_message(DenyCode::BadRequest, "a \"quoted\" reason");
+        let body = denial_response(&odd).into_body().collect().await.unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap();
+        assert_eq!(json["error"]["message"], "a \"quoted\" reason");
+        assert_eq!(json["error"]["code"], "bad_request");
     }
 
     #[test]
