@@ -8,7 +8,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::domain::decision::DenyCode;
+use crate::domain::decision::{DenyCode, Quota};
 
 /// Why an upstream exchange failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +231,10 @@ impl Metrics {
             &["quota"],
         )
         .expect("valid metric");
+        // Every series exists from the start (at 0), so `rate()` and alerts see the first one.
+        for quota in Quota::ALL {
+            quota_denials.with_label_values(&[quota.as_str()]);
+        }
         for c in [
             Box::new(bytes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cost_micros.clone()),
@@ -273,8 +277,10 @@ impl Metrics {
     }
 
     /// Records a `quota_exceeded` denial by quota name.
-    pub fn record_quota_denial(&self, quota: &str) {
-        self.quota_denials.with_label_values(&[quota]).inc();
+    pub fn record_quota_denial(&self, quota: Quota) {
+        self.quota_denials
+            .with_label_values(&[quota.as_str()])
+            .inc();
     }
 
     /// Records one finished request: `None` = forwarded, `Some(code)` = refused.
@@ -324,5 +330,27 @@ mod tests {
         assert!(text.contains(r#"tollgate_requests_total{code="invalid_key"} 2"#));
         assert!(text.contains(r#"tollgate_upstream_errors_total{kind="timeout"} 1"#));
         assert!(text.contains("tollgate_request_duration_seconds_count 3"));
+    }
+
+    #[test]
+    fn every_labelled_series_exists_before_its_first_event() {
+        let m = Metrics::new();
+        let text = m.render();
+        for quota in Quota::ALL {
+            let series = format!(
+                "tollgate_quota_denials_total{{quota=\"{}\"}} 0",
+                quota.as_str()
+            );
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+        for code in DenyCode::ALL {
+            let series = format!("tollgate_requests_total{{code=\"{}\"}} 0", code.as_str());
+            assert!(text.contains(&series), "{series}");
+        }
+        m.record_quota_denial(Quota::PinnedBytes);
+        assert!(
+            m.render()
+                .contains(r#"tollgate_quota_denials_total{quota="pinned_bytes_limit"} 1"#)
+        );
     }
 }

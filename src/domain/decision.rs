@@ -27,15 +27,6 @@ pub enum DenyCode {
 }
 
 impl DenyCode {
-    /// Whether a money limit (a cost quota, a balance) may be what refused: in lease mode a
-    /// bigger budget lease may admit the request.
-    pub fn is_money(self) -> bool {
-        matches!(
-            self,
-            DenyCode::QuotaExceeded | DenyCode::InsufficientBalance
-        )
-    }
-
     /// Every code, for metrics pre-registration and tests.
     pub const ALL: [DenyCode; 16] = [
         DenyCode::MissingCredentials,
@@ -120,6 +111,44 @@ impl DenyCode {
     }
 }
 
+/// The quotas a `quota_exceeded` denial names (in its message and as the `quota` label of
+/// `tollgate_quota_denials_total`): the key's cost limits and the plan's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quota {
+    DailyCost,
+    TotalCost,
+    Ingress,
+    Egress,
+    PinnedCount,
+    PinnedBytes,
+    Ipns,
+}
+
+impl Quota {
+    pub const ALL: [Quota; 7] = [
+        Quota::DailyCost,
+        Quota::TotalCost,
+        Quota::Ingress,
+        Quota::Egress,
+        Quota::PinnedCount,
+        Quota::PinnedBytes,
+        Quota::Ipns,
+    ];
+
+    /// The plan field that sets it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quota::DailyCost => "daily_cost_limit_usd",
+            Quota::TotalCost => "total_cost_limit_usd",
+            Quota::Ingress => "ingress_limit",
+            Quota::Egress => "egress_limit",
+            Quota::PinnedCount => "pinned_count_limit",
+            Quota::PinnedBytes => "pinned_bytes_limit",
+            Quota::Ipns => "ipns_limit",
+        }
+    }
+}
+
 /// A refused request: the code, a message safe to show the caller, and an optional retry hint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
@@ -128,10 +157,17 @@ pub struct Denial {
     /// Seconds after which retrying may succeed (sent as `Retry-After`).
     pub retry_after: Option<u64>,
     /// Which quota refused the request (`quota_exceeded`), for metrics.
-    pub quota: Option<&'static str>,
+    pub quota: Option<Quota>,
 }
 
 impl Denial {
+    /// Whether a money limit (a key's cost limit, a partner's balance) refused: in lease mode a
+    /// bigger budget lease may admit the request.
+    pub fn is_money(&self) -> bool {
+        self.code == DenyCode::InsufficientBalance
+            || matches!(self.quota, Some(Quota::DailyCost | Quota::TotalCost))
+    }
+
     /// A denial with the code's default message.
     pub fn new(code: DenyCode) -> Self {
         Denial {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::model::Plan;
-use crate::domain::decision::{Denial, DenyCode};
+use crate::domain::decision::{Denial, DenyCode, Quota};
 use crate::domain::hot_key::HotKey;
 
 use super::AccountLive;
@@ -97,8 +97,9 @@ pub fn charge(raw: u64, tier_ppm: u64) -> u64 {
 }
 
 /// A `quota_exceeded` denial; `Retry-After` runs to the end of the refusing slot's window.
-fn quota(name: &'static str, what: &str, slot_end: i64, now: i64) -> Denial {
-    let mut d = Denial::with_message(DenyCode::QuotaExceeded, format!("{what} ({name}) reached"));
+fn quota(name: Quota, what: &str, slot_end: i64, now: i64) -> Denial {
+    let field = name.as_str();
+    let mut d = Denial::with_message(DenyCode::QuotaExceeded, format!("{what} ({field}) reached"));
     d.quota = Some(name);
     if let Some(secs) = (slot_end != i64::MAX).then(|| (slot_end - now).max(1) as u64) {
         d = d.retry_after(secs);
@@ -143,26 +144,14 @@ pub fn admit(
     let day = links.key.cost_day.current(now, retired);
     let end = day.end;
     t.cost_raw.push(
-        Hold::reserve(day, est, limits.daily_cost_limit_micros()).ok_or_else(|| {
-            quota(
-                "daily_cost_limit_usd",
-                "the key's daily cost limit",
-                end,
-                now,
-            )
-        })?,
+        Hold::reserve(day, est, limits.daily_cost_limit_micros())
+            .ok_or_else(|| quota(Quota::DailyCost, "the key's daily cost limit", end, now))?,
     );
     let total = links.key.cost_total.current(now, retired);
     let end = total.end;
     t.cost_raw.push(
-        Hold::reserve(total, est, limits.total_cost_limit_micros()).ok_or_else(|| {
-            quota(
-                "total_cost_limit_usd",
-                "the key's total cost limit",
-                end,
-                now,
-            )
-        })?,
+        Hold::reserve(total, est, limits.total_cost_limit_micros())
+            .ok_or_else(|| quota(Quota::TotalCost, "the key's total cost limit", end, now))?,
     );
     let charged = charge(est, t.tier_ppm);
     if charged > 0 {
@@ -196,10 +185,10 @@ fn admit_bytes(
         None => acct_in.has_room(ingress_limit).then(|| Hold::open(acct_in)),
     };
     let ingress =
-        ingress.ok_or_else(|| quota("ingress_limit", "the plan's ingress limit", in_end, now))?;
+        ingress.ok_or_else(|| quota(Quota::Ingress, "the plan's ingress limit", in_end, now))?;
     if !acct_out.has_room(egress_limit) {
         let what = "the plan's egress limit";
-        return Err(quota("egress_limit", what, out_end, now));
+        return Err(quota(Quota::Egress, what, out_end, now));
     }
     let (key_in, key_out) = links.key.bytes(now, retired);
     let (p_in, p_out) = links.partner.usage.bytes(now, retired);

@@ -307,14 +307,14 @@ async fn admit_quotas(
     };
     let mut admitted = admit();
     if let (Err(denial), Some(leases)) = (&admitted, &state.leases)
-        && denial.code.is_money()
+        && denial.is_money()
     {
         // Refused by a lease, not a limit: wait for a grant and try again, within a deadline.
         let deadline = Leases::deadline_from_now();
         let retired = &state.meter.retired;
         for _ in 0..Leases::TRIES {
             let Err(denial) = &admitted else { break };
-            if !denial.code.is_money() {
+            if !denial.is_money() {
                 break;
             }
             let Some(links) = entry.live.links(&entry.key, &state.meter, now) else {

@@ -26,7 +26,7 @@ use command::Command;
 pub use phases::KuboProfile;
 
 use crate::config::model::Plan;
-use crate::domain::decision::{Denial, DenyCode};
+use crate::domain::decision::{Denial, DenyCode, Quota};
 use crate::meter::pins::{PinLedger, PinLimits, PinRefusal};
 use crate::proxy::upstream::Upstream;
 use crate::store::{Store, StoreError};
@@ -202,15 +202,15 @@ fn stripe_of(item: &str) -> usize {
 fn refused(refusal: PinRefusal) -> Denial {
     let (quota, message) = match refusal {
         PinRefusal::Count { limit } => (
-            "pinned_count_limit",
+            Quota::PinnedCount,
             format!("the plan's limit of {limit} pins is reached"),
         ),
         PinRefusal::Bytes { limit } => (
-            "pinned_bytes_limit",
+            Quota::PinnedBytes,
             format!("the pin would exceed the plan's limit of {limit} pinned bytes"),
         ),
         PinRefusal::Names { limit } => (
-            "ipns_limit",
+            Quota::Ipns,
             format!("the plan's limit of {limit} IPNS names is reached"),
         ),
     };
