@@ -69,6 +69,23 @@ async fn every_route_is_documented_and_every_documented_route_exists() {
                 405,
                 "{method} {path} is routed but not documented"
             );
+            // Every management error has its surface's JSON body, 405 included.
+            let body: serde_json::Value = resp
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: the 405 has no JSON body: {e}"));
+            let message = if path.starts_with("/api/v0") {
+                assert_eq!(body["code"], 405, "{method} {path}: {body}");
+                &body["msg"]
+            } else {
+                &body["detail"]
+            };
+            assert!(
+                message
+                    .as_str()
+                    .is_some_and(|m| m.contains("is not allowed on")),
+                "{method} {path}: {body}"
+            );
         }
     }
     // And the fallback really is what an unknown path gets.

@@ -25,6 +25,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/partners/{id}/tier", post(set_tier))
         .route("/partners/{id}/suspend", post(suspend))
         .route("/partners/{id}/unsuspend", post(unsuspend))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
 }
 
 /// A caller holding an operator token.

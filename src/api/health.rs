@@ -18,6 +18,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
 }
 
 async fn healthz() -> impl IntoResponse {

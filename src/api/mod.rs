@@ -53,6 +53,16 @@ async fn no_route() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
     (axum::http::StatusCode::NOT_FOUND, axum::Json(body))
 }
 
+/// A known path called with a method it does not take: 405 with the v1 surfaces' body.
+pub async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    let detail = format!("{method} is not allowed on {}", uri.path());
+    let body = serde_json::json!({ "detail": detail });
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
+}
+
 /// The socket peer of an API connection, put in each request's extensions by the listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
@@ -65,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
         .nest("/api/v1/reseller", reseller::routes())
         .nest("/api/v1/admin", admin::routes())
         .route("/openapi.json", axum::routing::get(openapi::serve))
+        .method_not_allowed_fallback(method_not_allowed)
         .nest("/api/v0", gateway3::routes())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
