@@ -33,6 +33,33 @@ impl UpstreamErrorKind {
     }
 }
 
+/// The management surfaces whose failed authentications are counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthSurface {
+    /// `rsk_` partner tokens (reseller v1 and the Gateway3 partner API).
+    Partner,
+    /// Operator tokens (`/api/v1/admin`).
+    Operator,
+    /// Gateway3 account keys (`/api/v0` account API).
+    Account,
+}
+
+impl AuthSurface {
+    pub const ALL: [AuthSurface; 3] = [
+        AuthSurface::Partner,
+        AuthSurface::Operator,
+        AuthSurface::Account,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthSurface::Partner => "partner",
+            AuthSurface::Operator => "operator",
+            AuthSurface::Account => "account",
+        }
+    }
+}
+
 /// All metrics of one gateway process.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +82,7 @@ pub struct Metrics {
     /// LLM answers that reported no usage (charged by the documented fallback).
     pub usage_missing: IntCounter,
     quota_denials: IntCounterVec,
+    auth_failures: IntCounterVec,
     /// Several instances on one store.
     pub cluster: ClusterMetrics,
 }
@@ -235,11 +263,23 @@ impl Metrics {
         for quota in Quota::ALL {
             quota_denials.with_label_values(&[quota.as_str()]);
         }
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "tollgate_management_auth_failures_total",
+                "Management calls refused for a missing or wrong credential, by surface.",
+            ),
+            &["surface"],
+        )
+        .expect("valid metric");
+        for surface in AuthSurface::ALL {
+            auth_failures.with_label_values(&[surface.as_str()]);
+        }
         for c in [
             Box::new(bytes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cost_micros.clone()),
             Box::new(usage_missing.clone()),
             Box::new(quota_denials.clone()),
+            Box::new(auth_failures.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(upstream.clone()),
@@ -273,10 +313,18 @@ impl Metrics {
             cost_micros,
             usage_missing,
             quota_denials,
+            auth_failures,
         }
     }
 
     /// Records a `quota_exceeded` denial by quota name.
+    /// Counts a management call refused for its credential.
+    pub fn record_auth_failure(&self, surface: AuthSurface) {
+        self.auth_failures
+            .with_label_values(&[surface.as_str()])
+            .inc();
+    }
+
     pub fn record_quota_denial(&self, quota: Quota) {
         self.quota_denials
             .with_label_values(&[quota.as_str()])

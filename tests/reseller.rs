@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Options, T0, TestGateway};
+use common::{Options, T0, TestGateway, metric_value, metrics_text};
 use serde_json::{Value, json};
 use tollgate::store::postgres::scratch::{Schema, test_url};
 use uuid::Uuid;
@@ -1061,20 +1061,22 @@ async fn fourth_call_in_a_minute_is_429_with_exact_retry_after() {
     let t = gateway(LIMITS).await;
     advance(&t, 10); // 12:00:10: the minute window ends in 50 s
     for i in 0..3 {
-        assert_eq!(get(&t, "/me").await.status, 200, "call {i}");
+        assert_eq!(get(&t, "/balance").await.status, 200, "call {i}");
     }
-    let r = get(&t, "/balance").await;
+    let r = get(&t, "/usage").await;
     r.fails(429, "rate limit");
     assert_eq!(r.retry_after, Some(50), "{r:?}");
     advance(&t, 49);
-    let r = get(&t, "/me").await;
+    let r = get(&t, "/balance").await;
     r.fails(429, "rate limit");
     assert_eq!(r.retry_after, Some(1));
     // Another partner has its own budget.
     let (_, other) = t.gw().manager.create_partner("other").await.unwrap();
-    assert_eq!(get_as(&t, &other, "/me").await.status, 200);
+    assert_eq!(get_as(&t, &other, "/balance").await.status, 200);
     // A wrong token is 401, not 429, and does not spend the budget.
-    get_as(&t, "rsk_wrong", "/me").await.fails(401, "token");
+    get_as(&t, "rsk_wrong", "/balance")
+        .await
+        .fails(401, "token");
 
     advance(&t, 1); // 12:01:00: a new window
     for i in 0..3 {
@@ -1084,10 +1086,42 @@ async fn fourth_call_in_a_minute_is_429_with_exact_retry_after() {
             "call {i} of the new minute"
         );
     }
-    let r = post(&t, "/token/rotate").await;
-    r.fails(429, "rate limit");
-    assert_eq!(r.retry_after, Some(60));
-    assert_eq!(get(&t, "/me").await.retry_after, Some(60));
+    assert_eq!(get(&t, "/balance").await.retry_after, Some(60));
+}
+
+/// Whoever holds a leaked token cannot stop its rotation by spending the token's budget: `/me`
+/// and `token/rotate` are never refused for it, and the new token has a budget of its own.
+#[tokio::test]
+async fn a_spent_budget_never_blocks_reading_me_or_rotating_the_token() {
+    let t = gateway(LIMITS).await;
+    for _ in 0..3 {
+        assert_eq!(get(&t, "/balance").await.status, 200);
+    }
+    get(&t, "/balance").await.fails(429, "rate limit");
+    for _ in 0..5 {
+        assert_eq!(get(&t, "/me").await.status, 200, "/me is not counted");
+    }
+    let rotated = post(&t, "/token/rotate").await;
+    assert_eq!(rotated.status, 200, "{}", rotated.text());
+    let token = rotated.json["data"]["token"].as_str().unwrap().to_string();
+    for i in 0..3 {
+        let r = get_as(&t, &token, "/balance").await;
+        assert_eq!(r.status, 200, "call {i} with the new token: {}", r.text());
+    }
+    get_as(&t, &token, "/balance")
+        .await
+        .fails(429, "rate limit");
+    // The old token is refused as a wrong one, and counted as a failed authentication.
+    get(&t, "/me").await.fails(401, "token");
+    let text = metrics_text(&t).await;
+    let failures = r#"tollgate_management_auth_failures_total{surface="partner"}"#;
+    assert_eq!(metric_value(&text, failures), Some(1.0), "{text}");
+    let operator = r#"tollgate_management_auth_failures_total{surface="operator"}"#;
+    assert_eq!(
+        metric_value(&text, operator),
+        Some(0.0),
+        "present before the first"
+    );
 }
 
 #[tokio::test]
@@ -1097,13 +1131,13 @@ async fn daily_call_limit_is_429_until_midnight() {
     )
     .await;
     for i in 0..4 {
-        assert_eq!(get(&t, "/me").await.status, 200, "call {i}");
+        assert_eq!(get(&t, "/balance").await.status, 200, "call {i}");
     }
-    let r = get(&t, "/me").await;
+    let r = get(&t, "/balance").await;
     r.fails(429, "rate limit");
     assert_eq!(r.retry_after, Some(43_200), "until 00:00 UTC");
     advance(&t, 43_200);
-    assert_eq!(get(&t, "/me").await.status, 200);
+    assert_eq!(get(&t, "/balance").await.status, 200);
 }
 
 #[tokio::test]

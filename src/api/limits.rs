@@ -1,5 +1,7 @@
-//! Management rate limits per partner token (QCode: 60 calls a minute, 1000 a day, 5 key
-//! creations an hour; 429 with `Retry-After`). Fixed windows on the gateway's clock, so tests
+//! Management rate limits (QCode: 60 calls a minute and 1000 a day per partner token, 5 key
+//! creations an hour per partner; 429 with `Retry-After`). Calls count per token, so a rotated
+//! token starts with a fresh budget: whoever holds a leaked token cannot spend the budget the
+//! new one needs. Fixed windows on the gateway's clock, so tests
 //! drive them with a fake clock instead of sleeping. On a shared store the windows are counted
 //! in the store, so the budget is the partner's across every instance (one store round-trip
 //! per management call; the data plane never calls this). If the store cannot count, the
@@ -33,11 +35,19 @@ impl Budget {
     }
 }
 
-/// Call counters per partner and window.
+/// Whose budget a call draws on: a partner's token (its public lookup prefix; calls), or the
+/// partner as a whole (`token` empty; key creations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Caller<'a> {
+    pub partner: Uuid,
+    pub token: &'a str,
+}
+
+/// Call counters per caller and window.
 pub struct ManagementLimits {
     config: Management,
     clock: Arc<dyn Clock>,
-    used: DashMap<(Uuid, Budget, i64), u32>,
+    used: DashMap<(Uuid, String, Budget, i64), u32>,
     /// The shared store counting the windows of every instance, if any.
     shared: Option<Arc<dyn Store>>,
 }
@@ -61,25 +71,26 @@ impl ManagementLimits {
         self
     }
 
-    /// Counts one call of `partner` (per minute and per day).
-    pub async fn call(&self, partner: Uuid) -> Result<(), ApiError> {
+    /// Counts one call made with a partner's token (per minute and per day).
+    pub async fn call(&self, caller: Caller<'_>) -> Result<(), ApiError> {
         let now = self.clock.now_unix();
         let per_minute = self.config.calls_per_minute.get();
-        self.take(partner, Budget::Minute, per_minute, now).await?;
-        self.take(partner, Budget::Day, self.config.calls_per_day.get(), now)
+        self.take(caller, Budget::Minute, per_minute, now).await?;
+        self.take(caller, Budget::Day, self.config.calls_per_day.get(), now)
             .await
     }
 
-    /// Counts one key creation of `partner` (per hour).
+    /// Counts one key creation of `partner` (per hour, whichever token it uses).
     pub async fn create(&self, partner: Uuid) -> Result<(), ApiError> {
         let now = self.clock.now_unix();
         let limit = self.config.key_creations_per_hour.get();
-        self.take(partner, Budget::CreateHour, limit, now).await
+        let caller = Caller { partner, token: "" };
+        self.take(caller, Budget::CreateHour, limit, now).await
     }
 
     async fn take(
         &self,
-        partner: Uuid,
+        caller: Caller<'_>,
         budget: Budget,
         limit: u32,
         now: i64,
@@ -90,7 +101,7 @@ impl ManagementLimits {
             retry_after: (start + len - now).max(1) as u64,
         };
         if let Some(cluster) = self.shared.as_ref().and_then(|s| s.cluster()) {
-            let bucket = format!("{partner}:{budget:?}:{start}");
+            let bucket = format!("{}:{}:{budget:?}:{start}", caller.partner, caller.token);
             match cluster.hit(&bucket, now, start + len).await {
                 Ok(count) if count > u64::from(limit) => return Err(refused),
                 Ok(_) => return Ok(()),
@@ -99,18 +110,26 @@ impl ManagementLimits {
                 }
             }
         }
-        self.take_local(partner, budget, limit, now, start)
+        self.take_local(caller, budget, limit, now, start)
             .then_some(())
             .ok_or(refused)
     }
 
     /// Counts a call in this instance's own windows; `false` if the budget is spent.
-    fn take_local(&self, partner: Uuid, budget: Budget, limit: u32, now: i64, start: i64) -> bool {
+    fn take_local(
+        &self,
+        caller: Caller<'_>,
+        budget: Budget,
+        limit: u32,
+        now: i64,
+        start: i64,
+    ) -> bool {
         if self.used.len() > 100_000 {
             // Forget finished windows now and then; the map stays small.
-            self.used.retain(|(_, b, s), _| *s + b.seconds() > now);
+            self.used.retain(|(_, _, b, s), _| *s + b.seconds() > now);
         }
-        let mut count = self.used.entry((partner, budget, start)).or_insert(0);
+        let key = (caller.partner, caller.token.to_string(), budget, start);
+        let mut count = self.used.entry(key).or_insert(0);
         if *count >= limit {
             return false;
         }
@@ -140,7 +159,11 @@ mod tests {
     async fn windows_refuse_with_retry_after_and_reset() {
         let clock = Arc::new(FakeClock::new(1_795_435_200)); // 12:00:00
         let l = limits(clock.clone());
-        let p = Uuid::new_v4();
+        let id = Uuid::new_v4();
+        let p = Caller {
+            partner: id,
+            token: "aaaaaaaa",
+        };
         for _ in 0..3 {
             l.call(p).await.unwrap();
         }
@@ -148,7 +171,12 @@ mod tests {
             Err(ApiError::RateLimited { retry_after }) => assert_eq!(retry_after, 60),
             other => panic!("{other:?}"),
         }
-        l.call(Uuid::new_v4()).await.unwrap(); // another token has its own budget
+        // The partner's next token (after a rotation) has its own budget.
+        let rotated = Caller {
+            partner: id,
+            token: "bbbbbbbb",
+        };
+        l.call(rotated).await.unwrap();
         clock.advance(60);
         l.call(p).await.unwrap();
         l.call(p).await.unwrap(); // 5 today
@@ -157,8 +185,8 @@ mod tests {
             matches!(l.call(p).await, Err(ApiError::RateLimited { .. })),
             "daily limit"
         );
-        l.create(p).await.unwrap();
-        match l.create(p).await {
+        l.create(id).await.unwrap();
+        match l.create(id).await {
             Err(ApiError::RateLimited { retry_after }) => assert_eq!(retry_after, 3_600 - 120),
             other => panic!("{other:?}"),
         }
@@ -172,7 +200,11 @@ mod tests {
             limits(clock.clone()).shared(store.shared()),
             limits(clock.clone()).shared(store.shared()),
         );
-        let p = Uuid::new_v4();
+        let id = Uuid::new_v4();
+        let p = Caller {
+            partner: id,
+            token: "aaaaaaaa",
+        };
         a.call(p).await.unwrap();
         b.call(p).await.unwrap();
         a.call(p).await.unwrap();
@@ -185,9 +217,9 @@ mod tests {
         );
         clock.advance(60);
         b.call(p).await.unwrap();
-        a.create(p).await.unwrap();
+        a.create(id).await.unwrap();
         assert!(matches!(
-            b.create(p).await,
+            b.create(id).await,
             Err(ApiError::RateLimited { .. })
         ));
         drop((a, b));

@@ -21,6 +21,7 @@ use crate::domain::ip::canonical;
 use crate::domain::key::Partner;
 use crate::domain::permission::Permission;
 use crate::domain::policy::check_key;
+use crate::metrics::AuthSurface;
 use crate::proxy::client_ip::client_ip;
 
 /// Where the account API looks for a key: `Authorization: Bearer` and `Basic`.
@@ -100,6 +101,10 @@ impl FromRequestParts<ApiState> for AdminKey {
             &manager.index,
             &manager.hasher,
         )
+        .map_err(|d| {
+            state.metrics.record_auth_failure(AuthSurface::Account);
+            d
+        })
         .map_err(|d| match d.code {
             DenyCode::MissingCredentials => denied(
                 d.code,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{Ok, ok, usd};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
-use crate::api::partner_auth::AuthPartner;
+use crate::api::partner_auth::{AuthPartner, UnmeteredPartner};
 
 #[derive(Serialize)]
 pub struct Me {
@@ -21,7 +21,7 @@ pub struct Me {
 }
 
 /// `GET /me`.
-pub async fn me(AuthPartner(p): AuthPartner) -> Json<Ok<Me>> {
+pub async fn me(UnmeteredPartner(p): UnmeteredPartner) -> Json<Ok<Me>> {
     ok(Me {
         id: p.id.to_string(),
         name: p.name.clone(),
@@ -127,7 +127,7 @@ pub struct Rotated {
 /// `POST /token/rotate`: a new token, shown once; the old one stops working at once.
 pub async fn rotate_token(
     State(state): State<ApiState>,
-    AuthPartner(p): AuthPartner,
+    UnmeteredPartner(p): UnmeteredPartner,
 ) -> Result<Json<Ok<Rotated>>, ApiError> {
     let token = state
         .manager
