@@ -101,10 +101,7 @@ impl FromRequestParts<ApiState> for AdminKey {
             &manager.index,
             &manager.hasher,
         )
-        .map_err(|d| {
-            state.metrics.record_auth_failure(AuthSurface::Account);
-            d
-        })
+        .inspect_err(|_| state.metrics.record_auth_failure(AuthSurface::Account))
         .map_err(|d| match d.code {
             DenyCode::MissingCredentials => denied(
                 d.code,
