@@ -238,7 +238,11 @@ impl Gateway {
         });
         let mut tasks = vec![
             {
-                let llm = Llm::new(config.upstream.profile, config.prices.clone());
+                let llm = Llm::new(
+                    config.upstream.profile,
+                    config.prices.clone(),
+                    config.limits.max_llm_body.get(),
+                );
                 let spawned = match (kubo, llm) {
                     (Some(kubo), _) => proxy_listener.spawn(state, upstreams, KuboProfile(kubo)),
                     (None, Some(llm)) => proxy_listener.spawn(state, upstreams, llm),

@@ -219,12 +219,17 @@ async fn spawn_upstream(up: Upstream, flavor: &'static str) -> String {
 /// A gateway with `profile` in front of a fake upstream of the same flavor, its partner
 /// topped up with $10.
 async fn gateway(profile: &'static str) -> (TestGateway, Upstream) {
+    gateway_with(profile, "").await
+}
+
+/// [`gateway`] with `extra` TOML after the prices.
+async fn gateway_with(profile: &'static str, extra: &str) -> (TestGateway, Upstream) {
     let up = Upstream::default();
     let url = spawn_upstream(up.clone(), profile).await;
     let t = TestGateway::with(Options {
         profile: Some(profile),
         upstream_url: Some(url),
-        extra: PRICES.into(),
+        extra: format!("{PRICES}\n{extra}"),
         ..Options::default()
     })
     .await;
@@ -741,4 +746,52 @@ async fn the_concurrency_slot_is_taken_before_the_body_is_read() {
     })
     .await;
     assert!(freed, "the slot was never given back");
+}
+
+#[tokio::test]
+async fn a_generation_body_over_max_llm_body_is_refused_and_never_forwarded() {
+    let (t, up) = gateway_with("openai", "[limits]\nmax_llm_body = \"1KiB\"\n").await;
+    let (_, k) = key(&t, json!({})).await;
+    let big = chat(json!({"messages": [{"role": "user", "content": "x".repeat(2048)}]}));
+    // Declared by Content-Length: refused before the body is read.
+    let resp = post(&t, "/v1/chat/completions", &k, "json", &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_llm_body")
+    );
+    // Chunked (no length declared): cut once the cap is passed.
+    let bytes = serde_json::to_vec(&big).unwrap();
+    let chunks = futures_util::stream::iter(
+        bytes
+            .chunks(512)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    let resp = t
+        .client
+        .post(format!("{}/v1/chat/completions", t.proxy))
+        .bearer_auth(&k)
+        .header("x-scenario", "json")
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(up.count(), 0, "nothing reached the upstream");
+    // A call under the cap goes through.
+    let resp = post(&t, "/v1/chat/completions", &k, "json", &chat(json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.count(), 1);
 }

@@ -165,6 +165,7 @@ impl fmt::Debug for SecurityFile {
 #[serde(deny_unknown_fields, expecting = "a table")]
 pub struct LimitsFile {
     pub max_request_body: Option<NumOrString>,
+    pub max_llm_body: Option<NumOrString>,
     pub max_header_bytes: Option<NumOrString>,
     pub header_read_timeout: Option<String>,
     pub body_idle_timeout: Option<String>,

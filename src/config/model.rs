@@ -239,6 +239,9 @@ impl std::fmt::Debug for Security {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_request_body: NonZeroU64,
+    /// The cap of a priced LLM call's JSON body, read in full before admission (never above
+    /// `max_request_body`).
+    pub max_llm_body: NonZeroU64,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     /// Longest pause allowed between two pieces of a request body.

@@ -127,6 +127,25 @@ fn example_is_a_faithful_mirror_of_the_file_structs() {
 }
 
 #[test]
+fn max_llm_body_follows_a_smaller_max_request_body_and_never_exceeds_it() {
+    let limits = |toml: &str| MINIMAL.to_string() + "[limits]\n" + toml;
+    let c = parse(&limits("max_request_body = \"1MiB\"\n"), &no_env).unwrap();
+    assert_eq!(c.limits.max_llm_body.get(), 1 << 20);
+    let c = parse(&limits("max_llm_body = \"4KiB\"\n"), &no_env).unwrap();
+    assert_eq!(c.limits.max_llm_body.get(), 4 << 10);
+    let errors = parse(
+        &limits("max_request_body = \"1MiB\"\nmax_llm_body = \"2MiB\"\n"),
+        &no_env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("limits.max_llm_body: 2097152 bytes is more than limits.max_request_body (1048576 bytes)"),
+        "{errors}"
+    );
+}
+
+#[test]
 fn proxy_cores_take_a_number_or_auto() {
     let cores = |v: &str| {
         let text = MINIMAL.replacen(
@@ -168,6 +187,7 @@ fn minimal_file_gets_every_default() {
     assert!(c.security.trusted_proxies.is_empty());
     assert!(c.security.operator_tokens.is_empty());
     assert_eq!(c.limits.max_request_body.get(), 100 * 1024 * 1024);
+    assert_eq!(c.limits.max_llm_body.get(), 32 * 1024 * 1024);
     assert_eq!(c.limits.max_header_bytes, 64 * 1024);
     assert_eq!(c.limits.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.shutdown_grace, Duration::from_secs(30));

@@ -60,6 +60,8 @@ pub mod defaults {
     pub const POOL_MAX_IDLE_PER_HOST: usize = 256;
     /// `limits.max_request_body` (100 MiB).
     pub const MAX_REQUEST_BODY: u64 = 100 << 20;
+    /// `limits.max_llm_body` (32 MiB).
+    pub const MAX_LLM_BODY: u64 = 32 << 20;
     /// `limits.max_header_bytes` (64 KiB).
     pub const MAX_HEADER_BYTES: u64 = 64 << 10;
     /// The smallest `max_header_bytes` accepted.
@@ -480,6 +482,19 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
     let body =
         size(f.max_request_body.as_ref(), defaults::MAX_REQUEST_BODY).and_then(units::positive);
     let max_request_body = e.check("limits.max_request_body", body);
+    let llm = size(f.max_llm_body.as_ref(), defaults::MAX_LLM_BODY).and_then(units::positive);
+    // Unset, it follows a smaller `max_request_body`; set, it must fit under it.
+    let max_llm_body = match (e.check("limits.max_llm_body", llm), max_request_body) {
+        (Some(llm), Some(body)) if f.max_llm_body.is_none() => Some(llm.min(body)),
+        (Some(llm), Some(body)) if llm > body => {
+            e.push(
+                "limits.max_llm_body",
+                format!("{llm} bytes is more than limits.max_request_body ({body} bytes)"),
+            );
+            None
+        }
+        (llm, _) => llm,
+    };
     let header = size(f.max_header_bytes.as_ref(), defaults::MAX_HEADER_BYTES).and_then(|n| {
         if n < defaults::MIN_HEADER_BYTES {
             return Err(format!(
@@ -512,6 +527,7 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
     let max_connections = e.check("limits.max_connections", conns);
     Some(Limits {
         max_request_body: max_request_body?,
+        max_llm_body: max_llm_body?,
         max_header_bytes: max_header_bytes?,
         header_read_timeout: header_read_timeout?,
         body_idle_timeout: body_idle_timeout?,

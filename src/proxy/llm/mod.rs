@@ -39,6 +39,8 @@ pub enum Flavor {
 pub struct Llm {
     flavor: Flavor,
     prices: Prices,
+    /// The cap of a generation call's body, read in full before admission (`limits.max_llm_body`).
+    max_body: u64,
 }
 
 /// One priced generation request, ready to forward.
@@ -60,13 +62,17 @@ pub struct Call {
 
 impl Llm {
     /// The LLM metering of `profile`, if it is an LLM profile.
-    pub fn new(profile: ProfileKind, prices: Prices) -> Option<Llm> {
+    pub fn new(profile: ProfileKind, prices: Prices, max_body: u64) -> Option<Llm> {
         let flavor = match profile {
             ProfileKind::OpenAi => Flavor::OpenAi,
             ProfileKind::Anthropic => Flavor::Anthropic,
             ProfileKind::Kubo | ProfileKind::Generic => return None,
         };
-        Some(Llm { flavor, prices })
+        Some(Llm {
+            flavor,
+            prices,
+            max_body,
+        })
     }
 
     /// The generation route this request calls (`/v1/messages`), if it is a priced call.
@@ -242,7 +248,7 @@ mod tests {
             max_output_tokens: 100,
         };
         let prices = Prices(HashMap::from([("m".to_string(), price)]));
-        Llm::new(flavor, prices).expect("llm profile")
+        Llm::new(flavor, prices, 1 << 20).expect("llm profile")
     }
 
     fn prepare(flavor: ProfileKind, path: &str, body: &str) -> Result<Call, Denial> {
@@ -263,7 +269,7 @@ mod tests {
         assert_eq!(route(Method::POST, "/v1/messages"), Some("/v1/messages"));
         assert_eq!(route(Method::GET, "/v1/chat/completions"), None);
         assert_eq!(route(Method::POST, "/v1/embeddings"), None);
-        assert!(Llm::new(ProfileKind::Generic, Prices::default()).is_none());
+        assert!(Llm::new(ProfileKind::Generic, Prices::default(), 1).is_none());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use http::{HeaderValue, Response};
 use hyper::body::Incoming;
 
 use super::{Call, Llm};
-use crate::domain::decision::Denial;
+use crate::domain::decision::{Denial, DenyCode};
 use crate::meter::body::Observe;
 use crate::proxy::ProxyBody;
 use crate::proxy::phases::{Cx, Payload, Phases, Prepared, Step};
@@ -28,10 +28,17 @@ impl Phases for Llm {
     type Exchange = Option<Call>;
 
     fn classify(&self, parts: &Parts, path: &str) -> Result<Reading, Denial> {
-        Ok(Reading {
-            route: self.generation_route(&parts.method, path),
-            call: None,
-        })
+        let route = self.generation_route(&parts.method, path);
+        // A generation body is read in full before admission: one declared larger than its
+        // cap is refused before anything is read.
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if route.is_some() && declared.is_some_and(|len| len > self.max_body) {
+            return Err(too_large());
+        }
+        Ok(Reading { route, call: None })
     }
 
     async fn prepare(
@@ -46,7 +53,13 @@ impl Phases for Llm {
                 estimate: 0,
             });
         };
-        let received = read_whole(body, cx.max_request_body, cx.body_idle_timeout).await?;
+        let cap = self.max_body.min(cx.max_request_body);
+        let received = read_whole(body, cap, cx.body_idle_timeout)
+            .await
+            .map_err(|d| match d.code {
+                DenyCode::PayloadTooLarge => too_large(),
+                _ => d,
+            })?;
         let len = received.len() as u64;
         let call = self.prepare(route, received, cx.key.limits.models.as_deref())?;
         let prepared = Prepared {
@@ -104,4 +117,12 @@ impl Phases for Llm {
     ) -> Result<Response<ProxyBody>, Denial> {
         resp
     }
+}
+
+/// The refusal of a generation body over `limits.max_llm_body`.
+fn too_large() -> Denial {
+    Denial::with_message(
+        DenyCode::PayloadTooLarge,
+        "the request body is larger than limits.max_llm_body allows for a priced call",
+    )
 }
