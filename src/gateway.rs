@@ -28,6 +28,7 @@ use crate::proxy::kubo::{Kubo, KuboProfile};
 use crate::proxy::listener::ProxyListener;
 use crate::proxy::llm::Llm;
 use crate::proxy::phases::Generic;
+use crate::proxy::request_body::Pace;
 use crate::proxy::upstream::{Upstream, UpstreamClient, UpstreamError};
 use crate::proxy::{profile, server, tls};
 use crate::store::{self, Store, StoreError};
@@ -211,7 +212,11 @@ impl Gateway {
             trusted_proxies: config.security.trusted_proxies.clone(),
             upstream: upstreams[0].clone(),
             max_request_body: config.limits.max_request_body.get(),
-            body_idle_timeout: config.limits.body_idle_timeout,
+            body_pace: Pace {
+                idle: config.limits.body_idle_timeout,
+                min_rate: config.limits.body_min_rate,
+                grace: config.limits.body_rate_grace,
+            },
             tls: tls.is_some(),
             metrics: metrics.clone(),
             clock: clock.clone(),

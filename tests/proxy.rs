@@ -641,6 +641,68 @@ async fn a_get_with_a_chunked_body_keeps_its_body() {
     assert!(text.contains("\"body_bytes\":7"), "{text}");
 }
 
+/// A body trickled in (20 B/s against a minimum of 100 B/s) is cut with 408 once the grace is
+/// spent, the key's slot is free again and the cut is counted; an honest upload on the same
+/// gateway goes through.
+#[tokio::test]
+async fn a_trickled_upload_is_cut_with_408_and_frees_the_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestGateway::with(Options {
+        extra: "[limits]\nbody_idle_timeout = \"5s\"\nbody_min_rate = 100\n\
+                body_rate_grace = \"300ms\"\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
+    let (id, key) = t
+        .create_key(json!({"permissions": ["read", "write"], "concurrency_limit": 1}))
+        .await;
+    let mut conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
+         Content-Length: 10000\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = loop {
+        // One byte every 50 ms, each well within the idle timeout.
+        tokio::select! {
+            read = conn.read(&mut buf) => break read.unwrap(),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                if conn.write_all(b"x").await.is_err() {
+                    break conn.read(&mut buf).await.unwrap_or(0);
+                }
+            }
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the trickle was never cut"
+        );
+    };
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(text.contains("body_min_rate"), "{text}");
+    let entry = t.gw().manager.index.get(id.parse().unwrap()).unwrap();
+    assert_eq!(entry.live.in_flight.current(), 0, "the slot is free again");
+    let metrics = common::metrics_text(&t).await;
+    let cut = r#"tollgate_requests_total{code="request_timeout"}"#;
+    assert_eq!(common::metric_value(&metrics, cut), Some(1.0), "{metrics}");
+    // The same gateway takes an honest upload of the same size.
+    let resp = t
+        .client
+        .post(format!("{}/upload", t.proxy))
+        .bearer_auth(&key)
+        .body(vec![b'y'; 10_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+}
+
 #[tokio::test]
 async fn a_stalled_upload_is_cut_and_never_completes_upstream() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

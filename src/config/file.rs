@@ -169,6 +169,8 @@ pub struct LimitsFile {
     pub max_header_bytes: Option<NumOrString>,
     pub header_read_timeout: Option<String>,
     pub body_idle_timeout: Option<String>,
+    pub body_min_rate: Option<NumOrString>,
+    pub body_rate_grace: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_connections: Option<i64>,
 }

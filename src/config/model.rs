@@ -246,6 +246,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Longest pause allowed between two pieces of a request body.
     pub body_idle_timeout: Duration,
+    /// The slowest average a request body may arrive at once `body_rate_grace` of waiting on
+    /// the client has passed, in bytes per second (0: no minimum).
+    pub body_min_rate: u64,
+    pub body_rate_grace: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Most connections served at once, per listener.

@@ -66,6 +66,10 @@ pub mod defaults {
     pub const MAX_HEADER_BYTES: u64 = 64 << 10;
     /// The smallest `max_header_bytes` accepted.
     pub const MIN_HEADER_BYTES: u64 = 8 << 10;
+    /// `limits.body_min_rate`, bytes per second (Apache mod_reqtimeout's `MinRate`).
+    pub const BODY_MIN_RATE: u64 = 500;
+    /// `limits.body_rate_grace`.
+    pub const BODY_RATE_GRACE: Duration = Duration::from_secs(20);
     /// `limits.body_idle_timeout`.
     pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
     /// `limits.header_read_timeout`.
@@ -517,6 +521,14 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
         true,
     );
     let body_idle_timeout = e.check("limits.body_idle_timeout", idle);
+    let rate = size(f.body_min_rate.as_ref(), defaults::BODY_MIN_RATE);
+    let body_min_rate = e.check("limits.body_min_rate", rate);
+    let grace = duration(
+        f.body_rate_grace.as_deref(),
+        defaults::BODY_RATE_GRACE,
+        false,
+    );
+    let body_rate_grace = e.check("limits.body_rate_grace", grace);
     let grace = duration(f.shutdown_grace.as_deref(), defaults::SHUTDOWN_GRACE, false);
     let shutdown_grace = e.check("limits.shutdown_grace", grace);
     let conns = match f.max_connections {
@@ -531,6 +543,8 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
         max_header_bytes: max_header_bytes?,
         header_read_timeout: header_read_timeout?,
         body_idle_timeout: body_idle_timeout?,
+        body_min_rate: body_min_rate?,
+        body_rate_grace: body_rate_grace?,
         shutdown_grace: shutdown_grace?,
         max_connections: max_connections?,
     })

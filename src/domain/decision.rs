@@ -22,13 +22,15 @@ pub enum DenyCode {
     InsufficientBalance,
     BadRequest,
     PayloadTooLarge,
+    /// The request body came too slowly (`limits.body_min_rate`).
+    RequestTimeout,
     UpstreamUnavailable,
     UpstreamTimeout,
 }
 
 impl DenyCode {
     /// Every code, for metrics pre-registration and tests.
-    pub const ALL: [DenyCode; 16] = [
+    pub const ALL: [DenyCode; 17] = [
         DenyCode::MissingCredentials,
         DenyCode::InvalidKey,
         DenyCode::KeyDisabled,
@@ -43,6 +45,7 @@ impl DenyCode {
         DenyCode::InsufficientBalance,
         DenyCode::BadRequest,
         DenyCode::PayloadTooLarge,
+        DenyCode::RequestTimeout,
         DenyCode::UpstreamUnavailable,
         DenyCode::UpstreamTimeout,
     ];
@@ -64,6 +67,7 @@ impl DenyCode {
             DenyCode::InsufficientBalance => "insufficient_balance",
             DenyCode::BadRequest => "bad_request",
             DenyCode::PayloadTooLarge => "payload_too_large",
+            DenyCode::RequestTimeout => "request_timeout",
             // Both upstream failures share one public code; the status tells them apart.
             DenyCode::UpstreamUnavailable | DenyCode::UpstreamTimeout => "upstream_unavailable",
         }
@@ -83,6 +87,7 @@ impl DenyCode {
             DenyCode::InsufficientBalance => 402,
             DenyCode::BadRequest => 400,
             DenyCode::PayloadTooLarge => 413,
+            DenyCode::RequestTimeout => 408,
             DenyCode::UpstreamUnavailable => 502,
             DenyCode::UpstreamTimeout => 504,
         }
@@ -105,6 +110,7 @@ impl DenyCode {
             DenyCode::InsufficientBalance => "the partner's prepaid balance is exhausted",
             DenyCode::BadRequest => "the request is malformed",
             DenyCode::PayloadTooLarge => "the request body is larger than allowed",
+            DenyCode::RequestTimeout => "the request body arrived too slowly",
             DenyCode::UpstreamUnavailable => "the upstream could not be reached",
             DenyCode::UpstreamTimeout => "the upstream did not answer in time",
         }
@@ -230,6 +236,7 @@ mod tests {
             ("insufficient_balance", 402),
             ("bad_request", 400),
             ("payload_too_large", 413),
+            ("request_timeout", 408),
             ("upstream_unavailable", 502),
             ("upstream_unavailable", 504),
         ];

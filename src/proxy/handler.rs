@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -32,7 +32,7 @@ use crate::proxy::headers::{
     REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
 };
 use crate::proxy::phases::{Cx, Payload, Phases, Step};
-use crate::proxy::request_body::{RequestBody, Upload, UploadState};
+use crate::proxy::request_body::{Pace, RequestBody, Upload, UploadState, cut_off};
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::{SendError, Upstream};
 use crate::proxy::{ProxyBody, client_ip, path, respond};
@@ -49,8 +49,8 @@ pub struct ProxyState {
     /// The upstream: client, own credential, response deadline, failure accounting.
     pub upstream: Arc<Upstream>,
     pub max_request_body: u64,
-    /// Longest pause between two pieces of a request body.
-    pub body_idle_timeout: Duration,
+    /// How fast request bodies must arrive (`limits.body_idle_timeout`, `body_min_rate`).
+    pub body_pace: Pace,
     /// Whether the proxy listener terminates TLS (for `X-Forwarded-Proto`).
     pub tls: bool,
     pub metrics: Arc<Metrics>,
@@ -164,7 +164,7 @@ async fn serve<P: Phases>(
         upstream: &state.upstream,
         metrics: &state.metrics,
         max_request_body: state.max_request_body,
-        body_idle_timeout: state.body_idle_timeout,
+        body_pace: state.body_pace,
     };
     let prepared = profile
         .prepare(&mut reading, body, &cx)
@@ -361,10 +361,8 @@ fn failed(
         (Upload::ClientFailed, _) | (_, Err(Upload::ClientFailed)) => {
             Denial::with_message(DenyCode::BadRequest, "the request body ended with an error")
         }
-        (Upload::Stalled, _) | (_, Err(Upload::Stalled)) => Denial::with_message(
-            DenyCode::BadRequest,
-            "the request body stalled longer than limits.body_idle_timeout",
-        ),
+        (cut @ (Upload::Stalled | Upload::TooSlow), _)
+        | (_, Err(cut @ (Upload::Stalled | Upload::TooSlow))) => cut_off(cut),
         (_, Err(_)) => state.upstream.timed_out(),
         (_, Ok(err)) => state
             .upstream
@@ -432,7 +430,7 @@ async fn forward<P: Phases>(
                 ingress,
                 state.metrics.bytes_in.clone(),
                 body_limit,
-                state.body_idle_timeout,
+                state.body_pace,
             );
             (body.boxed(), upload)
         }

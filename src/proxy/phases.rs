@@ -20,7 +20,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -34,6 +33,7 @@ use crate::meter::Meter;
 use crate::meter::body::Observe;
 use crate::metrics::Metrics;
 use crate::proxy::ProxyBody;
+use crate::proxy::request_body::Pace;
 use crate::proxy::upstream::Upstream;
 
 /// What the hooks of one request may see: the key, the request, the gateway's parts.
@@ -50,8 +50,8 @@ pub struct Cx<'a> {
     pub metrics: &'a Arc<Metrics>,
     /// `limits.max_request_body`.
     pub max_request_body: u64,
-    /// `limits.body_idle_timeout`: also the deadline for a body read in full.
-    pub body_idle_timeout: Duration,
+    /// How fast a request body must arrive, also when it is read in full.
+    pub body_pace: Pace,
 }
 
 /// The request body as it goes upstream.

@@ -54,7 +54,7 @@ impl Phases for Llm {
             });
         };
         let cap = self.max_body.min(cx.max_request_body);
-        let received = read_whole(body, cap, cx.body_idle_timeout)
+        let received = read_whole(body, cap, cx.body_pace)
             .await
             .map_err(|d| match d.code {
                 DenyCode::PayloadTooLarge => too_large(),
