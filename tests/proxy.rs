@@ -641,6 +641,27 @@ async fn a_get_with_a_chunked_body_keeps_its_body() {
     assert!(text.contains("\"body_bytes\":7"), "{text}");
 }
 
+/// A raw connection that has sent the head of `POST /upload` declaring `declared` body bytes,
+/// and the first of them.
+async fn raw_upload(
+    t: &TestGateway,
+    key: &str,
+    declared: usize,
+    first: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
+         Content-Length: {declared}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(first).await.unwrap();
+    conn
+}
+
 /// A body trickled in (20 B/s against a minimum of 100 B/s) is cut with 408 once the grace is
 /// spent, the key's slot is free again and the cut is counted; an honest upload on the same
 /// gateway goes through.
@@ -657,14 +678,7 @@ async fn a_trickled_upload_is_cut_with_408_and_frees_the_slot() {
     let (id, key) = t
         .create_key(json!({"permissions": ["read", "write"], "concurrency_limit": 1}))
         .await;
-    let mut conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
-         Content-Length: 10000\r\n\r\n"
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut conn = raw_upload(&t, &key, 10_000, b"").await;
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; 4096];
     let n = loop {
@@ -705,7 +719,7 @@ async fn a_trickled_upload_is_cut_with_408_and_frees_the_slot() {
 
 #[tokio::test]
 async fn a_stalled_upload_is_cut_and_never_completes_upstream() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let t = TestGateway::with(Options {
         extra: "[limits]\nbody_idle_timeout = \"300ms\"\n".into(),
         ..Options::default()
@@ -715,14 +729,7 @@ async fn a_stalled_upload_is_cut_and_never_completes_upstream() {
         .create_key(json!({"permissions": ["read", "write"], "concurrency_limit": 5}))
         .await;
     // Declares 1000 bytes, sends 10, then goes silent (but keeps the connection open).
-    let mut conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
-         Content-Length: 1000\r\n\r\n0123456789"
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut conn = raw_upload(&t, &key, 1000, b"0123456789").await;
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
         .await

@@ -89,13 +89,22 @@ pub trait Phases: Send + Sync + 'static {
     fn classify(&self, parts: &Parts, path: &str) -> Result<Self::Reading, Denial>;
 
     /// The body as it will go upstream and the price estimate. Runs after the rate token and
-    /// the concurrency slot are taken, before any quota is reserved.
+    /// the concurrency slot are taken, before any quota is reserved. By default the body
+    /// streams through and only the route's cost is reserved.
     fn prepare(
         &self,
         reading: &mut Self::Reading,
         body: Incoming,
         cx: &Cx<'_>,
-    ) -> impl Future<Output = Result<Prepared, Denial>> + Send;
+    ) -> impl Future<Output = Result<Prepared, Denial>> + Send {
+        let _ = (reading, cx);
+        async move {
+            Ok(Prepared {
+                payload: Payload::Stream(body),
+                estimate: 0,
+            })
+        }
+    }
 
     /// After admission: answer, or go on upstream with `parts` and `uri` as changed here.
     /// `content_length` is the body's declared (or read) length.
@@ -109,21 +118,27 @@ pub trait Phases: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Step<Self::Exchange>, Denial>> + Send;
 
     /// The response head arrived: change it if need be, and return an observer to watch the
-    /// body as it streams (it settles the request's cost).
+    /// body as it streams (it settles the request's cost). By default: none.
     fn observe(
         &self,
         exchange: &mut Self::Exchange,
         head: &mut http::response::Parts,
         cx: &Cx<'_>,
-    ) -> Option<Box<dyn Observe>>;
+    ) -> Option<Box<dyn Observe>> {
+        let _ = (exchange, head, cx);
+        None
+    }
 
     /// The exchange is over (the response head is out, its body may still stream): the
-    /// profile's last word on it.
+    /// profile's last word on it. By default the response as it is.
     fn finish(
         &self,
         exchange: Self::Exchange,
         resp: Result<http::Response<ProxyBody>, Denial>,
-    ) -> impl Future<Output = Result<http::Response<ProxyBody>, Denial>> + Send;
+    ) -> impl Future<Output = Result<http::Response<ProxyBody>, Denial>> + Send {
+        drop(exchange);
+        async move { resp }
+    }
 }
 
 /// The `generic` profile: any HTTP API, no hooks.
@@ -135,13 +150,6 @@ impl Phases for Generic {
 
     fn classify(&self, _: &Parts, _: &str) -> Result<(), Denial> {
         Ok(())
-    }
-
-    async fn prepare(&self, _: &mut (), body: Incoming, _: &Cx<'_>) -> Result<Prepared, Denial> {
-        Ok(Prepared {
-            payload: Payload::Stream(body),
-            estimate: 0,
-        })
     }
 
     async fn admitted(
@@ -156,22 +164,5 @@ impl Phases for Generic {
             exchange: (),
             body_limit: cx.max_request_body,
         })
-    }
-
-    fn observe(
-        &self,
-        _: &mut (),
-        _: &mut http::response::Parts,
-        _: &Cx<'_>,
-    ) -> Option<Box<dyn Observe>> {
-        None
-    }
-
-    async fn finish(
-        &self,
-        _: (),
-        resp: Result<http::Response<ProxyBody>, Denial>,
-    ) -> Result<http::Response<ProxyBody>, Denial> {
-        resp
     }
 }

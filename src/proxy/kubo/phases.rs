@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::{Response, Uri};
-use hyper::body::Incoming;
 
 use super::args::Query;
 use super::command::{self, Command};
 use super::{AddPlan, Caller, Ctx, Kubo};
 use crate::domain::decision::{Denial, DenyCode};
 use crate::domain::permission::Permission;
-use crate::meter::body::Observe;
 use crate::proxy::ProxyBody;
-use crate::proxy::phases::{Cx, Payload, Phases, Prepared, Step};
+use crate::proxy::phases::{Cx, Phases, Step};
 
 /// The kubo profile: the node's RPC API with the pin ledger in front.
 pub struct KuboProfile(pub Arc<Kubo>);
@@ -30,18 +28,6 @@ impl Phases for KuboProfile {
         let mut query = Query::parse(parts.uri.query());
         let command = command::parse(&parts.method, path, &mut query)?;
         Ok(command.map(|command| (command, query)))
-    }
-
-    async fn prepare(
-        &self,
-        _: &mut Self::Reading,
-        body: Incoming,
-        _: &Cx<'_>,
-    ) -> Result<Prepared, Denial> {
-        Ok(Prepared {
-            payload: Payload::Stream(body),
-            estimate: 0,
-        })
     }
 
     async fn admitted(
@@ -78,15 +64,6 @@ impl Phases for KuboProfile {
             exchange: Some((ctx, plan)),
             body_limit,
         })
-    }
-
-    fn observe(
-        &self,
-        _: &mut Self::Exchange,
-        _: &mut http::response::Parts,
-        _: &Cx<'_>,
-    ) -> Option<Box<dyn Observe>> {
-        None
     }
 
     async fn finish(

@@ -2,16 +2,15 @@
 //! full, checked against the key's model allow-list and priced before admission; its answer
 //! (JSON or SSE) is metered as it streams back.
 
+use http::HeaderValue;
 use http::Uri;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
 use http::request::Parts;
-use http::{HeaderValue, Response};
 use hyper::body::Incoming;
 
 use super::{Call, Llm};
 use crate::domain::decision::{Denial, DenyCode};
 use crate::meter::body::Observe;
-use crate::proxy::ProxyBody;
 use crate::proxy::phases::{Cx, Payload, Phases, Prepared, Step};
 use crate::proxy::request_body::read_whole;
 
@@ -108,14 +107,6 @@ impl Phases for Llm {
         let recorder = Some((cx.meter.clone(), cx.key.id));
         let observer = call.observer(head.status, &head.headers, cx.route_cost, missing, recorder);
         Some(Box::new(observer))
-    }
-
-    async fn finish(
-        &self,
-        _: Option<Call>,
-        resp: Result<Response<ProxyBody>, Denial>,
-    ) -> Result<Response<ProxyBody>, Denial> {
-        resp
     }
 }
 
