@@ -5,7 +5,8 @@
 //! Hardening: at most `limits.max_connections` connections; the protocol is chosen from the
 //! first bytes within `header_read_timeout` (so a silent connection cannot sit in detection
 //! forever); HTTP/1 headers must arrive within `header_read_timeout`; HTTP/2 connections are
-//! pinged and closed when the peer stops answering. On shutdown, connections get
+//! pinged and closed when the peer stops answering, and every HTTP/2 limit (streams, resets,
+//! windows, frame and buffer sizes, header list) is set below with its reason. On shutdown, connections get
 //! `limits.shutdown_grace` to finish, then are aborted.
 
 use std::error::Error as StdError;
@@ -31,6 +32,25 @@ use crate::config::model::Limits;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 keep-alive ping interval and the time allowed for its answer.
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
+/// HTTP/2 limits, set here rather than left to the library's defaults (hyper 1.x's are noted):
+/// streams open at once per connection (hyper: 200). A client needs few; each open stream
+/// can hold a concurrency slot, a body and an upstream connection.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams a client may open and reset before the server has accepted them (rapid reset,
+/// CVE-2023-44487): beyond this the connection is closed (hyper: 20).
+const H2_MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 20;
+/// Streams the server may reset for protocol errors before it closes the connection (hyper:
+/// 1024).
+const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
+/// Flow-control windows: what a client may send before the server reads (hyper: 1 MiB each).
+/// The connection window bounds the memory one connection's unread uploads can take.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 2 << 20;
+/// Largest frame the server accepts (the protocol's minimum and hyper's default, 16 KiB).
+const H2_MAX_FRAME_SIZE: u32 = 16 << 10;
+/// Most response bytes buffered per stream for a client that does not read (hyper: 400 KiB):
+/// a window that never opens costs at most this per stream.
+const H2_MAX_SEND_BUF: usize = 256 << 10;
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client starts with.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -112,6 +132,13 @@ fn builder(limits: &Limits) -> Builder<TokioExecutor> {
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes as u32)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(H2_MAX_LOCAL_ERROR_RESET_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .max_frame_size(H2_MAX_FRAME_SIZE)
+        .max_send_buf_size(H2_MAX_SEND_BUF)
         .keep_alive_interval(Some(H2_KEEPALIVE))
         .keep_alive_timeout(H2_KEEPALIVE);
     builder
