@@ -398,6 +398,62 @@ mod tests {
         assert_eq!(PRICE.cost(usage), 17);
     }
 
+    /// Feeds `body` split at `cuts` (byte offsets, any order); what the client got and the
+    /// usage.
+    fn run_split(flavor: Flavor, drop: bool, body: &str, cuts: &[usize]) -> (Vec<u8>, TokenUsage) {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (body.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut o = observer(flavor, true, drop);
+        let (mut out, mut at) = (Vec::new(), 0);
+        for cut in cuts.into_iter().chain([body.len()]) {
+            out.extend_from_slice(&o.chunk(Bytes::copy_from_slice(&body.as_bytes()[at..cut])));
+            at = cut;
+        }
+        out.extend_from_slice(&o.end());
+        (out, o.usage().0)
+    }
+
+    const ANTHROPIC_STREAM: &str = "event: message_start\ndata: {\"type\":\"message_start\",\
+        \"message\":{\"usage\":{\"input_tokens\":20,\"cache_read_input_tokens\":4,\
+        \"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\
+        \"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi there\"}}\n\n\
+        event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n\n\
+        event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
+    #[test]
+    fn a_stream_split_at_any_byte_gives_the_same_answer_and_usage_as_whole() {
+        let cases = [
+            (Flavor::OpenAi, true, OPENAI_STREAM),
+            (Flavor::OpenAi, false, OPENAI_STREAM),
+            (Flavor::Anthropic, false, ANTHROPIC_STREAM),
+        ];
+        for (flavor, drop, body) in cases {
+            let whole = run_split(flavor, drop, body, &[]);
+            assert!(whole.1.output > 0, "{flavor:?}: usage read");
+            for cut in 0..=body.len() {
+                assert_eq!(
+                    run_split(flavor, drop, body, &[cut]),
+                    whole,
+                    "{flavor:?} cut at {cut}"
+                );
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_stream_in_any_pieces_gives_the_same_answer_and_usage_as_whole(
+            cuts in proptest::collection::vec(0usize..1024, 0..24),
+            drop in proptest::bool::ANY,
+        ) {
+            for (flavor, body) in [(Flavor::OpenAi, OPENAI_STREAM), (Flavor::Anthropic, ANTHROPIC_STREAM)] {
+                let drop = drop && flavor == Flavor::OpenAi;
+                let whole = run_split(flavor, drop, body, &[]);
+                proptest::prop_assert_eq!(run_split(flavor, drop, body, &cuts), whole);
+            }
+        }
+    }
+
     #[test]
     fn anthropic_stream_usage() {
         let stream = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":\
