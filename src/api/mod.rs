@@ -56,7 +56,7 @@ async fn no_route() -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
 /// A known path called with a method it does not take: 405 with the v1 surfaces' body.
 pub async fn method_not_allowed(
     method: axum::http::Method,
-    uri: axum::http::Uri,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
 ) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
     let detail = format!("{method} is not allowed on {}", uri.path());
     let body = serde_json::json!({ "detail": detail });

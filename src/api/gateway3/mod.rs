@@ -12,6 +12,7 @@ mod partner;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::OriginalUri;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -79,7 +80,7 @@ async fn not_found(uri: Uri) -> V0Error {
     V0Error::NotFound(format!("no such endpoint: {}", uri.path()))
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> V0Error {
+async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> V0Error {
     V0Error::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 
