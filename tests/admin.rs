@@ -312,3 +312,42 @@ async fn a_partner_created_by_another_process_works_without_a_restart() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+/// A client that keeps failing authentication is refused unverified (429) for the rest of the
+/// minute, on the partner and the operator surface alike, while tokens it has proved before
+/// still work from the same address: a flood of wrong tokens cannot make argon2 run without
+/// end, and does not lock out a partner or operator already signed in.
+#[tokio::test]
+async fn a_client_failing_authentication_is_refused_unverified_but_proven_tokens_pass() {
+    let t = gateway().await;
+    let me = |token: String| {
+        let req = t.client.get(format!("{}/api/v1/reseller/me", t.api));
+        async move { req.bearer_auth(token).send().await.unwrap() }
+    };
+    // The partner and the operator prove their tokens once.
+    assert_eq!(me(t.partner_token.clone()).await.status(), 200);
+    let (status, _) = admin(&t, "/partners", Some(json!({"name": "beta"})), OPERATOR).await;
+    assert_eq!(status, 200);
+    let max = tollgate::manage::auth::MAX_FAILURES;
+    for i in 0..max {
+        let resp = me(format!("rsk_wrong{i}")).await;
+        assert_eq!(resp.status(), 401, "failure {i} is still verified");
+    }
+    let throttled = me("rsk_wrong".into()).await;
+    assert_eq!(throttled.status(), 429);
+    let wait: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let (status, _) = admin(&t, "/partners", Some(json!({"name": "x"})), "not-the-token").await;
+    assert_eq!(status, 429, "the operator surface counts the same client");
+    // Proven tokens pass from the same address.
+    assert_eq!(me(t.partner_token.clone()).await.status(), 200);
+    let (status, _) = admin(&t, "/partners", Some(json!({"name": "gamma"})), OPERATOR).await;
+    assert_eq!(status, 200);
+    let text = common::metrics_text(&t).await;
+    let failures = r#"tollgate_management_auth_failures_total{surface="partner"}"#;
+    assert_eq!(common::metric_value(&text, failures), Some(f64::from(max)));
+}

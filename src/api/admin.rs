@@ -37,7 +37,14 @@ impl FromRequestParts<ApiState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let manager = &state.manager;
+        let client = crate::api::client(parts, state);
         if let Some(token) = bearer_token(&parts.headers) {
+            if !manager.verifier.known(&manager.hasher, token) {
+                manager
+                    .verifier
+                    .admit(client)
+                    .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+            }
             for (i, phc) in state.operator_tokens.iter().enumerate() {
                 let owner = Uuid::from_u128(i as u128);
                 if manager
@@ -50,6 +57,7 @@ impl FromRequestParts<ApiState> for Operator {
             }
         }
         state.metrics.record_auth_failure(AuthSurface::Operator);
+        manager.verifier.failed(client);
         Err(ApiError::Unauthorized)
     }
 }

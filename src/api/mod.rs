@@ -63,6 +63,19 @@ pub async fn method_not_allowed(
     (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
 }
 
+/// The client of a management call: the socket peer, or the first untrusted hop of
+/// `X-Forwarded-For` when the peer is a trusted proxy.
+pub fn client(parts: &axum::http::request::Parts, state: &ApiState) -> std::net::IpAddr {
+    match parts.extensions.get::<ClientAddr>() {
+        Some(ClientAddr(peer)) => crate::proxy::client_ip::client_ip(
+            crate::domain::ip::canonical(peer.ip()),
+            &parts.headers,
+            &state.trusted_proxies,
+        ),
+        None => std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    }
+}
+
 /// The socket peer of an API connection, put in each request's extensions by the listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);

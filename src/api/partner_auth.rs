@@ -59,11 +59,19 @@ async fn authenticate<'a>(
     parts: &'a Parts,
     state: &ApiState,
 ) -> Result<(Partner, &'a str), ApiError> {
+    let verifier = &state.manager.verifier;
+    let client = crate::api::client(parts, state);
     let failed = || {
         state.metrics.record_auth_failure(AuthSurface::Partner);
+        verifier.failed(client);
         ApiError::Unauthorized
     };
     let token = bearer_token(&parts.headers).ok_or_else(failed)?;
+    if !verifier.known(&state.manager.hasher, token) {
+        verifier
+            .admit(client)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    }
     let partner = state
         .manager
         .authenticate_partner(token)

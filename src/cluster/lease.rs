@@ -173,6 +173,11 @@ impl Leases {
         Instant::now() + GRANT_WAIT
     }
 
+    /// Whether only leases (not the limits themselves) stand in the way of `wants`.
+    pub fn only_leases_refuse(wants: &[Want]) -> bool {
+        wants.iter().all(|w| w.slot.within_limit(w.amount, w.limit))
+    }
+
     /// After a money refusal: whether admission is worth another try before `deadline`.
     /// `Ok(false)` when a limit itself (not a lease) refuses, when the store has nothing left to
     /// lease, or when the deadline has passed; `Ok(true)` when a lease grew (the store was asked
@@ -182,9 +187,7 @@ impl Leases {
         wants: Vec<Want>,
         deadline: Instant,
     ) -> Result<bool, StoreError> {
-        if !wants.iter().all(|w| w.slot.within_limit(w.amount, w.limit))
-            || Instant::now() >= deadline
-        {
+        if !Self::only_leases_refuse(&wants) || Instant::now() >= deadline {
             return Ok(false);
         }
         if !wants

@@ -1,6 +1,11 @@
 //! Verifying partner management tokens without letting argon2 become a denial-of-service lever:
-//! at most one argon2id run per core at a time, and a token verified once is recognised again by
-//! its keyed digest for as long as the partner's stored hash is unchanged (rotation clears it).
+//! at most one argon2id run per core at a time, a token verified once is recognised again by
+//! its keyed digest for as long as the partner's stored hash is unchanged (rotation clears it),
+//! and a client that fails `MAX_FAILURES` times in a minute gets no more verifications until
+//! the minute is over (tokens it already proved stay recognised).
+
+use std::net::IpAddr;
+use std::time::Instant;
 
 use dashmap::DashMap;
 use tokio::sync::Semaphore;
@@ -9,11 +14,17 @@ use uuid::Uuid;
 use crate::domain::key::{Digest, Partner};
 use crate::domain::secret::{self, KeyHasher};
 
+/// Failed authentications a client may make in a minute before it is refused unverified.
+pub const MAX_FAILURES: u32 = 20;
+
 /// Verified-token cache and argon2 throttle.
 pub struct TokenVerifier {
     permits: Semaphore,
     /// HMAC(token) → (partner id, the argon2 hash it was verified against).
     verified: DashMap<Digest, (Uuid, String)>,
+    /// Client → (the minute, counted from `epoch`, and its failed authentications).
+    failures: DashMap<IpAddr, (u64, u32)>,
+    epoch: Instant,
 }
 
 impl Default for TokenVerifier {
@@ -22,6 +33,8 @@ impl Default for TokenVerifier {
         TokenVerifier {
             permits: Semaphore::new(cores),
             verified: DashMap::new(),
+            failures: DashMap::new(),
+            epoch: Instant::now(),
         }
     }
 }
@@ -59,6 +72,40 @@ impl TokenVerifier {
             self.verified.insert(digest, (owner, phc.to_string()));
         }
         ok
+    }
+
+    /// Whether `token` was verified before (for anyone): such a caller is never throttled.
+    pub fn known(&self, hasher: &KeyHasher, token: &str) -> bool {
+        self.verified.contains_key(&hasher.digest(token.as_bytes()))
+    }
+
+    /// `Err(seconds)` when `client` failed `MAX_FAILURES` times this minute: no verification
+    /// for it until the minute is over.
+    pub fn admit(&self, client: IpAddr) -> Result<(), u64> {
+        let (minute, into) = self.minute();
+        match self.failures.get(&client) {
+            Some(f) if f.0 == minute && f.1 >= MAX_FAILURES => Err((60 - into).max(1)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication of `client`.
+    pub fn failed(&self, client: IpAddr) {
+        let (minute, _) = self.minute();
+        if self.failures.len() > 100_000 {
+            self.failures.retain(|_, f| f.0 == minute);
+        }
+        let mut entry = self.failures.entry(client).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+
+    /// The current minute since start, and the seconds into it.
+    fn minute(&self) -> (u64, u64) {
+        let secs = self.epoch.elapsed().as_secs();
+        (secs / 60, secs % 60)
     }
 
     /// Forgets every verified token of `partner` (after a rotation).

@@ -332,6 +332,25 @@ async fn admit_quotas(
                 }
             }
         }
+        // Still refused though the limits would admit it: the budget sits in other instances'
+        // leases, or grants are contended. A refusal to retry shortly, not a final one.
+        if let Err(denial) = &admitted
+            && denial.is_money()
+            && let Some(links) = entry.live.links(&entry.key, &state.meter, now)
+            && Leases::only_leases_refuse(&Leases::wants(
+                &entry.key,
+                links,
+                cost_estimate,
+                retired,
+                now,
+            ))
+        {
+            let mut transient = denial.clone();
+            transient.message = "the budget is being shared out between instances; retry \
+                                 shortly"
+                .into();
+            return Err(transient.retry_after(1));
+        }
     }
     let mut ticket = admitted?;
     ticket.count_cost_into(state.metrics.cost_micros.clone());

@@ -2,7 +2,7 @@
 //! whose errors name the field, the partner behind a `rsk_` token, and the account key behind
 //! an `admin` credential.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -13,16 +13,14 @@ use serde::de::DeserializeOwned;
 
 use super::V0Error;
 use crate::api::partner_auth::AuthPartner;
-use crate::api::{ApiState, ClientAddr, json};
+use crate::api::{ApiState, json};
 use crate::auth::{self, CredentialSource};
 use crate::domain::decision::{Decision, Denial, DenyCode};
 use crate::domain::hot_key::HotKey;
-use crate::domain::ip::canonical;
 use crate::domain::key::Partner;
 use crate::domain::permission::Permission;
 use crate::domain::policy::check_key;
 use crate::metrics::AuthSurface;
-use crate::proxy::client_ip::client_ip;
 
 /// Where the account API looks for a key: `Authorization: Bearer` and `Basic`.
 const ACCOUNT_SOURCES: [CredentialSource; 2] = [CredentialSource::Bearer, CredentialSource::Basic];
@@ -151,10 +149,5 @@ fn denied(code: DenyCode, message: &'static str) -> V0Error {
 /// behind a trusted proxy). Without a known peer (a router used outside the listener) it is
 /// `0.0.0.0`, which only a key without an IP allow-list accepts.
 fn client(parts: &Parts, state: &ApiState) -> IpAddr {
-    match parts.extensions.get::<ClientAddr>() {
-        Some(ClientAddr(peer)) => {
-            client_ip(canonical(peer.ip()), &parts.headers, &state.trusted_proxies)
-        }
-        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    }
+    crate::api::client(parts, state)
 }
