@@ -39,12 +39,10 @@ impl FromRequestParts<ApiState> for Operator {
         let manager = &state.manager;
         let client = crate::api::client(parts, state);
         if let Some(token) = bearer_token(&parts.headers) {
-            if !manager.verifier.known(&manager.hasher, token) {
-                manager
-                    .verifier
-                    .admit(client)
-                    .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-            }
+            manager
+                .verifier
+                .may_verify(&manager.hasher, token, client)
+                .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
             for (i, phc) in state.operator_tokens.iter().enumerate() {
                 let owner = Uuid::from_u128(i as u128);
                 if manager

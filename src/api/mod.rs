@@ -63,8 +63,10 @@ pub async fn method_not_allowed(
     (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
 }
 
-/// The client of a management call: the socket peer, or the first untrusted hop of
-/// `X-Forwarded-For` when the peer is a trusted proxy.
+/// The client of a management call as the data plane would see it: the socket peer, or the
+/// first untrusted hop of `X-Forwarded-For` when the peer is a trusted proxy. Without a known
+/// peer (a router used outside the listener) it is `0.0.0.0`, which only a key without an IP
+/// allow-list accepts.
 pub fn client(parts: &axum::http::request::Parts, state: &ApiState) -> std::net::IpAddr {
     match parts.extensions.get::<ClientAddr>() {
         Some(ClientAddr(peer)) => crate::proxy::client_ip::client_ip(

@@ -67,11 +67,9 @@ async fn authenticate<'a>(
         ApiError::Unauthorized
     };
     let token = bearer_token(&parts.headers).ok_or_else(failed)?;
-    if !verifier.known(&state.manager.hasher, token) {
-        verifier
-            .admit(client)
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-    }
+    verifier
+        .may_verify(&state.manager.hasher, token, client)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     let partner = state
         .manager
         .authenticate_partner(token)

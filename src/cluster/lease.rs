@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use tokio::sync::{Mutex, watch};
 
+use crate::domain::decision::Denial;
 use crate::domain::hot_key::HotKey;
 use crate::meter::admit::{Links, charge};
 use crate::meter::cell::Slot;
@@ -165,17 +166,59 @@ impl Leases {
 
     /// How often a request refused for money is tried again at most (each try after a grant
     /// or another request's).
-    pub const TRIES: usize = 8;
+    const TRIES: usize = 8;
 
     /// When a request refused for money should wait for a lease and try again, within
     /// `GRANT_WAIT` from when it was first refused.
-    pub fn deadline_from_now() -> Instant {
+    fn deadline_from_now() -> Instant {
         Instant::now() + GRANT_WAIT
     }
 
     /// Whether only leases (not the limits themselves) stand in the way of `wants`.
-    pub fn only_leases_refuse(wants: &[Want]) -> bool {
+    fn only_leases_refuse(wants: &[Want]) -> bool {
         wants.iter().all(|w| w.slot.within_limit(w.amount, w.limit))
+    }
+
+    /// Admission in lease mode: `first` (what `admit` answered) stands unless a money limit's
+    /// lease, not the limit itself, refused it. Then the request waits for a grant (or another
+    /// request's) and `admit` is tried again, at most `TRIES` times within `GRANT_WAIT`. Still
+    /// refused by leases alone, it gets its money code with `Retry-After: 1`: the budget is
+    /// being shared out, the refusal is not final. `wants` are the request's money counters.
+    pub async fn admit<T>(
+        &self,
+        first: Result<T, Denial>,
+        wants: impl Fn() -> Vec<Want>,
+        admit: impl Fn() -> Result<T, Denial>,
+    ) -> Result<T, Denial> {
+        let deadline = Self::deadline_from_now();
+        let mut admitted = first;
+        for _ in 0..Self::TRIES {
+            let Err(denial) = &admitted else { break };
+            if !denial.is_money() {
+                break;
+            }
+            match self.refill_for(wants(), deadline).await {
+                Ok(true) => admitted = admit(),
+                Ok(false) => break,
+                Err(err) => {
+                    tracing::warn!(error = %err, "no budget lease: the store did not answer");
+                    let message = "no budget could be leased for this request: the store is \
+                                   unreachable; retry shortly";
+                    return Err(Denial::with_message(denial.code, message).retry_after(1));
+                }
+            }
+        }
+        match admitted {
+            Err(denial) if denial.is_money() && Self::only_leases_refuse(&wants()) => {
+                let message = "the budget is being shared out between instances; retry shortly";
+                Err(Denial {
+                    message: message.into(),
+                    ..denial
+                }
+                .retry_after(1))
+            }
+            admitted => admitted,
+        }
     }
 
     /// After a money refusal: whether admission is worth another try before `deadline`.

@@ -74,14 +74,13 @@ impl TokenVerifier {
         ok
     }
 
-    /// Whether `token` was verified before (for anyone): such a caller is never throttled.
-    pub fn known(&self, hasher: &KeyHasher, token: &str) -> bool {
-        self.verified.contains_key(&hasher.digest(token.as_bytes()))
-    }
-
-    /// `Err(seconds)` when `client` failed `MAX_FAILURES` times this minute: no verification
-    /// for it until the minute is over.
-    pub fn admit(&self, client: IpAddr) -> Result<(), u64> {
+    /// Whether `client` may have `token` verified: `Err(seconds)` when it failed
+    /// `MAX_FAILURES` times this minute, until the minute is over, unless `token` was verified
+    /// before (a caller with a proven token is never throttled).
+    pub fn may_verify(&self, hasher: &KeyHasher, token: &str, client: IpAddr) -> Result<(), u64> {
+        if self.verified.contains_key(&hasher.digest(token.as_bytes())) {
+            return Ok(());
+        }
         let (minute, into) = self.minute();
         match self.failures.get(&client) {
             Some(f) if f.0 == minute && f.1 >= MAX_FAILURES => Err((60 - into).max(1)),

@@ -29,7 +29,8 @@ use crate::meter::admit::{Facts, Ticket};
 use crate::meter::body::MeteredBody;
 use crate::metrics::Metrics;
 use crate::proxy::headers::{
-    REQUEST_ID, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints, set_forwarded,
+    REQUEST_ID, content_length, join_cookies, remove_hop_by_hop, request_id, scrub_client_hints,
+    set_forwarded,
 };
 use crate::proxy::phases::{Cx, Payload, Phases, Step};
 use crate::proxy::request_body::{Pace, RequestBody, Upload, UploadState, cut_off};
@@ -267,7 +268,7 @@ fn authorize<P: Phases>(
     if let Decision::Deny(denial) = check_key(&entry.key, now, client, required) {
         return Err(denial);
     }
-    let content_length = content_length(parts);
+    let content_length = content_length(&parts.headers);
     if content_length.is_some_and(|len| len > state.max_request_body) {
         return Err(Denial::new(DenyCode::PayloadTooLarge));
     }
@@ -305,64 +306,19 @@ async fn admit_quotas(
             .meter
             .admit(&entry.key, &entry.live, &state.plans, facts, now)
     };
-    let mut admitted = admit();
-    if let (Err(denial), Some(leases)) = (&admitted, &state.leases)
-        && denial.is_money()
-    {
-        // Refused by a lease, not a limit: wait for a grant and try again, within a deadline.
-        let deadline = Leases::deadline_from_now();
-        let retired = &state.meter.retired;
-        for _ in 0..Leases::TRIES {
-            let Err(denial) = &admitted else { break };
-            if !denial.is_money() {
-                break;
-            }
-            let Some(links) = entry.live.links(&entry.key, &state.meter, now) else {
-                break;
-            };
-            let wants = Leases::wants(&entry.key, links, cost_estimate, retired, now);
-            match leases.refill_for(wants, deadline).await {
-                Ok(true) => admitted = admit(),
-                Ok(false) => break,
-                Err(err) => {
-                    tracing::warn!(error = %err, "no budget lease: the store did not answer");
-                    let message = "no budget could be leased for this request: the store is \
-                                   unreachable; retry shortly";
-                    return Err(Denial::with_message(denial.code, message).retry_after(1));
-                }
-            }
+    let admitted = admit();
+    let links = entry.live.links(&entry.key, &state.meter, now);
+    let admitted = match (&state.leases, links) {
+        (Some(leases), Some(links)) => {
+            let retired = &state.meter.retired;
+            let wants = || Leases::wants(&entry.key, links, cost_estimate, retired, now);
+            leases.admit(admitted, wants, admit).await
         }
-        // Still refused though the limits would admit it: the budget sits in other instances'
-        // leases, or grants are contended. A refusal to retry shortly, not a final one.
-        if let Err(denial) = &admitted
-            && denial.is_money()
-            && let Some(links) = entry.live.links(&entry.key, &state.meter, now)
-            && Leases::only_leases_refuse(&Leases::wants(
-                &entry.key,
-                links,
-                cost_estimate,
-                retired,
-                now,
-            ))
-        {
-            let mut transient = denial.clone();
-            transient.message = "the budget is being shared out between instances; retry \
-                                 shortly"
-                .into();
-            return Err(transient.retry_after(1));
-        }
-    }
+        _ => admitted,
+    };
     let mut ticket = admitted?;
     ticket.count_cost_into(state.metrics.cost_micros.clone());
     Ok(ticket)
-}
-
-fn content_length(parts: &Parts) -> Option<u64> {
-    parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 /// The denial for a failed exchange, blamed on the right party: the upload's own end first

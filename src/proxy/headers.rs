@@ -46,6 +46,14 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The body length a request declares (`Content-Length`), if it declares a valid one.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The client's request id if it is a sane token (1–128 of `[A-Za-z0-9._-]`), else a new one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers

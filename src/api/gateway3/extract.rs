@@ -2,8 +2,6 @@
 //! whose errors name the field, the partner behind a `rsk_` token, and the account key behind
 //! an `admin` credential.
 
-use std::net::IpAddr;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
@@ -13,7 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::V0Error;
 use crate::api::partner_auth::AuthPartner;
-use crate::api::{ApiState, json};
+use crate::api::{self, ApiState, json};
 use crate::auth::{self, CredentialSource};
 use crate::domain::decision::{Decision, Denial, DenyCode};
 use crate::domain::hot_key::HotKey;
@@ -109,7 +107,12 @@ impl FromRequestParts<ApiState> for AdminKey {
             _ => V0Error::Denied(d),
         })?;
         let now = manager.clock.now_unix();
-        match check_key(&entry.key, now, client(parts, state), Permission::Admin) {
+        match check_key(
+            &entry.key,
+            now,
+            api::client(parts, state),
+            Permission::Admin,
+        ) {
             Decision::Allow => {}
             Decision::Deny(d) if d.code == DenyCode::PermissionDenied => {
                 return Err(denied(
@@ -143,11 +146,4 @@ impl FromRequestParts<ApiState> for AdminKey {
 
 fn denied(code: DenyCode, message: &'static str) -> V0Error {
     V0Error::Denied(Denial::with_message(code, message))
-}
-
-/// The client's address as the data plane would see it (the socket peer, or `X-Forwarded-For`
-/// behind a trusted proxy). Without a known peer (a router used outside the listener) it is
-/// `0.0.0.0`, which only a key without an IP allow-list accepts.
-fn client(parts: &Parts, state: &ApiState) -> IpAddr {
-    crate::api::client(parts, state)
 }

@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use super::{Call, Llm};
 use crate::domain::decision::{Denial, DenyCode};
 use crate::meter::body::Observe;
+use crate::proxy::headers::content_length;
 use crate::proxy::phases::{Cx, Payload, Phases, Prepared, Step};
 use crate::proxy::request_body::read_whole;
 
@@ -30,10 +31,7 @@ impl Phases for Llm {
         let route = self.generation_route(&parts.method, path);
         // A generation body is read in full before admission: one declared larger than its
         // cap is refused before anything is read.
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = content_length(&parts.headers);
         if route.is_some() && declared.is_some_and(|len| len > self.max_body) {
             return Err(too_large());
         }
