@@ -351,3 +351,83 @@ async fn a_client_failing_authentication_is_refused_unverified_but_proven_tokens
     let failures = r#"tollgate_management_auth_failures_total{surface="partner"}"#;
     assert_eq!(common::metric_value(&text, failures), Some(f64::from(max)));
 }
+
+/// The worst flood of wrong partner tokens: each shares the partner's lookup prefix (so each
+/// costs an argon2 verification) and comes through a trusted proxy from a new address (so the
+/// per-client throttle never trips). The partner, signed in before, keeps being answered
+/// quickly meanwhile: proven tokens skip argon2, and verifications are capped at one per core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_tokens_does_not_slow_a_signed_in_partner() {
+    let phc = tollgate::domain::secret::hash_token(OPERATOR).unwrap();
+    let t = TestGateway::with(Options {
+        extra: format!(
+            "[security]\noperator_tokens = [\"{phc}\"]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"
+        ),
+        ..Options::default()
+    })
+    .await;
+    let me = format!("{}/api/v1/reseller/me", t.api);
+    let resp = t.client.get(&me).bearer_auth(&t.partner_token).send().await;
+    assert_eq!(
+        resp.unwrap().status(),
+        200,
+        "the partner signs in before the flood"
+    );
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let attackers: Vec<_> = (0..16u32)
+        .map(|a| {
+            let (url, flooding, refused) = (me.clone(), flooding.clone(), refused.clone());
+            // Same 8-character lookup prefix as the real token, wrong rest.
+            let wrong = format!("{}{}", &t.partner_token[..12], "x".repeat(35));
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut n = 0u32;
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let from = format!("10.{}.{}.{}", a, n / 256 % 256, n % 256);
+                    let resp = client
+                        .get(&url)
+                        .bearer_auth(&wrong)
+                        .header("x-forwarded-for", from)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), 401, "a wrong token is refused");
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Let the flood build up: wait until it has been refused a few dozen times.
+    let built = common::eventually(std::time::Duration::from_secs(30), || {
+        let refused = refused.clone();
+        async move { refused.load(std::sync::atomic::Ordering::Relaxed) >= 32 }
+    })
+    .await;
+    assert!(built, "the flood is running");
+    let partner = reqwest::Client::new();
+    let mut took = Vec::new();
+    for _ in 0..100 {
+        let started = std::time::Instant::now();
+        let resp = partner.get(&me).bearer_auth(&t.partner_token).send().await;
+        assert_eq!(resp.unwrap().status(), 200);
+        took.push(started.elapsed());
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    took.sort();
+    let p99 = took[98];
+    let failures = refused.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "partner during a flood of {failures} wrong tokens: p50 {:?}, p99 {p99:?}, max {:?}",
+        took[50], took[99]
+    );
+    assert!(p99 < std::time::Duration::from_millis(100), "p99 {p99:?}");
+    let text = common::metrics_text(&t).await;
+    let series = r#"tollgate_management_auth_failures_total{surface="partner"}"#;
+    let counted = common::metric_value(&text, series).unwrap_or(0.0);
+    assert!(counted >= failures as f64, "{counted} < {failures}");
+}

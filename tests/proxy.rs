@@ -742,3 +742,92 @@ async fn a_stalled_upload_is_cut_and_never_completes_upstream() {
     let entry = t.gw().manager.index.get(id.parse().unwrap()).unwrap();
     assert_eq!(entry.live.in_flight.current(), 0);
 }
+
+/// Sends `raw` on a new connection to the proxy and reads the answer (the gateway closes the
+/// connection after it).
+async fn raw_exchange(t: &TestGateway, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
+        .await
+        .unwrap();
+    conn.write_all(raw).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the gateway answers and closes");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A chunk whose declared size passes `limits.max_request_body` is refused with 413 before the
+/// upstream is called (the first chunk) or as soon as it is declared (a later one), the slot is
+/// freed, and a chunk size too big for 64 bits is the same 413.
+#[tokio::test]
+async fn a_chunk_declaring_more_than_the_body_limit_is_refused_before_forwarding() {
+    // An upstream that only records whether anyone connected.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let t = TestGateway::with(Options {
+        upstream_url: Some(format!("http://{}", upstream.local_addr().unwrap())),
+        extra: "[limits]\nmax_request_body = 1024\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (id, key) = t
+        .create_key(json!({"permissions": ["read", "write"], "concurrency_limit": 1}))
+        .await;
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    for size in ["ffffffffffffffff", "10000000000000005", "401"] {
+        let raw = format!("{head}{size}\r\nsome bytes of the chunk");
+        let text = raw_exchange(&t, raw.as_bytes()).await;
+        assert!(text.starts_with("HTTP/1.1 413"), "{size}: {text}");
+        assert!(text.contains("payload_too_large"), "{text}");
+    }
+    let connected = tokio::time::timeout(std::time::Duration::ZERO, upstream.accept()).await;
+    assert!(connected.is_err(), "the upstream was never called");
+    let entry = t.gw().manager.index.get(id.parse().unwrap()).unwrap();
+    assert_eq!(entry.live.in_flight.current(), 0, "the slot is free again");
+    let metrics = common::metrics_text(&t).await;
+    let refused = r#"tollgate_requests_total{code="payload_too_large"}"#;
+    assert_eq!(
+        common::metric_value(&metrics, refused),
+        Some(3.0),
+        "{metrics}"
+    );
+}
+
+/// A later chunk that takes the declared total past the limit cuts the upload there: the
+/// client gets 413 and the upstream never sees the request complete.
+#[tokio::test]
+async fn a_later_chunk_passing_the_limit_cuts_the_upload() {
+    let t = TestGateway::with(Options {
+        extra: "[limits]\nmax_request_body = 1024\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (id, key) = t
+        .create_key(json!({"permissions": ["read", "write"], "concurrency_limit": 1}))
+        .await;
+    let raw = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
+         Transfer-Encoding: chunked\r\n\r\n200\r\n{}\r\n201\r\nmore",
+        "x".repeat(0x200)
+    );
+    let text = raw_exchange(&t, raw.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let entry = t.gw().manager.index.get(id.parse().unwrap()).unwrap();
+    assert_eq!(entry.live.in_flight.current(), 0, "the slot is free again");
+    // The same sizes within the limit go through, on a connection kept alive.
+    let ok = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n200\r\n{x}\r\n200\r\n{x}\r\n0\r\n\r\n",
+        x = "x".repeat(0x200)
+    );
+    let text = raw_exchange(&t, ok.as_bytes()).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"body_bytes\":1024"), "{text}");
+}

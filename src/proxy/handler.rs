@@ -380,6 +380,8 @@ async fn forward<P: Phases>(
         body_limit,
     } = admitted;
     parts.uri = uri;
+    // Chunk sizes exist only in HTTP/1.
+    let chunked = parts.version < Version::HTTP_2;
     parts.version = Version::HTTP_11;
     let mut ingress = std::mem::take(&mut ticket.ingress);
     let (body, upload) = match payload {
@@ -395,18 +397,29 @@ async fn forward<P: Phases>(
             // A body of unknown length (chunked, or HTTP/2 without content-length) must stay
             // chunked: hyper's client would otherwise send `Content-Length: 0` for a GET and
             // drop the body.
-            if !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH) {
+            let unknown_length =
+                !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH);
+            if unknown_length {
                 parts
                     .headers
                     .insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
             }
-            let (body, upload) = RequestBody::new(
+            let (mut body, upload) = RequestBody::new(
                 body,
                 ingress,
                 state.metrics.bytes_in.clone(),
                 body_limit,
                 state.body_pace,
             );
+            if unknown_length && chunked {
+                // A chunked body whose first chunk is refused never reaches the upstream.
+                body.first_piece().await;
+                let end = upload.get();
+                if !matches!(end, Upload::Streaming | Upload::Complete) {
+                    ticket.set_actual_cost(0);
+                    return Err(failed(state, entry, Err(end), end));
+                }
+            }
             (body.boxed(), upload)
         }
     };

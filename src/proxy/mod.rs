@@ -2,6 +2,7 @@
 //! forwarding, TLS termination and the accept loop.
 
 pub mod client_ip;
+pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod kubo;

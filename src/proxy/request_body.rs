@@ -23,6 +23,7 @@ use tokio::time::{Instant, Sleep};
 use crate::domain::decision::{Denial, DenyCode};
 use crate::meter::hold::Holds;
 use crate::proxy::BoxError;
+use crate::proxy::framing;
 
 /// How the upload ended, as far as it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -178,6 +179,8 @@ pub struct RequestBody {
     /// Whether the last poll found the client had nothing to send: only that time counts as
     /// waiting (a pause because the upstream is slow to read must not trip the timer).
     waiting: bool,
+    /// The first poll's outcome, taken by [`RequestBody::first_piece`] before the body is sent.
+    peeked: Option<Option<Result<Frame<Bytes>, BoxError>>>,
 }
 
 impl RequestBody {
@@ -204,8 +207,19 @@ impl RequestBody {
             timer: Box::pin(tokio::time::sleep(pace.idle)),
             cut: Upload::Stalled,
             waiting: false,
+            peeked: None,
         };
         (body, state)
+    }
+
+    /// Waits for the body's first piece (or its end, or its failure) and keeps it for the first
+    /// poll: a body that fails at once (its first chunk declares more than the limit, it is
+    /// too slow to start) fails before the upstream is called.
+    pub async fn first_piece(&mut self) {
+        if self.peeked.is_none() {
+            let first = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
+            self.peeked = Some(first);
+        }
     }
 }
 
@@ -218,6 +232,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if let Some(first) = this.peeked.take() {
+            return Poll::Ready(first);
+        }
         if !this.waiting {
             let (deadline, cut) = this.clock.wait(Instant::now(), this.seen);
             this.timer.as_mut().reset(deadline);
@@ -245,6 +262,10 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
+            Poll::Ready(Some(Err(err))) if framing::is_declared_too_large(&err) => {
+                this.state.set(Upload::TooLarge);
+                Poll::Ready(Some(Err(Box::new(TooLarge))))
+            }
             Poll::Ready(Some(Err(err))) => {
                 this.state.set(Upload::ClientFailed);
                 Poll::Ready(Some(Err(Box::new(err))))
@@ -268,7 +289,10 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.peeked {
+            Some(first) => first.is_none(),
+            None => self.inner.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -296,6 +320,9 @@ pub async fn read_whole(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes,
         let frame = match frame {
             Err(_) => return Err(cut_off(cut)),
             Ok(None) => return Ok(read.freeze()),
+            Ok(Some(Err(err))) if framing::is_declared_too_large(&err) => {
+                return Err(Denial::new(DenyCode::PayloadTooLarge));
+            }
             Ok(Some(Err(_))) => {
                 return Err(Denial::with_message(
                     DenyCode::BadRequest,

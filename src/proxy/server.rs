@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::model::Limits;
+use crate::proxy::framing::Watched;
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,6 +100,8 @@ pub async fn serve<M, S, B>(
             builder: builder.clone(),
             watcher: graceful.watcher(),
             detect_timeout: limits.header_read_timeout,
+            max_body: limits.max_request_body.get(),
+            max_head: h1_max_buf(&limits),
         };
         let service = make(peer);
         let tls = tls.clone();
@@ -127,7 +130,7 @@ fn builder(limits: &Limits) -> Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(h1_max_buf(limits));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -144,13 +147,27 @@ fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     builder
 }
 
+/// hyper's HTTP/1 read buffer cap, which bounds a request head.
+fn h1_max_buf(limits: &Limits) -> usize {
+    limits.max_header_bytes.max(8192)
+}
+
 struct Conn {
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
     detect_timeout: Duration,
+    /// The body limit the framing watch holds chunk sizes to.
+    max_body: u64,
+    /// hyper's HTTP/1 read buffer cap (the longest head it accepts).
+    max_head: usize,
 }
 
 impl Conn {
+    /// An HTTP/1 connection's stream behind the framing watch (`proxy::framing`).
+    fn watched<I>(&self, io: I) -> Watched<I> {
+        Watched::new(io, self.max_body, self.max_head)
+    }
+
     async fn serve_tcp<S, B>(self, stream: TcpStream, peer: SocketAddr, service: S)
     where
         S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -160,12 +177,16 @@ impl Conn {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let h2 = match tokio::time::timeout(self.detect_timeout, sniff_h2(&stream)).await {
-            Ok(Ok(Some(h2))) => h2,
+        match tokio::time::timeout(self.detect_timeout, sniff_h2(&stream)).await {
+            Ok(Ok(Some(true))) => self.serve(TokioIo::new(stream), peer, service, true).await,
+            Ok(Ok(Some(false))) => {
+                let watched = self.watched(stream);
+                self.serve(TokioIo::new(watched), peer, service, false)
+                    .await
+            }
             // Closed, failed or silent past the header timeout.
-            _ => return,
-        };
-        self.serve(TokioIo::new(stream), peer, service, h2).await
+            _ => {}
+        }
     }
 
     async fn serve_tls<S, B>(
@@ -183,9 +204,13 @@ impl Conn {
         B::Error: Into<BoxError>,
     {
         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                self.serve(TokioIo::new(tls), peer, service, true).await
+            }
             Ok(Ok(tls)) => {
-                let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                self.serve(TokioIo::new(tls), peer, service, h2).await
+                let watched = self.watched(tls);
+                self.serve(TokioIo::new(watched), peer, service, false)
+                    .await
             }
             Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
