@@ -64,6 +64,9 @@ impl AuthSurface {
 pub struct Metrics {
     registry: Registry,
     allowed: IntCounter,
+    /// Requests whose client went away (reset the stream, closed the connection) before the
+    /// answer's head: `code="client_closed"`, nginx's 499.
+    client_closed: IntCounter,
     denied: Vec<IntCounter>,
     latency: Histogram,
     upstream_errors: Vec<IntCounter>,
@@ -299,6 +302,7 @@ impl Metrics {
             cluster,
             registry,
             allowed: requests.with_label_values(&["ok"]),
+            client_closed: requests.with_label_values(&["client_closed"]),
             denied,
             latency,
             upstream_errors: UpstreamErrorKind::ALL
@@ -338,6 +342,11 @@ impl Metrics {
             Some(code) => self.denied[code as usize].inc(),
         }
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a request given up by its client before it was answered.
+    pub fn record_client_closed(&self) {
+        self.client_closed.inc();
     }
 
     /// Records a failed upstream exchange.

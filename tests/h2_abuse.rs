@@ -1200,3 +1200,133 @@ async fn a_client_that_stops_reading_costs_at_most_the_send_buffers() {
         in_flight(&t, &id)
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Responses nobody takes: limits.send_timeout
+
+/// A gateway whose responses may wait on a client for 1 s.
+async fn impatient() -> TestGateway {
+    TestGateway::with(Options {
+        extra: "[limits]\nsend_timeout = \"1s\"\n".into(),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A client that keeps every HTTP/2 window closed has its connection closed once a response has
+/// waited on it for `limits.send_timeout`, and every stream's slot is freed, without the client
+/// doing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_kept_closed_past_the_send_timeout_closes_the_connection() {
+    let _serial = SERIAL.lock().await;
+    let t = impatient().await;
+    let (id, key) = counted_key(&t).await;
+    let mut builder = h2::client::Builder::new();
+    builder.initial_window_size(0);
+    let (send, conn) = h2_tcp(&t, &builder).await;
+    let uri = format!("{}/big?echo_bytes=50000000", t.proxy);
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        let mut s = send.clone().ready().await.expect("ready");
+        let (resp, _) = s.send_request(get_request(&uri, &key), true).expect("send");
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .expect("response head")
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        bodies.push(resp.into_body());
+    }
+    let started = Instant::now();
+    // The gateway ends the connection: the client's connection task finishes by itself.
+    tokio::time::timeout(Duration::from_secs(20), conn)
+        .await
+        .expect("the gateway closed the connection")
+        .unwrap();
+    let took = started.elapsed();
+    println!("window kept closed: connection closed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(500),
+        "closed too early: {took:?}"
+    );
+    let freed = common::eventually(Duration::from_secs(10), || async {
+        in_flight(&t, &id) == 0
+    })
+    .await;
+    assert!(freed, "{} still in flight", in_flight(&t, &id));
+    drop(bodies);
+}
+
+/// The same over HTTP/1: a client that stops reading its socket is cut off once the response
+/// has waited on it for `limits.send_timeout`, while an upstream slow to answer is not a
+/// stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_client_that_stops_reading_is_cut_off_but_a_slow_upstream_is_not() {
+    let _serial = SERIAL.lock().await;
+    let t = impatient().await;
+    let (id, key) = counted_key(&t).await;
+    // Waiting 2 s on the upstream is not waiting on the client.
+    let resp = t
+        .client
+        .get(format!("{}/slow?echo_delay_ms=2000", t.proxy))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut conn = TcpStream::connect(authority(&t)).await.unwrap();
+    let head = format!(
+        "GET /big?echo_bytes=500000000 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {key}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let busy = common::eventually(Duration::from_secs(10), || async {
+        in_flight(&t, &id) == 1
+    })
+    .await;
+    assert!(busy, "the request is in flight");
+    // Read nothing; the gateway frees the slot on its own.
+    let freed = common::eventually(Duration::from_secs(20), || async {
+        in_flight(&t, &id) == 0
+    })
+    .await;
+    assert!(freed, "the stalled response still holds its slot");
+    // The connection is closed: reading drains what was buffered, then ends.
+    let mut sink = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match conn.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was closed");
+}
+
+/// A request whose client resets the stream while it waits on the upstream is counted as
+/// `client_closed`, and its slot is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_reset_by_its_client_is_counted_and_frees_its_slot() {
+    let _serial = SERIAL.lock().await;
+    let t = TestGateway::start().await;
+    let (id, key) = counted_key(&t).await;
+    let (send, _conn) = h2_tcp(&t, &h2::client::Builder::new()).await;
+    let uri = format!("{}/slow?echo_delay_ms=5000", t.proxy);
+    let mut s = send.clone().ready().await.expect("ready");
+    let (resp, mut stream) = s.send_request(get_request(&uri, &key), true).expect("send");
+    let busy = common::eventually(Duration::from_secs(10), || async {
+        in_flight(&t, &id) == 1
+    })
+    .await;
+    assert!(busy, "the request is in flight");
+    stream.send_reset(Reason::CANCEL);
+    drop(resp);
+    let closed = r#"tollgate_requests_total{code="client_closed"}"#;
+    let counted = common::eventually(Duration::from_secs(10), || async {
+        let text = common::metrics_text(&t).await;
+        common::metric_value(&text, closed) == Some(1.0)
+    })
+    .await;
+    assert!(counted, "{}", common::metrics_text(&t).await);
+    assert_eq!(in_flight(&t, &id), 0);
+}

@@ -171,6 +171,7 @@ pub struct LimitsFile {
     pub body_idle_timeout: Option<String>,
     pub body_min_rate: Option<NumOrString>,
     pub body_rate_grace: Option<String>,
+    pub send_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_connections: Option<i64>,
 }

@@ -250,6 +250,9 @@ pub struct Limits {
     /// the client has passed, in bytes per second (0: no minimum).
     pub body_min_rate: u64,
     pub body_rate_grace: Duration,
+    /// Longest a response may wait on a client that takes none of it (a closed HTTP/2 window,
+    /// a socket nobody reads): then the connection is closed.
+    pub send_timeout: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Most connections served at once, per listener.

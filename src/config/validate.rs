@@ -72,6 +72,8 @@ pub mod defaults {
     pub const BODY_RATE_GRACE: Duration = Duration::from_secs(20);
     /// `limits.body_idle_timeout`.
     pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// `limits.send_timeout` (nginx's `send_timeout`).
+    pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
     /// `limits.header_read_timeout`.
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     /// `limits.shutdown_grace`.
@@ -529,6 +531,8 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
         false,
     );
     let body_rate_grace = e.check("limits.body_rate_grace", grace);
+    let send = duration(f.send_timeout.as_deref(), defaults::SEND_TIMEOUT, true);
+    let send_timeout = e.check("limits.send_timeout", send);
     let grace = duration(f.shutdown_grace.as_deref(), defaults::SHUTDOWN_GRACE, false);
     let shutdown_grace = e.check("limits.shutdown_grace", grace);
     let conns = match f.max_connections {
@@ -545,6 +549,7 @@ fn limits(f: &LimitsFile, e: &mut Errors) -> Option<Limits> {
         body_idle_timeout: body_idle_timeout?,
         body_min_rate: body_min_rate?,
         body_rate_grace: body_rate_grace?,
+        send_timeout: send_timeout?,
         shutdown_grace: shutdown_grace?,
         max_connections: max_connections?,
     })

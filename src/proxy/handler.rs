@@ -35,6 +35,7 @@ use crate::proxy::headers::{
 use crate::proxy::phases::{Cx, Payload, Phases, Step};
 use crate::proxy::request_body::{Pace, RequestBody, Upload, UploadState, cut_off};
 use crate::proxy::routes::RouteTable;
+use crate::proxy::stall::Stalls;
 use crate::proxy::upstream::{SendError, Upstream};
 use crate::proxy::{ProxyBody, client_ip, path, respond};
 
@@ -85,6 +86,17 @@ struct Checked<R> {
     now: i64,
 }
 
+/// Counts the request as `client_closed` if it is dropped before it is answered: the client
+/// reset the stream or closed the connection (its ticket, dropped with it, still charges the
+/// estimate for what may have reached the upstream).
+struct Unanswered<'a>(&'a Metrics);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.0.record_client_closed();
+    }
+}
+
 /// Serves one request. Never fails: every problem becomes a JSON denial.
 pub async fn handle<P: Phases>(
     state: Arc<ProxyState>,
@@ -100,16 +112,18 @@ pub async fn handle<P: Phases>(
 
     // Cheap copies (shared bytes) for the access log, since the head moves upstream.
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
-    let (mut resp, denied, key) =
-        match serve(&state, &*profile, parts, body, client, peer_ip, &rid).await {
-            Ok((resp, key)) => (resp, None, Some(key)),
-            Err((denial, key)) => {
-                if let Some(q) = denial.quota {
-                    state.metrics.record_quota_denial(q);
-                }
-                (respond::denial_response(&denial), Some(denial.code), key)
+    let unanswered = Unanswered(&state.metrics);
+    let served = serve(&state, &*profile, parts, body, client, peer_ip, &rid).await;
+    std::mem::forget(unanswered);
+    let (mut resp, denied, key) = match served {
+        Ok((resp, key)) => (resp, None, Some(key)),
+        Err((denial, key)) => {
+            if let Some(q) = denial.quota {
+                state.metrics.record_quota_denial(q);
             }
-        };
+            (respond::denial_response(&denial), Some(denial.code), key)
+        }
+    };
     resp.headers_mut().insert(&REQUEST_ID, rid.clone());
     let elapsed = started.elapsed();
     state.metrics.record_request(denied, elapsed);
@@ -380,6 +394,7 @@ async fn forward<P: Phases>(
         body_limit,
     } = admitted;
     parts.uri = uri;
+    let stalls = parts.extensions.remove::<Arc<Stalls>>();
     // Chunk sizes exist only in HTTP/1.
     let chunked = parts.version < Version::HTTP_2;
     parts.version = Version::HTTP_11;
@@ -452,8 +467,10 @@ async fn forward<P: Phases>(
     if let Some(observer) = profile.observe(exchange, &mut head, cx) {
         body = body.observed(observer);
     }
-    let body = body
-        .map_err(|e| Box::new(e) as crate::proxy::BoxError)
-        .boxed();
+    let body = body.map_err(|e| Box::new(e) as crate::proxy::BoxError);
+    let body = match stalls {
+        Some(stalls) => stalls.track(body).boxed(),
+        None => body.boxed(),
+    };
     Ok(Response::from_parts(head, body))
 }

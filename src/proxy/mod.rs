@@ -15,6 +15,7 @@ pub mod request_body;
 pub mod respond;
 pub mod routes;
 pub mod server;
+pub mod stall;
 pub mod tls;
 pub mod upstream;
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
-use hyper::service::Service;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::model::Limits;
 use crate::proxy::framing::Watched;
+use crate::proxy::stall::Stalls;
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,6 +101,7 @@ pub async fn serve<M, S, B>(
             builder: builder.clone(),
             watcher: graceful.watcher(),
             detect_timeout: limits.header_read_timeout,
+            send_timeout: limits.send_timeout,
             max_body: limits.max_request_body.get(),
             max_head: h1_max_buf(&limits),
         };
@@ -156,6 +158,8 @@ struct Conn {
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
     detect_timeout: Duration,
+    /// How long a response may wait on a client that takes none of it.
+    send_timeout: Duration,
     /// The body limit the framing watch holds chunk sizes to.
     max_body: u64,
     /// hyper's HTTP/1 read buffer cap (the longest head it accepts).
@@ -232,9 +236,21 @@ impl Conn {
         } else {
             self.builder.http1_only()
         };
+        // Each request carries the connection's stall watch, for its response body.
+        let stalls = Stalls::new();
+        let tracking = stalls.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(tracking.clone());
+            service.call(req)
+        });
         let conn = builder.serve_connection(io, service).into_owned();
-        if let Err(err) = self.watcher.watch(conn).await {
-            tracing::debug!(%peer, error = %err, "connection ended with an error");
+        tokio::select! {
+            ended = self.watcher.watch(conn) => if let Err(err) = ended {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            },
+            () = stalls.stalled(self.send_timeout) => {
+                tracing::info!(%peer, "a response waited on the client past limits.send_timeout; connection closed");
+            }
         }
     }
 }
