@@ -72,6 +72,16 @@ fn in_flight(t: &TestGateway, id: &str) -> u32 {
         .current()
 }
 
+/// Waits (up to `within`) until no request of key `id` is in flight; fails naming `what`.
+async fn all_freed(t: &TestGateway, id: &str, within: Duration, what: &str) {
+    let freed = common::eventually(within, || async { in_flight(t, id) == 0 }).await;
+    assert!(
+        freed,
+        "{what}: {} requests still in flight",
+        in_flight(t, id)
+    );
+}
+
 /// An attacker's key: a concurrency limit far above anything the tests reach, so that its
 /// requests in flight are counted (the count is what the tests read).
 async fn counted_key(t: &TestGateway) -> (String, String) {
@@ -537,15 +547,7 @@ async fn pipelined_rapid_reset_is_cut_with_goaway_while_honest_traffic_flows() {
     );
     honest.finish("rapid reset", 5).await;
     // Every reset stream gave its slot back.
-    let freed = common::eventually(Duration::from_secs(10), || async {
-        in_flight(&t, &id) == 0
-    })
-    .await;
-    assert!(
-        freed,
-        "rapid reset: {} requests still in flight",
-        in_flight(&t, &id)
-    );
+    all_freed(&t, &id, Duration::from_secs(10), "rapid reset").await;
 }
 
 /// Opens streams through the `h2` client and resets each at once (`send_reset(CANCEL)`), up
@@ -629,15 +631,7 @@ async fn rapid_reset_from_an_h2_client_is_cut_within_bounded_streams() {
         cut[cut.len() / 2]
     );
     honest.finish("rapid reset (h2 client)", 5).await;
-    let freed = common::eventually(Duration::from_secs(10), || async {
-        in_flight(&t, &id) == 0
-    })
-    .await;
-    assert!(
-        freed,
-        "rapid reset (h2 client): {} requests still in flight",
-        in_flight(&t, &id)
-    );
+    all_freed(&t, &id, Duration::from_secs(10), "rapid reset (h2 client)").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -914,11 +908,7 @@ async fn streams_over_the_limit_are_refused_and_a_flood_of_them_ends_the_connect
         "{most} requests in flight on one connection"
     );
     honest.finish("stream floods (raw)", 5).await;
-    let freed = common::eventually(Duration::from_secs(10), || async {
-        in_flight(&t, &id) == 0
-    })
-    .await;
-    assert!(freed, "{} requests still in flight", in_flight(&t, &id));
+    all_freed(&t, &id, Duration::from_secs(10), "after the flood").await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1077,15 +1067,13 @@ async fn a_window_that_never_opens_pulls_nothing_from_upstream() {
     drop(bodies);
     drop(send);
     conn.abort();
-    let freed = common::eventually(Duration::from_secs(10), || async {
-        in_flight(&t, &id) == 0
-    })
+    all_freed(
+        &t,
+        &id,
+        Duration::from_secs(10),
+        "window 0 after the client left",
+    )
     .await;
-    assert!(
-        freed,
-        "window 0: {} requests still in flight after the client left",
-        in_flight(&t, &id)
-    );
 }
 
 /// An I/O object that never reads once `stalled` is set (the peer then sees a full socket).
@@ -1190,15 +1178,13 @@ async fn a_client_that_stops_reading_costs_at_most_the_send_buffers() {
     drop(pending);
     drop(send);
     conn.abort();
-    let freed = common::eventually(Duration::from_secs(10), || async {
-        in_flight(&t, &id) == 0
-    })
+    all_freed(
+        &t,
+        &id,
+        Duration::from_secs(10),
+        "stalled reader after the client left",
+    )
     .await;
-    assert!(
-        freed,
-        "stalled reader: {} requests still in flight after the client left",
-        in_flight(&t, &id)
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1248,11 +1234,7 @@ async fn a_window_kept_closed_past_the_send_timeout_closes_the_connection() {
         took >= Duration::from_millis(500),
         "closed too early: {took:?}"
     );
-    let freed = common::eventually(Duration::from_secs(10), || async {
-        in_flight(&t, &id) == 0
-    })
-    .await;
-    assert!(freed, "{} still in flight", in_flight(&t, &id));
+    all_freed(&t, &id, Duration::from_secs(10), "window kept closed").await;
     drop(bodies);
 }
 
@@ -1284,11 +1266,13 @@ async fn an_http1_client_that_stops_reading_is_cut_off_but_a_slow_upstream_is_no
     .await;
     assert!(busy, "the request is in flight");
     // Read nothing; the gateway frees the slot on its own.
-    let freed = common::eventually(Duration::from_secs(20), || async {
-        in_flight(&t, &id) == 0
-    })
+    all_freed(
+        &t,
+        &id,
+        Duration::from_secs(20),
+        "the stalled response still holds its slot",
+    )
     .await;
-    assert!(freed, "the stalled response still holds its slot");
     // The connection is closed: reading drains what was buffered, then ends.
     let mut sink = vec![0u8; 1 << 16];
     let ended = tokio::time::timeout(Duration::from_secs(20), async {
