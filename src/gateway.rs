@@ -265,7 +265,7 @@ impl Gateway {
                 stopped.clone(),
                 // Each request carries its socket peer as an `api::ClientAddr` extension (the
                 // router is not served with axum's `ConnectInfo`).
-                move |peer| {
+                move |peer, _| {
                     let inner = TowerToHyperService::new(api_router.clone());
                     service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                         req.extensions_mut().insert(api::ClientAddr(peer));

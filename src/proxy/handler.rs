@@ -86,6 +86,21 @@ struct Checked<R> {
     now: i64,
 }
 
+/// The connection a request came on.
+pub struct Connection {
+    /// The socket peer (canonical: IPv4-mapped addresses as IPv4).
+    pub peer: IpAddr,
+    /// The connection's responses waiting on the client (`limits.send_timeout`).
+    pub stalls: Arc<Stalls>,
+}
+
+impl Connection {
+    pub fn new(peer: SocketAddr, stalls: Arc<Stalls>) -> Arc<Self> {
+        let peer = crate::domain::ip::canonical(peer.ip());
+        Arc::new(Connection { peer, stalls })
+    }
+}
+
 /// Counts the request as `client_closed` if it is dropped before it is answered: the client
 /// reset the stream or closed the connection (its ticket, dropped with it, still charges the
 /// estimate for what may have reached the upstream).
@@ -101,19 +116,19 @@ impl Drop for Unanswered<'_> {
 pub async fn handle<P: Phases>(
     state: Arc<ProxyState>,
     profile: Arc<P>,
-    peer: SocketAddr,
+    conn: Arc<Connection>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let rid = request_id(req.headers());
     let (parts, body) = req.into_parts();
-    let peer_ip = crate::domain::ip::canonical(peer.ip());
+    let peer_ip = conn.peer;
     let client = client_ip::client_ip(peer_ip, &parts.headers, &state.trusted_proxies);
 
     // Cheap copies (shared bytes) for the access log, since the head moves upstream.
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let unanswered = Unanswered(&state.metrics);
-    let served = serve(&state, &*profile, parts, body, client, peer_ip, &rid).await;
+    let served = serve(&state, &*profile, parts, body, client, &conn, &rid).await;
     std::mem::forget(unanswered);
     let (mut resp, denied, key) = match served {
         Ok((resp, key)) => (resp, None, Some(key)),
@@ -149,7 +164,7 @@ async fn serve<P: Phases>(
     mut parts: Parts,
     body: Incoming,
     client: IpAddr,
-    peer: IpAddr,
+    conn: &Connection,
     rid: &HeaderValue,
 ) -> Result<(Response<ProxyBody>, Uuid), Refusal> {
     let checked = check(state, profile, &parts, client)?;
@@ -213,7 +228,7 @@ async fn serve<P: Phases>(
         exchange: &mut exchange,
         body_limit,
     };
-    let resp = forward(state, profile, &cx, parts, prepared.payload, admitted, peer).await;
+    let resp = forward(state, profile, &cx, parts, prepared.payload, admitted, conn).await;
     let resp = profile.finish(exchange, resp).await;
     resp.map(|resp| (resp, key)).map_err(with_key)
 }
@@ -368,8 +383,9 @@ async fn forward<P: Phases>(
     mut parts: Parts,
     payload: Payload,
     admitted: Admitted<'_, P::Exchange>,
-    peer: IpAddr,
+    conn: &Connection,
 ) -> Result<Response<ProxyBody>, Denial> {
+    let peer = conn.peer;
     let forwarded_for = client_ip::forwarded_for(peer, &parts.headers, &state.trusted_proxies);
     let client = client_ip::client_ip(peer, &parts.headers, &state.trusted_proxies);
     let trusted_peer = state.trusted_proxies.contains(peer);
@@ -394,7 +410,6 @@ async fn forward<P: Phases>(
         body_limit,
     } = admitted;
     parts.uri = uri;
-    let stalls = parts.extensions.remove::<Arc<Stalls>>();
     // Chunk sizes exist only in HTTP/1.
     let chunked = parts.version < Version::HTTP_2;
     parts.version = Version::HTTP_11;
@@ -468,9 +483,6 @@ async fn forward<P: Phases>(
         body = body.observed(observer);
     }
     let body = body.map_err(|e| Box::new(e) as crate::proxy::BoxError);
-    let body = match stalls {
-        Some(stalls) => stalls.track(body).boxed(),
-        None => body.boxed(),
-    };
+    let body = conn.stalls.track(body).boxed();
     Ok(Response::from_parts(head, body))
 }

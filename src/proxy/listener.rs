@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::model::Limits;
-use crate::proxy::handler::{self, ProxyState};
+use crate::proxy::handler::{self, Connection, ProxyState};
 use crate::proxy::phases::Phases;
 use crate::proxy::server;
 use crate::proxy::upstream::Upstream;
@@ -153,9 +153,10 @@ async fn serve<P: Phases>(
     state: Arc<ProxyState>,
     profile: Arc<P>,
 ) {
-    server::serve(listener, tls, limits, stopped, move |peer| {
+    server::serve(listener, tls, limits, stopped, move |peer, stalls| {
         let (state, profile) = (state.clone(), profile.clone());
-        service_fn(move |req| handler::handle(state.clone(), profile.clone(), peer, req))
+        let conn = Connection::new(peer, stalls.clone());
+        service_fn(move |req| handler::handle(state.clone(), profile.clone(), conn.clone(), req))
     })
     .await
 }

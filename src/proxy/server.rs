@@ -6,7 +6,10 @@
 //! first bytes within `header_read_timeout` (so a silent connection cannot sit in detection
 //! forever); HTTP/1 headers must arrive within `header_read_timeout`; HTTP/2 connections are
 //! pinged and closed when the peer stops answering, and every HTTP/2 limit (streams, resets,
-//! windows, frame and buffer sizes, header list) is set below with its reason. On shutdown, connections get
+//! windows, frame and buffer sizes, header list) is set below with its reason; HTTP/1 reads go
+//! through the framing watch (`proxy::framing`), which refuses chunk sizes past
+//! `limits.max_request_body`; a connection whose response has waited on the client past
+//! `limits.send_timeout` is closed (`proxy::stall`). On shutdown, connections get
 //! `limits.shutdown_grace` to finish, then are aborted.
 
 use std::error::Error as StdError;
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
-use hyper::service::{Service, service_fn};
+use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -67,7 +70,7 @@ pub async fn serve<M, S, B>(
     mut shutdown: watch::Receiver<bool>,
     make: M,
 ) where
-    M: Fn(SocketAddr) -> S,
+    M: Fn(SocketAddr, &Arc<Stalls>) -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -97,15 +100,18 @@ pub async fn serve<M, S, B>(
             _ = crate::shutdown::stopped(&mut shutdown) => break,
         };
         let _ = stream.set_nodelay(true);
+        // The connection's stall watch, shared with the service for its response bodies.
+        let stalls = Stalls::new();
+        let service = make(peer, &stalls);
         let conn = Conn {
             builder: builder.clone(),
             watcher: graceful.watcher(),
             detect_timeout: limits.header_read_timeout,
             send_timeout: limits.send_timeout,
+            stalls,
             max_body: limits.max_request_body.get(),
             max_head: h1_max_buf(&limits),
         };
-        let service = make(peer);
         let tls = tls.clone();
         conns.spawn(async move {
             match tls {
@@ -160,6 +166,8 @@ struct Conn {
     detect_timeout: Duration,
     /// How long a response may wait on a client that takes none of it.
     send_timeout: Duration,
+    /// The responses of this connection waiting on the client.
+    stalls: Arc<Stalls>,
     /// The body limit the framing watch holds chunk sizes to.
     max_body: u64,
     /// hyper's HTTP/1 read buffer cap (the longest head it accepts).
@@ -236,19 +244,12 @@ impl Conn {
         } else {
             self.builder.http1_only()
         };
-        // Each request carries the connection's stall watch, for its response body.
-        let stalls = Stalls::new();
-        let tracking = stalls.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(tracking.clone());
-            service.call(req)
-        });
         let conn = builder.serve_connection(io, service).into_owned();
         tokio::select! {
             ended = self.watcher.watch(conn) => if let Err(err) = ended {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             },
-            () = stalls.stalled(self.send_timeout) => {
+            () = self.stalls.stalled(self.send_timeout) => {
                 tracing::info!(%peer, "a response waited on the client past limits.send_timeout; connection closed");
             }
         }
