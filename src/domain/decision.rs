@@ -155,6 +155,10 @@ impl Quota {
     }
 }
 
+/// The longest `Retry-After`, in seconds, after which a refusal still counts as one a retry
+/// may soon get past ([`Denial::retry_soon`]).
+pub const RETRY_SOON_SECS: u64 = 60;
+
 /// A refused request: the code, a message safe to show the caller, and an optional retry hint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
@@ -172,6 +176,27 @@ impl Denial {
     pub fn is_money(&self) -> bool {
         self.code == DenyCode::InsufficientBalance
             || matches!(self.quota, Some(Quota::DailyCost | Quota::TotalCost))
+    }
+
+    /// Whether an automatic retry could succeed soon. `false` for denials that only a change
+    /// of key or request, a top-up or the end of a quota window can lift: sent as
+    /// `x-should-retry: false`, which the official OpenAI and Anthropic SDKs obey, so they
+    /// give up at once instead of retrying (or sleeping through a `Retry-After` of hours).
+    /// Short-lived refusals (rate, concurrency, a quota or budget back within a minute) keep
+    /// their honest `Retry-After`; timeouts and upstream failures are left to the client.
+    pub fn retry_soon(&self) -> bool {
+        use DenyCode::*;
+        match self.code {
+            RateLimited | ConcurrencyLimit | RequestTimeout | UpstreamUnavailable
+            | UpstreamTimeout => true,
+            QuotaExceeded | InsufficientBalance => {
+                self.retry_after.is_some_and(|secs| secs <= RETRY_SOON_SECS)
+            }
+            MissingCredentials | InvalidKey | KeyDisabled | KeyRevoked | KeyExpired
+            | IpNotAllowed | PermissionDenied | ModelNotAllowed | BadRequest | PayloadTooLarge => {
+                false
+            }
+        }
     }
 
     /// A denial with the code's default message.

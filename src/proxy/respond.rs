@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use std::sync::OnceLock;
@@ -64,6 +64,9 @@ fn sdk_type(status: u16) -> &'static str {
     }
 }
 
+/// The retry hint the official OpenAI and Anthropic SDKs read before anything else.
+const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+
 /// The full HTTP response for a denial (status, JSON body, `Retry-After` when known).
 pub fn denial_response(denial: &Denial) -> Response<ProxyBody> {
     let status =
@@ -81,6 +84,9 @@ pub fn denial_response(denial: &Denial) -> Response<ProxyBody> {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(secs) = denial.retry_after {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if !denial.retry_soon() {
+        headers.insert(SHOULD_RETRY, HeaderValue::from_static("false"));
     }
     resp
 }
@@ -138,5 +144,36 @@ mod tests {
     fn retry_after_is_sent() {
         let resp = denial_response(&Denial::new(DenyCode::RateLimited).retry_after(7));
         assert_eq!(resp.headers()[RETRY_AFTER], "7");
+        assert!(resp.headers().get(SHOULD_RETRY).is_none());
+    }
+
+    #[test]
+    fn only_refusals_a_retry_cannot_soon_lift_say_should_retry_false() {
+        let says = |d: Denial| denial_response(&d).headers().get(SHOULD_RETRY).cloned();
+        let quota = || Denial::new(DenyCode::QuotaExceeded);
+        assert_eq!(says(quota().retry_after(43_200)).unwrap(), "false");
+        assert_eq!(says(quota()).unwrap(), "false", "no end in sight");
+        assert_eq!(says(quota().retry_after(60)), None, "back within a minute");
+        let balance = || Denial::new(DenyCode::InsufficientBalance);
+        assert_eq!(says(balance()).unwrap(), "false");
+        assert_eq!(
+            says(balance().retry_after(1)),
+            None,
+            "a lease being shared out"
+        );
+        for code in [
+            DenyCode::RateLimited,
+            DenyCode::ConcurrencyLimit,
+            DenyCode::UpstreamTimeout,
+        ] {
+            assert_eq!(says(Denial::new(code).retry_after(2)), None, "{code:?}");
+        }
+        for code in [
+            DenyCode::InvalidKey,
+            DenyCode::KeyExpired,
+            DenyCode::ModelNotAllowed,
+        ] {
+            assert_eq!(says(Denial::new(code)).unwrap(), "false", "{code:?}");
+        }
     }
 }
