@@ -1,10 +1,12 @@
 //! `Idempotency-Key` on key creation: the same key with the same body within 24 hours replays
 //! the first response — including the minted `api_key`, so a timed-out retry neither loses the
-//! key nor mints a second one; the same key with another body is a 422. The stored response is
+//! key nor mints a second one; the same key with another body (compared as canonical JSON:
+//! spacing and key order do not matter) is a 422. The stored response is
 //! sealed with ChaCha20-Poly1305 under a key derived from the server secret.
 
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key as AeadKey, Nonce};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
@@ -65,9 +67,36 @@ pub fn header_key(value: &http::HeaderValue) -> Result<String, ApiError> {
         })
 }
 
-/// SHA-256 of the request body.
+/// SHA-256 of the request body's canonical JSON (keys sorted, no whitespace), so the same
+/// request written with other spacing or key order is the same request. A body that is not
+/// JSON is hashed as sent.
 pub fn body_hash(body: &[u8]) -> Vec<u8> {
-    Sha256::digest(body).to_vec()
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => {
+            let canonical = serde_json::to_vec(&canonical(value)).unwrap_or_default();
+            Sha256::digest(canonical).to_vec()
+        }
+        Err(_) => Sha256::digest(body).to_vec(),
+    }
+}
+
+/// `value` with every object's keys in sorted order (whatever map the build's `serde_json`
+/// uses).
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
 
 /// The replayable response for `(partner, key)`, if any: `Ok(Some(json))` to replay,
@@ -119,6 +148,22 @@ pub async fn remember(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_same_json_in_other_spacing_or_key_order_is_the_same_body() {
+        let a = br#"{"label":"x","limits":{"b":1,"a":[1,{"z":2,"y":3}]}}"#;
+        let b =
+            b"{ \"limits\" : { \"a\": [1, {\"y\":3, \"z\":2}], \"b\": 1 },\n \"label\": \"x\" }";
+        assert_eq!(body_hash(a), body_hash(b));
+        let other = br#"{"label":"y","limits":{"b":1,"a":[1,{"z":2,"y":3}]}}"#;
+        assert_ne!(body_hash(a), body_hash(other));
+        let reordered_array = br#"{"label":"x","limits":{"b":1,"a":[{"z":2,"y":3},1]}}"#;
+        assert_ne!(
+            body_hash(a),
+            body_hash(reordered_array),
+            "array order matters"
+        );
+    }
+
     use super::*;
 
     #[test]
