@@ -875,6 +875,46 @@ async fn enable_and_disable_apply_to_the_next_request() {
     assert_eq!(proxied(&t, &key).await.0, 200);
 }
 
+/// Revocation is for good: it records who and when, the proxy refuses the key at once, and
+/// enabling or changing the key afterwards is 409 (a second revocation keeps the first's
+/// record). A PATCH answers with the key as stored, its live `last_used_at` included.
+#[tokio::test]
+async fn a_revoked_key_stays_revoked_and_changes_to_it_are_409() {
+    let t = gateway("").await;
+    let (id, key) = rw_key(&t).await;
+    let path = format!("/keys/{id}");
+    assert_eq!(proxied(&t, &key).await.0, 200);
+    let r = patch(&t, &id, r#"{"description":"used a moment ago"}"#).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.data()["last_used_at"].is_string(), "{}", r.text());
+    let r = post(&t, &format!("{path}/revoke")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.data()["revoked_at"].is_string(), "{}", r.text());
+    assert_eq!(r.data()["revoked_by"], "acme", "the partner's name");
+    let revoked_at = r.data()["revoked_at"].clone();
+    assert_eq!(proxied(&t, &key).await, (403, "key_revoked".into()));
+    post(&t, &format!("{path}/enable"))
+        .await
+        .fails(409, "revoked");
+    patch(&t, &id, r#"{"description":"back?"}"#)
+        .await
+        .fails(409, "revoked");
+    // Disabling a revoked key changes nothing that matters and is allowed.
+    assert_eq!(post(&t, &format!("{path}/disable")).await.status, 200);
+    let again = post(&t, &format!("{path}/revoke")).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.data()["revoked_at"],
+        revoked_at,
+        "the first revocation stays"
+    );
+    assert_eq!(
+        get(&t, &path).await.data()["description"],
+        "used a moment ago"
+    );
+    assert_eq!(proxied(&t, &key).await, (403, "key_revoked".into()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Idempotency-Key.
 

@@ -110,6 +110,12 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "post",
+        "/api/v1/reseller/keys/{id}/revoke",
+        Auth::Partner,
+        "Revoke a sub-key for good",
+    ),
+    r(
+        "post",
         "/api/v0/partner/user/create",
         Auth::Partner,
         "Gateway3: create an account",

@@ -278,6 +278,9 @@ impl Manager {
             return Ok(None);
         };
         self.index.upsert(&stored);
+        drop(_write);
+        let mut stored = stored;
+        self.with_live_last_use(&mut stored);
         Ok(Some(stored))
     }
 

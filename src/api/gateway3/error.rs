@@ -89,6 +89,7 @@ impl From<ApiError> for V0Error {
             ApiError::Forbidden(msg) => V0Error::Forbidden(msg),
             ApiError::NotFound(msg) => V0Error::NotFound(msg),
             ApiError::Validation(msg) => V0Error::BadRequest(msg),
+            ApiError::Conflict(msg) => V0Error::Conflict(msg),
             ApiError::RateLimited { retry_after } => V0Error::RateLimited { retry_after },
             ApiError::Internal(err) => V0Error::Internal(err),
         }

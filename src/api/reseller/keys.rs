@@ -252,6 +252,7 @@ pub async fn patch(
         return Err(ApiError::Validation("name: cannot be changed".into()));
     }
     let key = own_key(&state, partner.id, &id).await?;
+    refuse_revoked(&key)?;
     let manager = &state.manager;
     // Validate on a copy first, so a bad field changes nothing; the same `today` is used for
     // the write, so the second application cannot fail where the first passed.
@@ -287,6 +288,34 @@ pub async fn disable(
     set_disabled(state, partner, id, true).await
 }
 
+/// `POST /keys/{id}/revoke`: for good (the data plane refuses the key from its next request;
+/// the first revocation's time and author stay).
+pub async fn revoke(
+    State(state): State<ApiState>,
+    AuthPartner(partner): AuthPartner,
+    Path(id): Path<String>,
+) -> Result<Json<Ok<KeyObject>>, ApiError> {
+    let key = own_key(&state, partner.id, &id).await?;
+    let at = state.manager.clock.now_unix();
+    let by = partner.name.clone();
+    let updated = state
+        .manager
+        .change_key(key.id, KeyChange::Revoke { at, by })
+        .await?
+        .ok_or_else(|| ApiError::NotFound("key not found".to_string()))?;
+    Ok(ok(KeyObject::from(&updated)))
+}
+
+/// 409 for a change to a revoked key, which no change can bring back.
+fn refuse_revoked(key: &Key) -> Result<(), ApiError> {
+    match key.revoked_at {
+        Some(_) => Err(ApiError::Conflict(
+            "the key is revoked; a revoked key cannot be enabled or changed".to_string(),
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn set_disabled(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
@@ -294,6 +323,9 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<Json<Ok<KeyObject>>, ApiError> {
     let key = own_key(&state, partner.id, &id).await?;
+    if !disabled {
+        refuse_revoked(&key)?;
+    }
     let updated = state
         .manager
         .change_key(key.id, KeyChange::SetDisabled(disabled))

@@ -25,6 +25,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/keys/{id}", get(keys::get).patch(keys::patch))
         .route("/keys/{id}/enable", post(keys::enable))
         .route("/keys/{id}/disable", post(keys::disable))
+        .route("/keys/{id}/revoke", post(keys::revoke))
         .method_not_allowed_fallback(crate::api::method_not_allowed)
 }
 
