@@ -240,6 +240,7 @@ impl Gateway {
             trusted_proxies: Arc::new(config.security.trusted_proxies.clone()),
             pins: kubo.as_ref().map(|k| k.ledger.clone()),
             health: health.clone(),
+            reseller: Arc::new(config.reseller.clone()),
         });
         let mut tasks = vec![
             {

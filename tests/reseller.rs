@@ -326,6 +326,45 @@ async fn me_describes_the_partner() {
     assert_eq!(me["currency"], "USD");
     assert!(approx(&me["tier_multiplier"], 1.0), "{me}");
     assert_eq!(me["created_at"], "2026-11-23T12:00:00Z");
+    assert_eq!(me["tier"], Value::Null, "no [management.tiers]");
+    assert_eq!(me["region"], Value::Null);
+}
+
+/// `/me` names the partner's tier (the configured tier with the partner's multiplier) and the
+/// configured region; the tier follows a multiplier change.
+#[tokio::test]
+async fn me_names_the_tier_and_region_from_the_config() {
+    let operator = "operator-token-for-tiers";
+    let phc = tollgate::domain::secret::hash_token(operator).unwrap();
+    let t = gateway(&format!(
+        "[security]\noperator_tokens = [\"{phc}\"]\n\
+         [management]\ncalls_per_minute = 1000\nregion = \"eu-west-1\"\n\
+         [management.tiers]\nA = 1.0\nB = 0.9\n"
+    ))
+    .await;
+    let me = get(&t, "/me").await;
+    assert_eq!(me.data()["tier"], "A", "{}", me.text());
+    assert_eq!(me.data()["region"], "eu-west-1");
+    let set_tier = |m: f64| {
+        let url = format!("{}/api/v1/admin/partners/{}/tier", t.api, t.partner_id);
+        let req = t.client.post(url).bearer_auth(operator);
+        async move {
+            let resp = req
+                .json(&json!({"tier_multiplier": m}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+    set_tier(0.9).await;
+    assert_eq!(get(&t, "/me").await.data()["tier"], "B");
+    set_tier(0.8).await;
+    assert_eq!(
+        get(&t, "/me").await.data()["tier"],
+        Value::Null,
+        "no tier has 0.8"
+    );
 }
 
 #[tokio::test]

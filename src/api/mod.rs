@@ -43,6 +43,8 @@ pub struct ApiState {
     pub trusted_proxies: Arc<IpSet>,
     /// The kubo pin and IPNS-name ledger, on the kubo profile.
     pub pins: Option<Arc<crate::meter::pins::PinLedger>>,
+    /// The region and tiers `/me` reports.
+    pub reseller: Arc<crate::config::model::Reseller>,
     /// The store's health as the sync and the change feed see it (for `/readyz`).
     pub health: Arc<crate::cluster::health::Health>,
 }

@@ -58,6 +58,9 @@ pub struct ManagementFile {
     pub calls_per_minute: Option<i64>,
     pub calls_per_day: Option<i64>,
     pub key_creations_per_hour: Option<i64>,
+    pub region: Option<String>,
+    /// Tier names and their price multipliers (`A = 1.0`, `B = 0.9`, ...).
+    pub tiers: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// The top-level keys, in the order errors are reported.

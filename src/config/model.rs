@@ -27,6 +27,8 @@ pub struct Config {
     /// Plan id given to new accounts.
     pub default_plan: Option<i64>,
     pub management: Management,
+    /// What `/me` tells partners about the reseller offer (`[management]` `region`, `tiers`).
+    pub reseller: Reseller,
     pub metering: Metering,
     /// `[prices]`: per-model LLM prices (openai / anthropic profiles).
     pub prices: Prices,
@@ -56,6 +58,26 @@ impl Default for Management {
             calls_per_day: n(1000),
             key_creations_per_hour: n(5),
         }
+    }
+}
+
+/// `[management]` `region` and `tiers`: the QCode `/me` fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reseller {
+    /// Where this gateway serves from, as partners should see it.
+    pub region: Option<String>,
+    /// Tier names with their multipliers in parts per million, by multiplier: a partner's tier
+    /// is the one whose multiplier is the partner's own.
+    pub tiers: Vec<(String, u64)>,
+}
+
+impl Reseller {
+    /// The name of the tier with multiplier `ppm`, if one has it.
+    pub fn tier(&self, ppm: u64) -> Option<&str> {
+        self.tiers
+            .iter()
+            .find(|(_, m)| *m == ppm)
+            .map(|(name, _)| name.as_str())
     }
 }
 

@@ -503,3 +503,38 @@ fn the_store_url_may_come_from_the_environment_and_cluster_settings_are_checked(
     let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["store.flush_interval", "store.pool_size"], "{e:?}");
 }
+
+#[test]
+fn management_region_and_tiers_are_checked_and_looked_up_by_multiplier() {
+    let text =
+        with("[management]\nregion = \"eu-west-1\"\n[management.tiers]\nA = 1.0\nB = 0.85\n");
+    let config = parse(&text, &no_env).unwrap();
+    assert_eq!(config.reseller.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(config.reseller.tier(850_000), Some("B"));
+    assert_eq!(config.reseller.tier(1_000_000), Some("A"));
+    assert_eq!(config.reseller.tier(900_000), None);
+    assert_eq!(
+        parse(MINIMAL, &no_env).unwrap().reseller.tier(1_000_000),
+        None
+    );
+    assert_one(
+        &with("[management]\nregion = \"\"\n"),
+        "management.region",
+        "1 to 64",
+    );
+    assert_one(
+        &with("[management.tiers]\nA = 0\n"),
+        "management.tiers.A",
+        "greater than 0",
+    );
+    assert_one(
+        &with("[management.tiers]\n\"a b\" = 1\n"),
+        "management.tiers.a b",
+        "tier name",
+    );
+    assert_one(
+        &with("[management.tiers]\nA = 1\nB = 1.0\n"),
+        "management.tiers.B",
+        "same multiplier as tier A",
+    );
+}

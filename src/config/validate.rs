@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
 use super::model::{
-    Config, Limits, Listen, Log, LogFormat, Management, Metering, QuotaMode, StoreConfig, StoreUrl,
-    TlsFiles,
+    Config, Limits, Listen, Log, LogFormat, Management, Metering, QuotaMode, Reseller, StoreConfig,
+    StoreUrl, TlsFiles,
 };
 use super::units;
 
@@ -119,6 +119,9 @@ pub fn validate_partial(
     let management = ok("management")
         .then(|| management(&file.management, &mut e))
         .flatten();
+    let reseller = ok("management")
+        .then(|| reseller(&file.management, &mut e))
+        .flatten();
     let utc_offset = ok("metering")
         .then(|| {
             let offset = utc_offset(file.metering.utc_offset.as_deref());
@@ -143,6 +146,7 @@ pub fn validate_partial(
         plans: plans?,
         default_plan: default_plan?,
         management: management?,
+        reseller: reseller?,
         metering: Metering {
             utc_offset_secs: utc_offset?,
         },
@@ -203,6 +207,49 @@ fn management(f: &crate::config::file::ManagementFile, e: &mut Errors) -> Option
         calls_per_day: per_day?,
         key_creations_per_hour: creations?,
     })
+}
+
+/// `[management]` `region` (up to 64 visible characters) and `tiers` (names of up to 32
+/// letters, digits, `-` or `_`, each with a multiplier above 0 and at most 100, no two alike).
+fn reseller(f: &crate::config::file::ManagementFile, e: &mut Errors) -> Option<Reseller> {
+    let region = match &f.region {
+        None => Ok(None),
+        Some(r) if (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(r.clone()))
+        }
+        Some(_) => Err("must be 1 to 64 visible ASCII characters".to_string()),
+    };
+    let region = e.check("management.region", region);
+    let mut tiers: Vec<(String, u64)> = Vec::new();
+    let mut good = true;
+    for (name, multiplier) in f.tiers.iter().flatten() {
+        let path = format!("management.tiers.{name}");
+        let valid_name = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let tier = if !valid_name {
+            Err("a tier name is 1 to 32 letters, digits, '-' or '_'".to_string())
+        } else if !(*multiplier > 0.0 && *multiplier <= 100.0) {
+            Err("must be greater than 0 and at most 100".to_string())
+        } else {
+            let ppm = (multiplier * 1e6).round() as u64;
+            match tiers.iter().find(|(_, m)| *m == ppm) {
+                Some((other, _)) => Err(format!("has the same multiplier as tier {other}")),
+                None => Ok(ppm),
+            }
+        };
+        match e.check(&path, tier) {
+            Some(ppm) => tiers.push((name.clone(), ppm)),
+            None => good = false,
+        }
+    }
+    tiers.sort_by_key(|(_, ppm)| *ppm);
+    Some(Reseller {
+        region: region?,
+        tiers,
+    })
+    .filter(|_| good)
 }
 
 /// The errors found so far.

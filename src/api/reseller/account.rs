@@ -15,17 +15,27 @@ pub struct Me {
     id: String,
     name: String,
     status: &'static str,
+    /// The `[management.tiers]` name whose multiplier is the partner's (null if none).
+    tier: Option<String>,
+    /// `management.region` (null if unset).
+    region: Option<String>,
     tier_multiplier: f64,
     currency: &'static str,
     created_at: Option<String>,
 }
 
 /// `GET /me`.
-pub async fn me(UnmeteredPartner(p): UnmeteredPartner) -> Json<Ok<Me>> {
+pub async fn me(
+    State(state): State<ApiState>,
+    UnmeteredPartner(p): UnmeteredPartner,
+) -> Json<Ok<Me>> {
+    let reseller = &state.reseller;
     ok(Me {
         id: p.id.to_string(),
         name: p.name.clone(),
         status: if p.suspended { "suspended" } else { "active" },
+        tier: reseller.tier(p.tier_multiplier_ppm).map(str::to_string),
+        region: reseller.region.clone(),
         tier_multiplier: p.tier_multiplier_ppm as f64 / 1e6,
         currency: "USD",
         created_at: crate::api::key_object::timestamp(Some(p.created_at)),
