@@ -8,6 +8,7 @@ pub mod json;
 pub mod key_object;
 pub mod limits;
 pub mod openapi;
+pub mod paging;
 pub mod partner_auth;
 pub mod reseller;
 

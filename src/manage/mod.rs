@@ -18,7 +18,7 @@ use crate::domain::permission::PermissionSet;
 use crate::domain::secret::{self, KeyHasher};
 use crate::index::KeyIndex;
 use crate::meter::Meter;
-use crate::store::{KeyChange, Store, StoreError};
+use crate::store::{KeyChange, Page, Store, StoreError};
 
 /// Faults of management operations (validation problems are reported by the API layer).
 #[derive(Debug, thiserror::Error)]
@@ -294,8 +294,12 @@ impl Manager {
     }
 
     /// Every key of a partner, oldest first, from the store, with their live `last_used_at`.
-    pub async fn keys_of_partner(&self, partner: Uuid) -> Result<Vec<Key>, ManageError> {
-        let mut keys = self.store.keys_of_partner(partner).await?;
+    pub async fn keys_of_partner(
+        &self,
+        partner: Uuid,
+        page: Page,
+    ) -> Result<Vec<Key>, ManageError> {
+        let mut keys = self.store.keys_of_partner(partner, page).await?;
         for key in &mut keys {
             self.with_live_last_use(key);
         }

@@ -153,8 +153,9 @@ pub trait KeyStore: Send + Sync {
     /// Every key, revoked ones included, handed to `each` one at a time as the rows stream in
     /// (the index at start), in no particular order.
     async fn for_each_key(&self, each: &mut (dyn FnMut(Key) + Send)) -> Result<(), StoreError>;
-    /// Every key of a partner (all its accounts), revoked ones included, oldest first.
-    async fn keys_of_partner(&self, partner_id: Uuid) -> Result<Vec<Key>, StoreError>;
+    /// A page of a partner's keys (all its accounts), revoked ones included, oldest first (by
+    /// creation time, then id): at most `page.limit` of those after `page.after`.
+    async fn keys_of_partner(&self, partner_id: Uuid, page: Page) -> Result<Vec<Key>, StoreError>;
     /// The account's keys that are not revoked, oldest first.
     async fn live_keys_of_account(&self, account_id: Uuid) -> Result<Vec<Key>, StoreError>;
     /// Applies a change; returns the updated key, or `None` if there is no such key.
@@ -259,6 +260,23 @@ pub trait Store:
     fn cluster(&self) -> Option<&dyn cluster::ClusterStore> {
         None
     }
+}
+
+/// A page of a list ordered by creation time, then id: the items after `after` (the last
+/// item of the previous page), at most `limit` of them. Items inserted while a client pages
+/// never make it see an existing item twice or miss one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub after: Option<(i64, Uuid)>,
+    pub limit: u32,
+}
+
+impl Page {
+    /// Everything, from the start.
+    pub const ALL: Page = Page {
+        after: None,
+        limit: u32::MAX,
+    };
 }
 
 /// What one usage sync read back besides applying its batch.

@@ -2,7 +2,7 @@
 //! cost, read, PATCH, enable, disable. Another partner's key is a 404, never a 403.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -14,6 +14,7 @@ use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::json::{self, RawBody};
 use crate::api::key_object::KeyObject;
+use crate::api::paging::PageQuery;
 use crate::api::partner_auth::AuthPartner;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Key, KeyLimits, Partner};
@@ -207,13 +208,32 @@ fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
     }
 }
 
-/// `GET /keys`.
+/// A page of a list in the success envelope, with the cursor of the next page (null on the
+/// last).
+#[derive(Serialize)]
+pub struct PageOf<T> {
+    ok: bool,
+    data: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /keys?limit=&cursor=`: a page of the partner's keys, oldest first.
 pub async fn list(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
-) -> Result<Json<Ok<Vec<KeyWithCost>>>, ApiError> {
-    let keys = state.manager.keys_of_partner(partner.id).await?;
-    Ok(ok(keys.iter().map(|k| with_cost(&state, k)).collect()))
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageOf<KeyWithCost>>, ApiError> {
+    let wanted = query.wanted()?;
+    let mut keys = state
+        .manager
+        .keys_of_partner(partner.id, wanted.page())
+        .await?;
+    let next_cursor = wanted.cut(&mut keys, |k| (k.created_at, k.id));
+    Ok(Json(PageOf {
+        ok: true,
+        data: keys.iter().map(|k| with_cost(&state, k)).collect(),
+        next_cursor,
+    }))
 }
 
 /// `GET /keys/{id}`: the key with its cost and its LLM usage by model.

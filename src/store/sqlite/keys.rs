@@ -9,7 +9,7 @@ use super::{SqliteStore, journal};
 use crate::domain::key::Key;
 use crate::store::rows::{self, KeyRow};
 use crate::store::sql::{INSERT_KEY, select_keys};
-use crate::store::{KeyChange, KeyStore, StoreError, write_error};
+use crate::store::{KeyChange, KeyStore, Page, StoreError, write_error};
 
 #[async_trait]
 impl KeyStore for SqliteStore {
@@ -50,12 +50,17 @@ impl KeyStore for SqliteStore {
         Ok(())
     }
 
-    async fn keys_of_partner(&self, partner_id: Uuid) -> Result<Vec<Key>, StoreError> {
+    async fn keys_of_partner(&self, partner_id: Uuid, page: Page) -> Result<Vec<Key>, StoreError> {
         journal::fold_touches_now(&self.pool).await?;
+        let (at, id) = page.after.unwrap_or((i64::MIN, Uuid::nil()));
         sqlx::query_as::<_, KeyRow>(select_keys!(
-            " WHERE partner_id = $1 ORDER BY created_at, id"
+            " WHERE partner_id = $1 AND (created_at, id) > ($2, $3) \
+             ORDER BY created_at, id LIMIT $4"
         ))
         .bind(partner_id.to_string())
+        .bind(at)
+        .bind(id.to_string())
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?
         .into_iter()

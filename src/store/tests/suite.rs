@@ -10,7 +10,7 @@ use crate::config::model::Plan;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Account, Credential, Key, KeyLimits, Partner};
 use crate::domain::permission::{Permission, PermissionSet};
-use crate::store::{IpnsRow, KeyChange, PinRow, PlanChange, StoreError};
+use crate::store::{IpnsRow, KeyChange, Page, PinRow, PlanChange, StoreError};
 
 on_both_backends!(
     partner_and_default_account_round_trip,
@@ -266,9 +266,26 @@ async fn keys_round_trip_for_both_credential_kinds(store: &TestStore) {
     oldest_first.sort_by_key(|k| (k.created_at, k.id));
     oldest_first.push(bare);
     assert_eq!(
-        store.keys_of_partner(a.partner_id).await.unwrap(),
+        store
+            .keys_of_partner(a.partner_id, Page::ALL)
+            .await
+            .unwrap(),
         oldest_first
     );
+    // Page by page, two at a time, the same keys in the same order.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = Page { after, limit: 2 };
+        let got = store.keys_of_partner(a.partner_id, page).await.unwrap();
+        after = got.last().map(|k| (k.created_at, k.id));
+        let done = got.len() < 2;
+        paged.extend(got);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(paged, oldest_first);
 }
 
 async fn duplicate_key_name_or_credential_is_a_conflict(store: &TestStore) {
