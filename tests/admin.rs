@@ -431,3 +431,53 @@ async fn a_flood_of_wrong_tokens_does_not_slow_a_signed_in_partner() {
     let counted = common::metric_value(&text, series).unwrap_or(0.0);
     assert!(counted >= failures as f64, "{counted} < {failures}");
 }
+
+/// The operator lists partners a page at a time, oldest first, with an opaque cursor.
+#[tokio::test]
+async fn partners_are_listed_a_page_at_a_time() {
+    let t = gateway().await;
+    for name in ["beta", "gamma", "delta"] {
+        let (status, _) = admin(&t, "/partners", Some(json!({"name": name})), OPERATOR).await;
+        assert_eq!(status, 200);
+    }
+    let list = |query: String| {
+        let req = t
+            .client
+            .get(format!("{}/api/v1/admin/partners{query}", t.api))
+            .bearer_auth(OPERATOR);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (mut names, mut order) = (Vec::new(), Vec::new());
+    let mut query = "?limit=3".to_string();
+    loop {
+        let (status, page) = list(query).await;
+        assert_eq!(status, 200, "{page}");
+        for p in page["data"].as_array().unwrap() {
+            names.push(p["name"].as_str().unwrap().to_string());
+            order.push((p["created_at"].to_string(), p["id"].to_string()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 4, "acme and the three, once each: {names:?}");
+    assert!(order.is_sorted(), "oldest first, then by id: {order:?}");
+    let (status, body) = list("?limit=zero".into()).await;
+    assert_eq!(status, 422);
+    assert!(body["detail"].as_str().unwrap().contains("limit"), "{body}");
+    let resp = t
+        .client
+        .get(format!("{}/api/v1/admin/partners", t.api))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "operators only");
+}

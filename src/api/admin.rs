@@ -2,7 +2,7 @@
 //! balances, suspend and reinstate partners. Authenticated with an operator token whose
 //! argon2id hash is in `security.operator_tokens` (made with `tollgate hash-token`).
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::ApiState;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::paging::{PageOf, PageQuery};
 use super::partner_auth::bearer_token;
 use super::reseller::{Ok, ok, usd};
 use crate::domain::key::Partner;
@@ -20,7 +21,7 @@ use crate::metrics::AuthSurface;
 /// The operator routes (relative to `/api/v1/admin`).
 pub fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/partners", post(create_partner))
+        .route("/partners", post(create_partner).get(list_partners))
         .route("/partners/{id}", get(get_partner))
         .route("/partners/{id}/topup", post(top_up))
         .route("/partners/{id}/tier", post(set_tier))
@@ -81,6 +82,24 @@ fn view(state: &ApiState, p: &Partner) -> PartnerView {
         suspended: p.suspended,
         created_at: super::key_object::timestamp(Some(p.created_at)),
     }
+}
+
+/// `GET /partners?limit=&cursor=`: a page of the partners, oldest first.
+async fn list_partners(
+    State(state): State<ApiState>,
+    _: Operator,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<PageOf<PartnerView>>, ApiError> {
+    let wanted = query.wanted()?;
+    let mut partners = state
+        .manager
+        .store
+        .partners_page(wanted.page())
+        .await
+        .map_err(crate::manage::ManageError::from)?;
+    let next_cursor = wanted.cut(&mut partners, |p| (p.created_at, p.id));
+    let data = partners.iter().map(|p| view(&state, p)).collect();
+    Ok(Json(PageOf::new(data, next_cursor)))
 }
 
 fn partner_id(id: &str) -> Result<Uuid, ApiError> {

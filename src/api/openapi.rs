@@ -188,6 +188,12 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "get",
+        "/api/v1/admin/partners",
+        Auth::Operator,
+        "List partners, a page at a time (limit, cursor)",
+    ),
+    r(
+        "get",
         "/api/v1/admin/partners/{id}",
         Auth::Operator,
         "One partner",

@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::api::error::ApiError;
@@ -15,6 +15,25 @@ use crate::store::Page;
 pub const DEFAULT_LIMIT: u32 = 100;
 /// The largest `limit` accepted.
 pub const MAX_LIMIT: u32 = 1000;
+
+/// A page of a list in the success envelope, with the cursor of the next page (null on the
+/// last).
+#[derive(Debug, Serialize)]
+pub struct PageOf<T> {
+    ok: bool,
+    data: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T> PageOf<T> {
+    pub fn new(data: Vec<T>, next_cursor: Option<String>) -> Self {
+        PageOf {
+            ok: true,
+            data,
+            next_cursor,
+        }
+    }
+}
 
 /// The paging parameters of a list request.
 #[derive(Debug, Default, Deserialize)]

@@ -16,7 +16,7 @@ macro_rules! row_stores {
                 ACCOUNT_COLUMNS, ADD_BALANCE, DEBIT_IF_COVERED, INSERT_PARTNER, UPDATE_PARTNER,
                 UPSERT_IDEMPOTENT, select_accounts, select_partners,
             };
-            use $crate::store::{PlanChange, StoreError, write_error};
+            use $crate::store::{Page, PlanChange, StoreError, write_error};
             impl $store {
                 /// Applies a key change and reads the row back, in one transaction.
                 async fn change_key_row(
@@ -158,6 +158,21 @@ macro_rules! row_stores {
                         .into_iter()
                         .map(Partner::try_from)
                         .collect()
+                }
+
+                async fn partners_page(&self, page: Page) -> Result<Vec<Partner>, StoreError> {
+                    let (at, id) = page.after.unwrap_or((i64::MIN, Uuid::nil()));
+                    sqlx::query_as::<_, PartnerRow>(select_partners!(
+                        " WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
+                    ))
+                    .bind(at)
+                    .bind(id.to_string())
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(Partner::try_from)
+                    .collect()
                 }
 
                 async fn set_partner_token(

@@ -94,6 +94,8 @@ pub trait PartnerStore: Send + Sync {
     async fn get_partner(&self, id: Uuid) -> Result<Option<Partner>, StoreError>;
     /// Every partner (for the meter at start).
     async fn load_partners(&self) -> Result<Vec<Partner>, StoreError>;
+    /// A page of the partners, oldest first (by creation time, then id).
+    async fn partners_page(&self, page: Page) -> Result<Vec<Partner>, StoreError>;
     /// Replaces a partner's token (prefix and argon2id hash).
     async fn set_partner_token(
         &self,

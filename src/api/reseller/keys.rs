@@ -14,7 +14,7 @@ use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::json::{self, RawBody};
 use crate::api::key_object::KeyObject;
-use crate::api::paging::PageQuery;
+use crate::api::paging::{PageOf, PageQuery};
 use crate::api::partner_auth::AuthPartner;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Key, KeyLimits, Partner};
@@ -208,15 +208,6 @@ fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
     }
 }
 
-/// A page of a list in the success envelope, with the cursor of the next page (null on the
-/// last).
-#[derive(Serialize)]
-pub struct PageOf<T> {
-    ok: bool,
-    data: Vec<T>,
-    next_cursor: Option<String>,
-}
-
 /// `GET /keys?limit=&cursor=`: a page of the partner's keys, oldest first.
 pub async fn list(
     State(state): State<ApiState>,
@@ -229,11 +220,8 @@ pub async fn list(
         .keys_of_partner(partner.id, wanted.page())
         .await?;
     let next_cursor = wanted.cut(&mut keys, |k| (k.created_at, k.id));
-    Ok(Json(PageOf {
-        ok: true,
-        data: keys.iter().map(|k| with_cost(&state, k)).collect(),
-        next_cursor,
-    }))
+    let data = keys.iter().map(|k| with_cost(&state, k)).collect();
+    Ok(Json(PageOf::new(data, next_cursor)))
 }
 
 /// `GET /keys/{id}`: the key with its cost and its LLM usage by model.
