@@ -1014,6 +1014,32 @@ async fn settled_bytes_out(t: &TestGateway) -> u64 {
     }
 }
 
+/// A connection whose windows never open, with `streams` requests of `asked` bytes each
+/// answered (heads are not flow-controlled): its sender, its task and the unread bodies.
+async fn closed_window_streams(
+    t: &TestGateway,
+    key: &str,
+    streams: u32,
+    asked: u64,
+) -> (SendRequest<Bytes>, JoinHandle<()>, Vec<h2::RecvStream>) {
+    let mut builder = h2::client::Builder::new();
+    builder.initial_window_size(0);
+    let (send, conn) = h2_tcp(t, &builder).await;
+    let uri = format!("{}/big?echo_bytes={asked}", t.proxy);
+    let mut bodies = Vec::new();
+    for _ in 0..streams {
+        let mut s = send.clone().ready().await.expect("ready");
+        let (resp, _) = s.send_request(get_request(&uri, key), true).expect("send");
+        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
+            .await
+            .expect("response head (not flow-controlled)")
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::OK);
+        bodies.push(resp.into_body());
+    }
+    (send, conn, bodies)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_that_never_opens_pulls_nothing_from_upstream() {
     let _serial = SERIAL.lock().await;
@@ -1024,21 +1050,7 @@ async fn a_window_that_never_opens_pulls_nothing_from_upstream() {
     let asked = 50_000_000u64;
     let (rss_before, out_before) = (rss(), bytes_out(&t).await);
     let honest_before = honest.count() as u64;
-    let mut builder = h2::client::Builder::new();
-    builder.initial_window_size(0);
-    let (send, conn) = h2_tcp(&t, &builder).await;
-    let uri = format!("{}/big?echo_bytes={asked}", t.proxy);
-    let mut bodies = Vec::new();
-    for _ in 0..streams {
-        let mut s = send.clone().ready().await.expect("ready");
-        let (resp, _) = s.send_request(get_request(&uri, &key), true).expect("send");
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .expect("response head (not flow-controlled)")
-            .expect("response");
-        assert_eq!(resp.status(), StatusCode::OK);
-        bodies.push(resp.into_body());
-    }
+    let (send, conn, bodies) = closed_window_streams(&t, &key, streams, asked).await;
     assert_eq!(in_flight(&t, &id), streams);
     // Hold the streams open while the honest connection gets 50 answers.
     honest.answers(50).await;
@@ -1207,21 +1219,7 @@ async fn a_window_kept_closed_past_the_send_timeout_closes_the_connection() {
     let _serial = SERIAL.lock().await;
     let t = impatient().await;
     let (id, key) = counted_key(&t).await;
-    let mut builder = h2::client::Builder::new();
-    builder.initial_window_size(0);
-    let (send, conn) = h2_tcp(&t, &builder).await;
-    let uri = format!("{}/big?echo_bytes=50000000", t.proxy);
-    let mut bodies = Vec::new();
-    for _ in 0..10 {
-        let mut s = send.clone().ready().await.expect("ready");
-        let (resp, _) = s.send_request(get_request(&uri, &key), true).expect("send");
-        let resp = tokio::time::timeout(Duration::from_secs(10), resp)
-            .await
-            .expect("response head")
-            .expect("response");
-        assert_eq!(resp.status(), StatusCode::OK);
-        bodies.push(resp.into_body());
-    }
+    let (_send, conn, bodies) = closed_window_streams(&t, &key, 10, 50_000_000).await;
     let started = Instant::now();
     // The gateway ends the connection: the client's connection task finishes by itself.
     tokio::time::timeout(Duration::from_secs(20), conn)

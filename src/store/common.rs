@@ -161,13 +161,13 @@ macro_rules! row_stores {
                 }
 
                 async fn partners_page(&self, page: Page) -> Result<Vec<Partner>, StoreError> {
-                    let (at, id) = page.after.unwrap_or((i64::MIN, Uuid::nil()));
+                    let (at, id, limit) = page.binds();
                     sqlx::query_as::<_, PartnerRow>(select_partners!(
                         " WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
                     ))
                     .bind(at)
-                    .bind(id.to_string())
-                    .bind(i64::from(page.limit))
+                    .bind(id)
+                    .bind(limit)
                     .fetch_all(&self.pool)
                     .await?
                     .into_iter()

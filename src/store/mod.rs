@@ -274,6 +274,12 @@ pub struct Page {
 }
 
 impl Page {
+    /// The SQL parameters of a page: the creation time and id to start after, and the limit.
+    pub(crate) fn binds(&self) -> (i64, String, i64) {
+        let (at, id) = self.after.unwrap_or((i64::MIN, Uuid::nil()));
+        (at, id.to_string(), i64::from(self.limit))
+    }
+
     /// Everything, from the start.
     pub const ALL: Page = Page {
         after: None,

@@ -49,7 +49,7 @@ impl KeyStore for PostgresStore {
     }
 
     async fn keys_of_partner(&self, partner_id: Uuid, page: Page) -> Result<Vec<Key>, StoreError> {
-        let (at, id) = page.after.unwrap_or((i64::MIN, Uuid::nil()));
+        let (at, id, limit) = page.binds();
         sqlx::query_as::<_, KeyRow>(select_keys!(
             " WHERE partner_id = $1 \
              AND (created_at, id COLLATE \"C\") > ($2, $3 COLLATE \"C\") \
@@ -57,8 +57,8 @@ impl KeyStore for PostgresStore {
         ))
         .bind(partner_id.to_string())
         .bind(at)
-        .bind(id.to_string())
-        .bind(i64::from(page.limit))
+        .bind(id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?
         .into_iter()

@@ -52,15 +52,15 @@ impl KeyStore for SqliteStore {
 
     async fn keys_of_partner(&self, partner_id: Uuid, page: Page) -> Result<Vec<Key>, StoreError> {
         journal::fold_touches_now(&self.pool).await?;
-        let (at, id) = page.after.unwrap_or((i64::MIN, Uuid::nil()));
+        let (at, id, limit) = page.binds();
         sqlx::query_as::<_, KeyRow>(select_keys!(
             " WHERE partner_id = $1 AND (created_at, id) > ($2, $3) \
              ORDER BY created_at, id LIMIT $4"
         ))
         .bind(partner_id.to_string())
         .bind(at)
-        .bind(id.to_string())
-        .bind(i64::from(page.limit))
+        .bind(id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?
         .into_iter()
