@@ -107,18 +107,26 @@ pub async fn serve<M, S, B>(
             builder: builder.clone(),
             watcher: graceful.watcher(),
             detect_timeout: limits.header_read_timeout,
-            send_timeout: limits.send_timeout,
-            stalls,
             max_body: limits.max_request_body.get(),
             max_head: h1_max_buf(&limits),
         };
         let tls = tls.clone();
-        conns.spawn(async move {
+        let serving = conns.spawn(async move {
             match tls {
                 None => conn.serve_tcp(stream, peer, service).await,
                 Some(acceptor) => conn.serve_tls(acceptor, stream, peer, service).await,
             }
             drop(permit);
+        });
+        // The stall watch runs beside the connection, not in its task: polled there, it
+        // would cost every wake-up of the connection.
+        let stalled = Stalls::watch(Arc::downgrade(&stalls), limits.send_timeout);
+        drop(stalls);
+        tokio::spawn(async move {
+            if stalled.await {
+                tracing::info!(%peer, "a response waited on the client past limits.send_timeout; connection closed");
+                serving.abort();
+            }
         });
     }
     drop(listener);
@@ -164,10 +172,6 @@ struct Conn {
     builder: Builder<TokioExecutor>,
     watcher: Watcher,
     detect_timeout: Duration,
-    /// How long a response may wait on a client that takes none of it.
-    send_timeout: Duration,
-    /// The responses of this connection waiting on the client.
-    stalls: Arc<Stalls>,
     /// The body limit the framing watch holds chunk sizes to.
     max_body: u64,
     /// hyper's HTTP/1 read buffer cap (the longest head it accepts).
@@ -245,13 +249,8 @@ impl Conn {
             self.builder.http1_only()
         };
         let conn = builder.serve_connection(io, service).into_owned();
-        tokio::select! {
-            ended = self.watcher.watch(conn) => if let Err(err) = ended {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            },
-            () = self.stalls.stalled(self.send_timeout) => {
-                tracing::info!(%peer, "a response waited on the client past limits.send_timeout; connection closed");
-            }
+        if let Err(err) = self.watcher.watch(conn).await {
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
         }
     }
 }

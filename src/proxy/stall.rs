@@ -4,8 +4,9 @@
 //!
 //! hyper stops polling a response body while the client takes nothing, so a body cannot time
 //! itself out. Instead each response body marks when it offered a piece the client has not yet
-//! taken ([`Tracked`]), and the connection's [`Stalls`] watch closes the whole connection once
-//! one piece has waited past the timeout. A body waiting on the upstream is not stalled.
+//! taken ([`Tracked`]), and a watch task beside the connection ([`Stalls::watch`]) aborts the
+//! whole connection once one piece has waited past the timeout. A body waiting on the upstream
+//! is not stalled.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,14 +53,18 @@ impl Stalls {
         }
     }
 
-    /// Resolves once a body has waited on the client for `timeout` (checked every quarter of
-    /// it, so within 1.25 × `timeout`).
-    pub async fn stalled(&self, timeout: Duration) {
+    /// Watches a connection's bodies from outside the connection: `true` once one has waited
+    /// on the client for `timeout` (checked every quarter of it, so within 1.25 × `timeout`),
+    /// `false` once the connection is gone (its `Stalls` dropped).
+    pub async fn watch(stalls: Weak<Stalls>, timeout: Duration) -> bool {
         let tick = (timeout / 4).max(Duration::from_millis(10));
         loop {
             tokio::time::sleep(tick).await;
-            if self.longest_wait() >= timeout {
-                return;
+            let Some(stalls) = stalls.upgrade() else {
+                return false;
+            };
+            if stalls.longest_wait() >= timeout {
+                return true;
             }
         }
     }
@@ -147,17 +152,22 @@ mod tests {
             stalls.longest_wait() < Duration::from_secs(1),
             "the next poll took it"
         );
-        let watch = stalls.stalled(Duration::from_secs(60));
+        let watch = Stalls::watch(Arc::downgrade(&stalls), Duration::from_secs(60));
         tokio::pin!(watch);
         tokio::time::advance(Duration::from_secs(59)).await;
         assert!(futures_util::poll!(watch.as_mut()).is_pending());
         tokio::time::advance(Duration::from_secs(20)).await;
-        assert!(
-            futures_util::poll!(watch.as_mut()).is_ready(),
-            "stalled past 60 s"
-        );
+        let fired = futures_util::poll!(watch.as_mut());
+        assert_eq!(fired, Poll::Ready(true), "stalled past 60 s");
         drop(body);
         assert_eq!(stalls.longest_wait(), Duration::ZERO);
         assert!(stalls.bodies.lock().unwrap().is_empty());
+        // A watch whose connection is gone ends at its next tick, having found nothing.
+        let gone = Stalls::watch(Arc::downgrade(&stalls), Duration::from_secs(60));
+        tokio::pin!(gone);
+        assert!(futures_util::poll!(gone.as_mut()).is_pending());
+        drop(stalls);
+        tokio::time::advance(Duration::from_secs(16)).await;
+        assert_eq!(futures_util::poll!(gone.as_mut()), Poll::Ready(false));
     }
 }
