@@ -98,6 +98,11 @@ fn framing() -> impl Strategy<Value = Vec<&'static str>> {
         Just("Content-Length: +3"),
         Just("Content-Length: 99999999999999999999999"),
         Just("Connection: close"),
+        Just("X-Content-Length: 7"),
+        Just("Content-Length-Note: 7"),
+        Just(" Content-Length: 3"),
+        Just("Content-Length : 3"),
+        Just("CONTENT-LENGTH: LEN"),
         Just("Expect: 100-continue"),
     ];
     prop::collection::vec(header, 0..3)

@@ -4,15 +4,16 @@
 //! *before* hyper yields a byte of that chunk. hyper does not expose chunk sizes; this is the
 //! least invasive place to see them.
 //!
-//! - Heads are parsed with `httparse` under hyper's own rules (its parser configuration, its
+//! - A head without a `Content-Length` or `Transfer-Encoding` line frames no body; a line scan
+//!   finds its end. Other heads are parsed with `httparse` under hyper's own rules (its parser configuration, its
 //!   100-header cap, the last `Transfer-Encoding` deciding chunked, `Content-Length` ignored
 //!   beside it), so both agree on where each body ends.
 //! - A chunk size is judged digit by digit: the digit that makes the body's declared total pass
 //!   the limit is never handed to hyper. hyper gets the bytes before it, then the next read fails
 //!   with [`DeclaredTooLarge`], which reaches the handler as the request body's error (413).
 //! - It fails closed: on anything it cannot follow (a head hyper will refuse, a framing error),
-//!   it hands the bytes over so hyper answers its own 400/431, and every later read fails, so
-//!   hyper can never go on parsing a stream the watch has lost track of.
+//!   it hands the bytes over so hyper answers its own 400/431, and the stream ends there for
+//!   hyper, so it can never go on parsing a stream the watch has lost track of.
 //!
 //! Only HTTP/1 connections are watched (HTTP/2 has no chunk sizes). Upgraded connections are
 //! not supported by the gateway, so the watch never needs to step aside.
@@ -196,6 +197,11 @@ impl Watch {
     /// Parses a head at the start of `bytes`: its length once complete, with the state of the
     /// body that follows.
     fn parse(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
+        self.declared = 0;
+        if let Some(len) = bodiless_head(bytes) {
+            self.state = State::Head;
+            return Ok(Some(len));
+        }
         // Uninitialised, as in hyper: the parser writes before anything reads.
         let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut []);
@@ -206,7 +212,6 @@ impl Watch {
             Err(_) => return Err(()),
         };
         self.state = framing(&req)?;
-        self.declared = 0;
         Ok(Some(len))
     }
 
@@ -257,6 +262,38 @@ impl Watch {
         }
         Ok(Chunk::Size(size))
     }
+}
+
+/// The length of a complete head with no `Content-Length` or `Transfer-Encoding` line, which
+/// frames no body: most requests, found by a line scan far cheaper than a second parse. `None`
+/// sends the head to the full parse: incomplete, empty lines before it, a line that starts with
+/// a blank or with either name in any case. A head this scan passes but hyper refuses does not
+/// matter: hyper answers it and reads nothing more.
+fn bodiless_head(bytes: &[u8]) -> Option<usize> {
+    if matches!(bytes.first(), None | Some(b'\r' | b'\n')) {
+        return None;
+    }
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', bytes) {
+        let line = &bytes[start..end];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return Some(end + 1);
+        }
+        // The request line (start 0) names no header.
+        if start > 0 && (line[0] == b' ' || line[0] == b'\t' || names_framing(line)) {
+            return None;
+        }
+        start = end + 1;
+    }
+    None
+}
+
+/// Whether a header line starts with `content-length` or `transfer-encoding`, in any case.
+fn names_framing(line: &[u8]) -> bool {
+    [&b"content-length"[..], b"transfer-encoding"]
+        .iter()
+        .any(|name| line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name))
 }
 
 /// Whether `bytes`, of which the first `prev_len` were already scanned, now hold an empty line
@@ -331,7 +368,8 @@ fn digits(value: &[u8]) -> Option<u64> {
 pub struct Watched<I> {
     inner: I,
     watch: Watch,
-    /// Set once the watch stopped: every later read fails with it.
+    /// Set once the watch stopped: every later read fails with it (too large) or finds the end
+    /// of the stream (unframed).
     failed: Option<Stop>,
 }
 
