@@ -1,8 +1,8 @@
 //! The official OpenAI and Anthropic Python SDKs, unmodified and with their default retries,
 //! against Tollgate's denials: each refusal a retry cannot soon lift (`x-should-retry: false`)
 //! costs the SDK exactly one request and fails at once, instead of sleeping through
-//! `Retry-After` and retrying. Needs `python3` with the `openai` and `anthropic` packages
-//! (`.ci/run` installs them).
+//! `Retry-After` and retrying. Needs `python3`; the `openai` and `anthropic` packages are
+//! used as installed, or installed by pip into the target directory.
 
 mod common;
 
@@ -10,6 +10,35 @@ use std::time::Duration;
 
 use common::{Options, TestGateway};
 use serde_json::{Value, json};
+
+/// `python3` able to import the official SDKs: as installed, or, on a machine without them,
+/// with them installed by pip into the target directory (so `cargo test` alone suffices).
+async fn python_with_sdks() -> tokio::process::Command {
+    let imports = |path: Option<&str>| {
+        let mut check = std::process::Command::new("python3");
+        check.args(["-c", "import openai, anthropic"]);
+        if let Some(path) = path {
+            check.env("PYTHONPATH", path);
+        }
+        check.output().is_ok_and(|out| out.status.success())
+    };
+    let mut python = tokio::process::Command::new("python3");
+    if imports(None) {
+        return python;
+    }
+    let dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/sdk-python");
+    if !imports(Some(dir)) {
+        let installed = tokio::process::Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target", dir])
+            .args(["openai", "anthropic"])
+            .status()
+            .await
+            .expect("python3 with pip (needed to install the SDKs)");
+        assert!(installed.success(), "pip install openai anthropic failed");
+    }
+    python.env("PYTHONPATH", dir);
+    python
+}
 
 /// Seconds from the fake clock's start (12:00 UTC) to 90 s before the next midnight, where a
 /// daily quota refusal says `Retry-After: 90`: short enough that an SDK would sleep through it
@@ -66,10 +95,7 @@ async fn sdks_give_up_at_once_on_denials_a_retry_cannot_lift() {
     let before = common::metrics_text(&t).await;
     let spec = json!({"proxy": t.proxy, "cases": cases}).to_string();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/denials.py");
-    let run = tokio::process::Command::new("python3")
-        .arg(script)
-        .arg(&spec)
-        .output();
+    let run = python_with_sdks().await.arg(script).arg(&spec).output();
     let out = tokio::time::timeout(Duration::from_secs(120), run)
         .await
         .expect("the SDKs gave up within two minutes")
@@ -77,7 +103,7 @@ async fn sdks_give_up_at_once_on_denials_a_retry_cannot_lift() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "tests/sdk/denials.py failed (install the SDKs: pip install openai anthropic):\n{}\n{}",
+        "tests/sdk/denials.py failed:\n{}\n{}",
         stdout,
         String::from_utf8_lossy(&out.stderr)
     );
