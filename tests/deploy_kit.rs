@@ -63,16 +63,11 @@ fn exported_families(exposition: &str) -> BTreeSet<String> {
 /// a cost quota, so that every labelled series has at least one child.
 async fn busy_gateway() -> TestGateway {
     let t = TestGateway::with(Options {
-        extra: "[[routes]]\npath = \"/*\"\npermission = \"read\"\ncost_usd = \"0.01\"\n".into(),
+        extra: common::cost_route("0.01"),
         ..Options::default()
     })
     .await;
-    t.gw()
-        .manager
-        .top_up(t.partner_id, 1_000_000)
-        .await
-        .expect("top up")
-        .expect("partner exists");
+    t.top_up(1_000_000).await;
     let (_, key) = t
         .create_key(json!({"permissions": ["read"], "daily_cost_limit_usd": 0.01}))
         .await;

@@ -159,11 +159,6 @@ async fn stored_balance(t: &TestGateway) -> i64 {
     p.expect("partner").balance_micros
 }
 
-async fn top_up(t: &TestGateway, micros: i64) {
-    let m = &t.gw().manager;
-    m.top_up(t.partner_id, micros).await.expect("top up");
-}
-
 #[tokio::test]
 async fn partner_creates_a_user_and_reads_its_stats() {
     let t = gateway().await;
@@ -422,7 +417,7 @@ async fn unknown_plan_and_unknown_user_are_refused() {
 async fn update_plan_charges_the_price_difference_or_refuses_with_402() {
     let t = gateway().await;
     create_user(&t, USER).await;
-    top_up(&t, 15 * USD).await;
+    t.top_up(15 * USD).await;
     let update = |plan_id: i64| {
         let t = &t;
         async move {
@@ -461,7 +456,7 @@ async fn update_plan_charges_the_price_difference_or_refuses_with_402() {
     assert_eq!(stats_of(&t, USER).await["plan"], "Free");
     assert_eq!(stored_balance(&t).await, 5_010_000);
     // With the balance topped up the upgrade goes through (Free → Big: 20.00).
-    top_up(&t, 15 * USD).await;
+    t.top_up(15 * USD).await;
     assert_eq!(update(4).await.0, 200);
     let data = stats_of(&t, USER).await;
     assert_eq!(
@@ -475,7 +470,7 @@ async fn update_plan_charges_the_price_difference_or_refuses_with_402() {
 #[tokio::test]
 async fn concurrent_upgrades_never_overdraw_the_balance() {
     let t = gateway().await;
-    top_up(&t, 25 * USD).await;
+    t.top_up(25 * USD).await;
     let users: Vec<String> = (0..6).map(|i| format!("user-{i}")).collect();
     for u in &users {
         create_user(&t, u).await;

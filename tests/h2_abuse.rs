@@ -1014,6 +1014,34 @@ async fn settled_bytes_out(t: &TestGateway) -> u64 {
     }
 }
 
+/// The gateway's memory and upstream bytes before an attack.
+struct Footprint {
+    rss: u64,
+    out: u64,
+    honest: u64,
+}
+
+impl Footprint {
+    async fn take(t: &TestGateway, honest: &Honest) -> Self {
+        Footprint {
+            rss: rss(),
+            out: bytes_out(t).await,
+            honest: honest.count() as u64,
+        }
+    }
+
+    /// Once the gateway stops pulling: the bytes it pulled from the upstream for the attack
+    /// (the honest client's answers taken out), and how much its memory grew.
+    async fn since(&self, t: &TestGateway, honest: &Honest) -> (u64, u64) {
+        let settled = settled_bytes_out(t).await;
+        let honest_bytes = (honest.count() as u64 - self.honest + 2) * HONEST_BYTES;
+        let pulled = settled
+            .saturating_sub(self.out)
+            .saturating_sub(honest_bytes);
+        (pulled, rss().saturating_sub(self.rss))
+    }
+}
+
 /// A connection whose windows never open, with `streams` requests of `asked` bytes each
 /// answered (heads are not flow-controlled): its sender, its task and the unread bodies.
 async fn closed_window_streams(
@@ -1048,18 +1076,12 @@ async fn a_window_that_never_opens_pulls_nothing_from_upstream() {
     let honest = Honest::start(&t).await;
     let streams = 20u32;
     let asked = 50_000_000u64;
-    let (rss_before, out_before) = (rss(), bytes_out(&t).await);
-    let honest_before = honest.count() as u64;
+    let before = Footprint::take(&t, &honest).await;
     let (send, conn, bodies) = closed_window_streams(&t, &key, streams, asked).await;
     assert_eq!(in_flight(&t, &id), streams);
     // Hold the streams open while the honest connection gets 50 answers.
     honest.answers(50).await;
-    let settled = settled_bytes_out(&t).await;
-    let honest_bytes = (honest.count() as u64 - honest_before + 2) * HONEST_BYTES;
-    let pulled = settled
-        .saturating_sub(out_before)
-        .saturating_sub(honest_bytes);
-    let grown = rss().saturating_sub(rss_before);
+    let (pulled, grown) = before.since(&t, &honest).await;
     println!(
         "window 0: {streams} streams asking {:.0} MiB each: {pulled} bytes pulled through the gateway, \
          RSS +{:.1} MiB, all {streams} still in flight",
@@ -1131,8 +1153,7 @@ async fn a_client_that_stops_reading_costs_at_most_the_send_buffers() {
     let honest = Honest::start(&t).await;
     let streams = 10u32;
     let asked = 200_000_000u64;
-    let (rss_before, out_before) = (rss(), bytes_out(&t).await);
-    let honest_before = honest.count() as u64;
+    let before = Footprint::take(&t, &honest).await;
     // Windows wide open (64 MiB a stream, 1 GiB the connection), then never a byte read: only
     // the socket buffers and the server's send buffers stand between the upstream and memory.
     let tcp = TcpStream::connect(authority(&t)).await.expect("connect");
@@ -1161,12 +1182,7 @@ async fn a_client_that_stops_reading_costs_at_most_the_send_buffers() {
         in_flight(&t, &id)
     );
     honest.answers(50).await;
-    let settled = settled_bytes_out(&t).await;
-    let honest_bytes = (honest.count() as u64 - honest_before + 2) * HONEST_BYTES;
-    let pulled = settled
-        .saturating_sub(out_before)
-        .saturating_sub(honest_bytes);
-    let grown = rss().saturating_sub(rss_before);
+    let (pulled, grown) = before.since(&t, &honest).await;
     // What can be in flight without the client reading: both sockets' buffers, plus the
     // server's send buffer and a chunk per stream, plus 1 MiB for framing and slack.
     let bound = tcp_buffer_max("tcp_rmem")

@@ -233,12 +233,7 @@ async fn gateway_with(profile: &'static str, extra: &str) -> (TestGateway, Upstr
         ..Options::default()
     })
     .await;
-    t.gw()
-        .manager
-        .top_up(t.partner_id, 10_000_000)
-        .await
-        .unwrap()
-        .unwrap();
+    t.top_up(10_000_000).await;
     (t, up)
 }
 

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Options, TestGateway, metric_value, metrics_text};
+use common::{Options, TestGateway, cost_route, metric_value, metrics_text};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -29,11 +29,6 @@ const DEADLINE: Duration = Duration::from_secs(10);
 const TODAY: &str = "2026-11-23";
 const MONTH: &str = "2026-11";
 
-/// A `[[routes]]` rule making every request on every path cost `usd` (and need `read`).
-fn cost_route(usd: &str) -> String {
-    format!("[[routes]]\npath = \"/*\"\npermission = \"read\"\ncost_usd = \"{usd}\"\n")
-}
-
 /// A gateway on the fake clock with `extra` TOML.
 async fn gateway(extra: String) -> TestGateway {
     TestGateway::with(Options {
@@ -47,17 +42,8 @@ async fn gateway(extra: String) -> TestGateway {
 /// A gateway whose every request costs `usd`, its partner's balance topped up with `micros`.
 async fn priced(usd: &str, micros: i64) -> TestGateway {
     let t = gateway(cost_route(usd)).await;
-    top_up(&t, micros).await;
+    t.top_up(micros).await;
     t
-}
-
-async fn top_up(t: &TestGateway, micros: i64) {
-    t.gw()
-        .manager
-        .top_up(t.partner_id, micros)
-        .await
-        .expect("top up")
-        .expect("partner exists");
 }
 
 /// A read/write key with the given limit fields; returns (id, secret).
@@ -376,7 +362,7 @@ async fn partner_balance_admits_what_it_covers_and_a_top_up_reopens() {
     let partner = t.gw().manager.meter.partner(t.partner_id).unwrap();
     assert_eq!(partner.balance(), 5_000);
 
-    top_up(&t, 10_000).await;
+    t.top_up(10_000).await;
     assert_eq!(get(&t, &key, "/x").await.status, 200);
     assert_eq!(get(&t, &key, "/x").await.code, "insufficient_balance");
     assert!(wait_for(|| partner.spent.committed() == partner.spent.used()).await);
@@ -577,7 +563,7 @@ async fn slots_and_reservations_come_back_on_every_path() {
     let limits = json!({"concurrency_limit": 1000});
     let mut keys = Vec::new();
     for g in [&t, &slow, &down] {
-        top_up(g, 1_000_000_000).await;
+        g.top_up(1_000_000_000).await;
         keys.push(key_with(g, limits.clone()).await);
     }
     let [(id, key), (slow_id, slow_key), (down_id, down_key)] = &keys[..] else {
@@ -798,7 +784,7 @@ async fn a_balance_refusal_does_not_eat_the_keys_daily_budget() {
     assert!(settled);
     assert_eq!(day.used(), 2 * CENT, "refused requests charged to the key");
     // Funded again, the key has 3 cents of its day left.
-    top_up(&t, 1_000_000).await;
+    t.top_up(1_000_000).await;
     for i in 0..3 {
         let o = get(&t, &key, "/x").await;
         assert_eq!(o.status, 200, "request {i} after the top-up: {o:?}");
@@ -831,7 +817,7 @@ async fn a_plan_quota_refusal_does_not_debit_the_partner() {
     let mut opts = plan("ingress_limit = \"1KiB\"");
     opts.extra.push_str(&cost_route("0.01"));
     let t = TestGateway::with(opts).await;
-    top_up(&t, 1_000_000).await;
+    t.top_up(1_000_000).await;
     let (id, key) = key_with(&t, json!({})).await;
     let o = post(&t, &key, "/up", 2 * KIB).await;
     assert_eq!(
@@ -862,11 +848,7 @@ async fn quota_days_follow_the_configured_utc_offset() {
         ..Options::default()
     })
     .await;
-    t.gw()
-        .manager
-        .top_up(t.partner_id, 1_000_000)
-        .await
-        .unwrap();
+    t.top_up(1_000_000).await;
     let (_, key) = t.create_key(json!({"daily_cost_limit_usd": 0.01})).await;
     let paid = format!("{}/paid", t.proxy);
     assert_eq!(

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Options, T0, TestGateway, metric_value, metrics_text};
+use common::{Options, T0, TestGateway, cost_route, metric_value, metrics_text};
 use serde_json::{Value, json};
 use tollgate::store::postgres::scratch::{Schema, test_url};
 use uuid::Uuid;
@@ -26,11 +26,6 @@ async fn gateway(extra: &str) -> TestGateway {
         ..Options::default()
     })
     .await
-}
-
-/// A `[[routes]]` rule making every request on every path cost `usd` (and need `read`).
-fn cost_route(usd: &str) -> String {
-    format!("[[routes]]\npath = \"/*\"\npermission = \"read\"\ncost_usd = \"{usd}\"\n")
 }
 
 /// What a management call returned.
@@ -376,12 +371,7 @@ async fn balance_reflects_top_up_and_paid_requests() {
     assert!(approx(&b["spent_today_usd"], 0.0), "{b}");
     assert_eq!(b["currency"], "USD");
 
-    t.gw()
-        .manager
-        .top_up(t.partner_id, 1_000_000)
-        .await
-        .unwrap()
-        .expect("partner");
+    t.top_up(1_000_000).await;
     let b = get(&t, "/balance").await.data().clone();
     assert!(approx(&b["balance_usd"], 1.0), "{b}");
 
@@ -410,12 +400,7 @@ async fn balance_reflects_top_up_and_paid_requests() {
 #[tokio::test]
 async fn usage_series_has_one_entry_per_day_oldest_first() {
     let t = gateway(&cost_route("0.01")).await;
-    t.gw()
-        .manager
-        .top_up(t.partner_id, 1_000_000)
-        .await
-        .unwrap()
-        .expect("partner");
+    t.top_up(1_000_000).await;
 
     // No usage yet: 7 zero days ending today.
     let r = get(&t, "/usage?range=7d").await;
@@ -504,12 +489,7 @@ async fn usage_range_other_than_7d_or_30d_is_422() {
 #[tokio::test]
 async fn create_returns_the_secret_once_with_the_key_object() {
     let t = gateway(&cost_route("0.01")).await;
-    t.gw()
-        .manager
-        .top_up(t.partner_id, 1_000_000)
-        .await
-        .unwrap()
-        .expect("partner");
+    t.top_up(1_000_000).await;
     let body = json!({
         "name": "client-a",
         "label": "Client A",

@@ -48,17 +48,12 @@ const TO_NEAR_MIDNIGHT: u64 = 43_200 - 90;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdks_give_up_at_once_on_denials_a_retry_cannot_lift() {
     let t = TestGateway::with(Options {
-        extra: "[[routes]]\npath = \"/*\"\npermission = \"read\"\ncost_usd = \"0.01\"\n".into(),
+        extra: common::cost_route("0.01"),
         fake_clock: true,
         ..Options::default()
     })
     .await;
-    t.gw()
-        .manager
-        .top_up(t.partner_id, 1_000_000)
-        .await
-        .expect("top up")
-        .expect("partner");
+    t.top_up(1_000_000).await;
     t.clock.as_ref().unwrap().advance(TO_NEAR_MIDNIGHT as i64);
     let (_, quota) = t
         .create_key(json!({"permissions": ["read"], "daily_cost_limit_usd": 0.01}))

@@ -411,7 +411,7 @@ async fn forward<P: Phases>(
     } = admitted;
     parts.uri = uri;
     // Chunk sizes exist only in HTTP/1.
-    let chunked = parts.version < Version::HTTP_2;
+    let http1 = parts.version < Version::HTTP_2;
     parts.version = Version::HTTP_11;
     let mut ingress = std::mem::take(&mut ticket.ingress);
     let (body, upload) = match payload {
@@ -441,7 +441,7 @@ async fn forward<P: Phases>(
                 body_limit,
                 state.body_pace,
             );
-            if unknown_length && chunked {
+            if unknown_length && http1 {
                 // A chunked body whose first chunk is refused never reaches the upstream.
                 body.first_piece().await;
                 let end = upload.get();

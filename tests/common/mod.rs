@@ -204,6 +204,16 @@ impl TestGateway {
             .expect("reseller call")
     }
 
+    /// Credits the partner's balance with `micros` micro-USD.
+    pub async fn top_up(&self, micros: i64) {
+        self.gw()
+            .manager
+            .top_up(self.partner_id, micros)
+            .await
+            .expect("top up")
+            .expect("partner exists");
+    }
+
     pub async fn shutdown(&mut self) {
         if let Some(gw) = self.gateway.take() {
             gw.shutdown().await;
@@ -212,6 +222,11 @@ impl TestGateway {
 }
 
 /// The `code` of a JSON denial, after checking the status.
+/// A `[[routes]]` rule making every request on every path cost `usd` (and need `read`).
+pub fn cost_route(usd: &str) -> String {
+    format!("[[routes]]\npath = \"/*\"\npermission = \"read\"\ncost_usd = \"{usd}\"\n")
+}
+
 pub async fn denial(resp: reqwest::Response, status: u16) -> String {
     assert_eq!(resp.status().as_u16(), status, "unexpected status");
     assert!(resp.headers().contains_key("x-request-id"));
