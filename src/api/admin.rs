@@ -2,16 +2,19 @@
 //! balances, suspend and reinstate partners. Authenticated with an operator token whose
 //! argon2id hash is in `security.operator_tokens` (made with `tollgate hash-token`).
 
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::openapi::{Detail, OperatorErrors};
 use super::paging::{PageOf, PageQuery};
 use super::partner_auth::bearer_token;
 use super::reseller::{Ok, ok, usd};
@@ -19,16 +22,36 @@ use crate::domain::key::Partner;
 use crate::metrics::AuthSurface;
 
 /// The operator routes (relative to `/api/v1/admin`).
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/partners", post(create_partner).get(list_partners))
-        .route("/partners/{id}", get(get_partner))
-        .route("/partners/{id}/topup", post(top_up))
-        .route("/partners/{id}/tier", post(set_tier))
-        .route("/partners/{id}/suspend", post(suspend))
-        .route("/partners/{id}/unsuspend", post(unsuspend))
-        .method_not_allowed_fallback(crate::api::method_not_allowed)
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(create_partner, list_partners))
+        .routes(routes!(get_partner))
+        .routes(routes!(top_up))
+        .routes(routes!(set_tier))
+        .routes(routes!(suspend))
+        .routes(routes!(unsuspend))
 }
+
+/// The `{id}` of a partner path.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+#[allow(dead_code)]
+struct PartnerId(
+    /// The partner's id.
+    Uuid,
+);
+
+/// No partner with this id.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404)]
+#[allow(dead_code)] // a response in the document only
+struct PartnerNotFound(#[to_schema] Detail);
+
+/// A field is invalid (named in `detail`).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 422)]
+#[allow(dead_code)] // a response in the document only
+struct Invalid(#[to_schema] Detail);
 
 /// A caller holding an operator token.
 pub struct Operator;
@@ -62,13 +85,17 @@ impl FromRequestParts<ApiState> for Operator {
 }
 
 /// A partner as the operator sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PartnerView {
+    #[schema(format = Uuid)]
     id: String,
     name: String,
+    /// The live prepaid balance.
     balance_usd: f64,
+    /// Multiplier applied to upstream cost.
     tier_multiplier: f64,
     suspended: bool,
+    #[schema(format = DateTime)]
     created_at: Option<String>,
 }
 
@@ -84,7 +111,11 @@ fn view(state: &ApiState, p: &Partner) -> PartnerView {
     }
 }
 
-/// `GET /partners?limit=&cursor=`: a page of the partners, oldest first.
+/// List partners.
+///
+/// A page of the partners, oldest first; follow `next_cursor` until it is null.
+#[utoipa::path(get, path = "/partners", operation_id = "list_partners", tag = "operator", security(("operatorToken" = [])), params(PageQuery),
+    responses((status = 200, body = PageOf<PartnerView>), Invalid, OperatorErrors))]
 async fn list_partners(
     State(state): State<ApiState>,
     _: Operator,
@@ -116,13 +147,16 @@ async fn load(state: &ApiState, id: Uuid) -> Result<Partner, ApiError> {
         .ok_or_else(|| ApiError::NotFound("partner not found".into()))
 }
 
-#[derive(Deserialize)]
+/// Body of a partner creation.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePartner {
+    /// 1 to 128 characters.
     name: String,
 }
 
-#[derive(Serialize)]
+/// A new partner with its token.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedPartner {
     #[serde(flatten)]
     partner: PartnerView,
@@ -130,6 +164,10 @@ pub struct CreatedPartner {
     token: String,
 }
 
+/// Create a partner.
+#[utoipa::path(post, path = "/partners", operation_id = "create_partner", tag = "operator", security(("operatorToken" = [])),
+    request_body = CreatePartner,
+    responses((status = 200, body = Ok<CreatedPartner>), Invalid, OperatorErrors))]
 async fn create_partner(
     State(state): State<ApiState>,
     _: Operator,
@@ -146,6 +184,10 @@ async fn create_partner(
     }))
 }
 
+/// One partner.
+#[utoipa::path(get, path = "/partners/{id}", operation_id = "get_partner", tag = "operator", security(("operatorToken" = [])),
+    params(PartnerId),
+    responses((status = 200, body = Ok<PartnerView>), PartnerNotFound, OperatorErrors))]
 async fn get_partner(
     State(state): State<ApiState>,
     _: Operator,
@@ -155,13 +197,18 @@ async fn get_partner(
     Ok(ok(view(&state, &partner)))
 }
 
-#[derive(Deserialize)]
+/// Body of a top-up.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopUp {
     /// USD to add (negative for a correction).
     amount_usd: f64,
 }
 
+/// Top up a balance.
+#[utoipa::path(post, path = "/partners/{id}/topup", operation_id = "top_up_partner", tag = "operator", security(("operatorToken" = [])),
+    params(PartnerId), request_body = TopUp,
+    responses((status = 200, body = Ok<PartnerView>), PartnerNotFound, Invalid, OperatorErrors))]
 async fn top_up(
     State(state): State<ApiState>,
     _: Operator,
@@ -185,13 +232,18 @@ async fn top_up(
     Ok(ok(view(&state, &partner)))
 }
 
-#[derive(Deserialize)]
+/// Body of a tier change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Multiplier applied to upstream cost (e.g. 0.8 for a 20 % discount).
     tier_multiplier: f64,
 }
 
+/// Set the tier multiplier.
+#[utoipa::path(post, path = "/partners/{id}/tier", operation_id = "set_partner_tier", tag = "operator", security(("operatorToken" = [])),
+    params(PartnerId), request_body = Tier,
+    responses((status = 200, body = Ok<PartnerView>), PartnerNotFound, Invalid, OperatorErrors))]
 async fn set_tier(
     State(state): State<ApiState>,
     _: Operator,
@@ -208,6 +260,12 @@ async fn set_tier(
     update(&state, &id, Some(ppm), None).await
 }
 
+/// Suspend a partner.
+///
+/// Its keys are refused and its management calls answer 403 until it is reinstated.
+#[utoipa::path(post, path = "/partners/{id}/suspend", operation_id = "suspend_partner", tag = "operator", security(("operatorToken" = [])),
+    params(PartnerId),
+    responses((status = 200, body = Ok<PartnerView>), PartnerNotFound, OperatorErrors))]
 async fn suspend(
     State(state): State<ApiState>,
     _: Operator,
@@ -216,6 +274,10 @@ async fn suspend(
     update(&state, &id, None, Some(true)).await
 }
 
+/// Reinstate a partner.
+#[utoipa::path(post, path = "/partners/{id}/unsuspend", operation_id = "unsuspend_partner", tag = "operator", security(("operatorToken" = [])),
+    params(PartnerId),
+    responses((status = 200, body = Ok<PartnerView>), PartnerNotFound, OperatorErrors))]
 async fn unsuspend(
     State(state): State<ApiState>,
     _: Operator,

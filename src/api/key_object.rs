@@ -14,7 +14,7 @@ use crate::domain::permission::{Permission, PermissionSet};
 const MAX_USD: f64 = 1e9;
 
 /// The JSON key object.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyObject {
     pub id: String,
     pub name: String,

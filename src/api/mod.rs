@@ -85,16 +85,37 @@ pub fn client(parts: &axum::http::request::Parts, state: &ApiState) -> std::net:
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// Every management route with the OpenAPI document generated from the same registrations,
+/// before the state is attached. Each surface keeps its own fallbacks (a v0 405 has the v0
+/// envelope, a v1 405 the `{"detail"}` body).
+pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    let (health, health_doc) = health::routes().split_for_parts();
+    let (reseller, reseller_doc) = reseller::routes().split_for_parts();
+    let (admin, admin_doc) = admin::routes().split_for_parts();
+    let (v0, v0_doc) = gateway3::routes();
+    let router = Router::new()
+        .fallback(no_route)
+        .merge(health.method_not_allowed_fallback(method_not_allowed))
+        .nest(
+            "/api/v1/reseller",
+            reseller.method_not_allowed_fallback(method_not_allowed),
+        )
+        .nest(
+            "/api/v1/admin",
+            admin.method_not_allowed_fallback(method_not_allowed),
+        )
+        .nest("/api/v0", v0);
+    let doc = health_doc
+        .nest("/api/v1/reseller", reseller_doc)
+        .nest("/api/v1/admin", admin_doc)
+        .nest("/api/v0", v0_doc);
+    (router, doc)
+}
+
 /// The whole management router.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .fallback(no_route)
-        .merge(health::routes())
-        .nest("/api/v1/reseller", reseller::routes())
-        .nest("/api/v1/admin", admin::routes())
-        .route("/openapi.json", axum::routing::get(openapi::serve))
-        .method_not_allowed_fallback(method_not_allowed)
-        .nest("/api/v0", gateway3::routes())
+    routes()
+        .0
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

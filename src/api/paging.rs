@@ -18,10 +18,12 @@ pub const MAX_LIMIT: u32 = 1000;
 
 /// A page of a list in the success envelope, with the cursor of the next page (null on the
 /// last).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PageOf<T> {
+    /// Always `true`.
     ok: bool,
     data: Vec<T>,
+    /// The `cursor` of the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
@@ -36,9 +38,13 @@ impl<T> PageOf<T> {
 }
 
 /// The paging parameters of a list request.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page: 1 to 1000, 100 when not given.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page; the first page without it.
     cursor: Option<String>,
 }
 

@@ -9,7 +9,7 @@ use super::AccountLive;
 use crate::config::model::Plan;
 
 /// Usage of one account in the current billing period, with the plan's limits (0 = none).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AccountStats {
     pub plan: Option<String>,
     pub pinned_count: u64,

@@ -5,11 +5,13 @@
 use crate::meter::stats::AccountStats;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::{AdminKey, V0Json};
 use super::keys::{self, CreatedPair, KeyItem};
-use super::{V0Error, V0Result, done, ok, usage};
+use super::{Envelope, V0Error, V0Result, done, ok, usage};
 use crate::api::ApiState;
+use crate::api::openapi::{V0AccountErrors, V0BodyErrors, V0Message};
 use crate::config::model::Plan;
 use crate::domain::hot_key::HotKey;
 use crate::domain::key::Account;
@@ -21,22 +23,23 @@ const PROVIDER: &str = "tollgate";
 const CENT: u64 = 10_000;
 
 /// Body of `POST /key`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateKey {
+pub struct CreateOwnKey {
+    /// The key's name, unique among the account's live keys.
     name: String,
     permissions: Vec<Permission>,
 }
 
 /// Body of `DELETE /key`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteKey {
+pub struct DeleteOwnKey {
     name: String,
 }
 
 /// `data` of `GET /stats`, in the seed's field order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Stats {
     name: Option<String>,
     provider: &'static str,
@@ -48,7 +51,7 @@ pub struct Stats {
 }
 
 /// One entry of `GET /plans` (limits: 0 = unlimited).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PlanItem {
     id: i64,
     name: String,
@@ -76,7 +79,11 @@ impl From<&Plan> for PlanItem {
     }
 }
 
-/// `GET /stats`: the key's account, its plan and live usage.
+/// Gateway3: own usage.
+///
+/// The key's account, its plan and live usage.
+#[utoipa::path(get, path = "/stats", operation_id = "v0_stats", tag = "gateway3-account", security(("accessKeyPair" = [])),
+    responses((status = 200, body = Envelope<Stats>), V0AccountErrors))]
 pub async fn stats(State(state): State<ApiState>, AdminKey(key): AdminKey) -> V0Result<Stats> {
     let account = account_of(&state, &key).await?;
     let usage = usage(&state, &account).await;
@@ -90,7 +97,11 @@ pub async fn stats(State(state): State<ApiState>, AdminKey(key): AdminKey) -> V0
     })
 }
 
-/// `GET /plans`: every configured plan, by id.
+/// Gateway3: the plans.
+///
+/// Every configured plan, by id.
+#[utoipa::path(get, path = "/plans", operation_id = "v0_plans", tag = "gateway3-account", security(("accessKeyPair" = [])),
+    responses((status = 200, body = Envelope<Vec<PlanItem>>), V0AccountErrors))]
 pub async fn plans(
     State(state): State<ApiState>,
     AdminKey(_): AdminKey,
@@ -100,18 +111,29 @@ pub async fn plans(
     ok(plans.into_iter().map(PlanItem::from).collect())
 }
 
-/// `POST /key`: a new key of the caller's account.
+/// Gateway3: create an own access key.
+#[utoipa::path(post, path = "/key", operation_id = "v0_create_key", tag = "gateway3-account", security(("accessKeyPair" = [])),
+    request_body = CreateOwnKey,
+    responses((status = 200, body = Envelope<CreatedPair>),
+        (status = 409, description = "The account has a live key with this name", body = V0Message),
+        (status = 429, description = "The partner's hourly key creations are spent", body = V0Message,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        V0BodyErrors, V0AccountErrors))]
 pub async fn create_key(
     State(state): State<ApiState>,
     AdminKey(key): AdminKey,
-    V0Json(body): V0Json<CreateKey>,
+    V0Json(body): V0Json<CreateOwnKey>,
 ) -> V0Result<CreatedPair> {
     let account = account_of(&state, &key).await?;
     let by = format!("key:{}", key.id);
     ok(keys::create(&state, &account, &body.name, &body.permissions, by).await?)
 }
 
-/// `GET /keys`: the account's live keys.
+/// Gateway3: own access keys.
+///
+/// The account's live keys.
+#[utoipa::path(get, path = "/keys", operation_id = "v0_list_keys", tag = "gateway3-account", security(("accessKeyPair" = [])),
+    responses((status = 200, body = Envelope<Vec<KeyItem>>), V0AccountErrors))]
 pub async fn list_keys(
     State(state): State<ApiState>,
     AdminKey(key): AdminKey,
@@ -120,11 +142,18 @@ pub async fn list_keys(
     ok(keys::list(&state, &account).await?)
 }
 
-/// `DELETE /key`: revokes one of the account's keys for good (the caller's own included).
+/// Gateway3: delete an own key by name.
+///
+/// Revokes one of the account's keys for good (the caller's own included).
+#[utoipa::path(delete, path = "/key", operation_id = "v0_delete_key", tag = "gateway3-account", security(("accessKeyPair" = [])),
+    request_body = DeleteOwnKey,
+    responses((status = 200, body = V0Message),
+        (status = 404, description = "The account has no live key with this name", body = V0Message),
+        V0BodyErrors, V0AccountErrors))]
 pub async fn delete_key(
     State(state): State<ApiState>,
     AdminKey(key): AdminKey,
-    V0Json(body): V0Json<DeleteKey>,
+    V0Json(body): V0Json<DeleteOwnKey>,
 ) -> V0Result<()> {
     let account = account_of(&state, &key).await?;
     keys::delete(&state, &account, &body.name, format!("key:{}", key.id)).await?;

@@ -14,14 +14,14 @@ use crate::manage::{KeyKind, NewKey};
 const MAX_NAME: usize = 128;
 
 /// `data` of a key creation: the secret is shown this once.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CreatedPair {
     pub access_key: String,
     pub access_secret: String,
 }
 
 /// One entry of a key listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyItem {
     pub name: String,
     /// `null` for a `cr_` token key (only reseller keys are tokens).

@@ -14,8 +14,10 @@ use axum::Json;
 use axum::Router;
 use axum::extract::OriginalUri;
 use axum::http::{Method, Uri};
-use axum::routing::{get, post};
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiState;
 use crate::domain::key::Account;
@@ -23,7 +25,7 @@ use crate::meter::stats::{AccountStats, account_stats};
 pub use error::V0Error;
 
 /// The envelope of every v0 answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Envelope<T> {
     /// The HTTP status.
     pub code: u16,
@@ -54,26 +56,24 @@ pub fn done() -> V0Result<()> {
     }))
 }
 
-/// The v0 routes (relative to `/api/v0`). Unknown paths and methods get the envelope too.
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/partner/user/create", post(partner::create_user))
-        .route("/partner/user/stats", get(partner::user_stats))
-        .route("/partner/user/update-plan", post(partner::update_plan))
-        .route(
-            "/partner/user/key",
-            post(partner::create_key).delete(partner::delete_key),
-        )
-        .route("/partner/user/keys", get(partner::list_keys))
-        .route("/stats", get(account::stats))
-        .route("/plans", get(account::plans))
-        .route(
-            "/key",
-            post(account::create_key).delete(account::delete_key),
-        )
-        .route("/keys", get(account::list_keys))
+/// The v0 routes (relative to `/api/v0`) with their OpenAPI paths. Unknown paths and methods
+/// get the envelope too.
+pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    let (router, doc) = OpenApiRouter::default()
+        .routes(routes!(partner::create_user))
+        .routes(routes!(partner::user_stats))
+        .routes(routes!(partner::update_plan))
+        .routes(routes!(partner::create_key, partner::delete_key))
+        .routes(routes!(partner::list_keys))
+        .routes(routes!(account::stats))
+        .routes(routes!(account::plans))
+        .routes(routes!(account::create_key, account::delete_key))
+        .routes(routes!(account::list_keys))
+        .split_for_parts();
+    let router = router
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    (router, doc)
 }
 
 async fn not_found(uri: Uri) -> V0Error {

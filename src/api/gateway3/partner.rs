@@ -5,11 +5,13 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{V0Json, V0Partner, V0Query};
 use super::keys::{self, CreatedPair, KeyItem};
-use super::{V0Error, V0Result, done, ok, usage};
+use super::{Envelope, V0Error, V0Result, done, ok, usage};
+use crate::api::openapi::{V0BodyErrors, V0Message, V0PartnerErrors};
 use crate::api::{ApiState, key_object};
 use crate::config::model::Plan;
 use crate::domain::key::Account;
@@ -22,47 +24,58 @@ const MAX_NAME: usize = 128;
 const MAX_EMAIL: usize = 254;
 
 /// Body of `POST /partner/user/create`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    /// The partner's own identifier of the user, 1 to 128 characters.
     uuid: String,
     email: String,
     name: Option<String>,
 }
 
 /// `?uuid=` of the GET calls.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserQuery {
+    /// The partner's own identifier of the user.
     uuid: String,
 }
 
 /// Body of `POST /partner/user/update-plan`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePlan {
     uuid: String,
+    /// The id of a plan of `GET /api/v0/plans`.
     plan_id: i64,
 }
 
 /// Body of `POST /partner/user/key`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateKey {
+pub struct CreateUserKey {
     uuid: String,
+    /// The key's name, unique among the account's live keys.
     name: String,
     permissions: Vec<Permission>,
 }
 
 /// Body of `DELETE /partner/user/key`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteKey {
+pub struct DeleteUserKey {
     uuid: String,
     name: String,
 }
 
+/// No user with this `uuid` among the partner's.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404)]
+#[allow(dead_code)] // a response in the document only
+pub struct NoUser(#[to_schema] V0Message);
+
 /// `data` of `GET /partner/user/stats`, in the seed's field order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserStats {
     name: Option<String>,
     email: Option<String>,
@@ -77,7 +90,14 @@ pub struct UserStats {
     egress_limit: u64,
 }
 
-/// `POST /partner/user/create`: a new account on the default plan.
+/// Gateway3: create an account.
+///
+/// A new account on the default plan, addressed by the partner's own `uuid`.
+#[utoipa::path(post, path = "/partner/user/create", operation_id = "v0_create_user", tag = "gateway3-partner", security(("partnerToken" = [])),
+    request_body = CreateUser,
+    responses((status = 200, body = V0Message),
+        (status = 409, description = "The partner has a user with this uuid", body = V0Message),
+        V0BodyErrors, V0PartnerErrors))]
 pub async fn create_user(
     State(state): State<ApiState>,
     V0Partner(partner): V0Partner,
@@ -98,7 +118,12 @@ pub async fn create_user(
     done()
 }
 
-/// `GET /partner/user/stats?uuid=`.
+/// Gateway3: an account's usage.
+#[utoipa::path(get, path = "/partner/user/stats", operation_id = "v0_user_stats", tag = "gateway3-partner", security(("partnerToken" = [])),
+    params(UserQuery),
+    responses((status = 200, body = Envelope<UserStats>),
+        (status = 400, description = "`uuid` is missing or malformed", body = V0Message),
+        NoUser, V0PartnerErrors))]
 pub async fn user_stats(
     State(state): State<ApiState>,
     V0Partner(partner): V0Partner,
@@ -121,8 +146,15 @@ pub async fn user_stats(
     })
 }
 
-/// `POST /partner/user/update-plan`: the price difference is charged to the partner (402 and
-/// no change if its balance does not cover it); the new limits apply from the next request.
+/// Gateway3: change plan.
+///
+/// The price difference is charged to the partner (402 and no change if its balance does not
+/// cover it); the new limits apply from the next request.
+#[utoipa::path(post, path = "/partner/user/update-plan", operation_id = "v0_update_plan", tag = "gateway3-partner", security(("partnerToken" = [])),
+    request_body = UpdatePlan,
+    responses((status = 200, body = V0Message),
+        (status = 402, description = "The partner's balance does not cover the change", body = V0Message),
+        NoUser, V0BodyErrors, V0PartnerErrors))]
 pub async fn update_plan(
     State(state): State<ApiState>,
     V0Partner(partner): V0Partner,
@@ -148,18 +180,28 @@ pub async fn update_plan(
     }
 }
 
-/// `POST /partner/user/key`.
+/// Gateway3: create an access key.
+#[utoipa::path(post, path = "/partner/user/key", operation_id = "v0_create_user_key", tag = "gateway3-partner", security(("partnerToken" = [])),
+    request_body = CreateUserKey,
+    responses((status = 200, body = Envelope<CreatedPair>),
+        (status = 409, description = "The account has a live key with this name", body = V0Message),
+        NoUser, V0BodyErrors, V0PartnerErrors))]
 pub async fn create_key(
     State(state): State<ApiState>,
     V0Partner(partner): V0Partner,
-    V0Json(body): V0Json<CreateKey>,
+    V0Json(body): V0Json<CreateUserKey>,
 ) -> V0Result<CreatedPair> {
     let account = user(&state, partner.id, &body.uuid).await?;
     let by = format!("partner:{}", partner.id);
     ok(keys::create(&state, &account, &body.name, &body.permissions, by).await?)
 }
 
-/// `GET /partner/user/keys?uuid=`.
+/// Gateway3: an account's keys.
+#[utoipa::path(get, path = "/partner/user/keys", operation_id = "v0_list_user_keys", tag = "gateway3-partner", security(("partnerToken" = [])),
+    params(UserQuery),
+    responses((status = 200, body = Envelope<Vec<KeyItem>>),
+        (status = 400, description = "`uuid` is missing or malformed", body = V0Message),
+        NoUser, V0PartnerErrors))]
 pub async fn list_keys(
     State(state): State<ApiState>,
     V0Partner(partner): V0Partner,
@@ -169,11 +211,16 @@ pub async fn list_keys(
     ok(keys::list(&state, &account).await?)
 }
 
-/// `DELETE /partner/user/key`: revokes the key for good.
+/// Gateway3: delete a key by name.
+///
+/// Revokes the key for good.
+#[utoipa::path(delete, path = "/partner/user/key", operation_id = "v0_delete_user_key", tag = "gateway3-partner", security(("partnerToken" = [])),
+    request_body = DeleteUserKey,
+    responses((status = 200, body = V0Message), NoUser, V0BodyErrors, V0PartnerErrors))]
 pub async fn delete_key(
     State(state): State<ApiState>,
     V0Partner(partner): V0Partner,
-    V0Json(body): V0Json<DeleteKey>,
+    V0Json(body): V0Json<DeleteUserKey>,
 ) -> V0Result<()> {
     let account = user(&state, partner.id, &body.uuid).await?;
     let by = format!("partner:{}", partner.id);

@@ -4,27 +4,39 @@ use axum::Json;
 use axum::extract::{Query, State};
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::{Ok, ok, usd};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
+use crate::api::openapi::{Detail, PartnerErrors};
 use crate::api::partner_auth::{AuthPartner, UnmeteredPartner};
 
-#[derive(Serialize)]
+/// The partner's account summary.
+#[derive(Serialize, ToSchema)]
 pub struct Me {
+    #[schema(format = Uuid)]
     id: String,
     name: String,
+    /// `active` or `suspended`.
     status: &'static str,
     /// The `[management.tiers]` name whose multiplier is the partner's (null if none).
     tier: Option<String>,
     /// `management.region` (null if unset).
     region: Option<String>,
+    /// Multiplier applied to upstream cost (0.8 = a 20 % discount).
     tier_multiplier: f64,
+    /// Always `USD`.
     currency: &'static str,
+    #[schema(format = DateTime)]
     created_at: Option<String>,
 }
 
-/// `GET /me`.
+/// Account summary.
+///
+/// Never counted against the token's call budget.
+#[utoipa::path(get, path = "/me", operation_id = "get_me", tag = "reseller", security(("partnerToken" = [])),
+    responses((status = 200, body = Ok<Me>), PartnerErrors))]
 pub async fn me(
     State(state): State<ApiState>,
     UnmeteredPartner(p): UnmeteredPartner,
@@ -42,7 +54,8 @@ pub async fn me(
     })
 }
 
-#[derive(Serialize)]
+/// The prepaid balance and what was spent.
+#[derive(Serialize, ToSchema)]
 pub struct Balance {
     balance_usd: f64,
     spent_today_usd: f64,
@@ -50,7 +63,11 @@ pub struct Balance {
     currency: &'static str,
 }
 
-/// `GET /balance`: the live balance (charges not yet flushed included).
+/// Prepaid balance and spend.
+///
+/// The live balance: charges not yet flushed to the store are included.
+#[utoipa::path(get, path = "/balance", operation_id = "get_balance", tag = "reseller", security(("partnerToken" = [])),
+    responses((status = 200, body = Ok<Balance>), PartnerErrors))]
 pub async fn balance(
     State(state): State<ApiState>,
     AuthPartner(p): AuthPartner,
@@ -69,13 +86,19 @@ pub async fn balance(
     }))
 }
 
-#[derive(Deserialize)]
+/// The usage series' span.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// `7d` (the default) or `30d`.
+    #[param(pattern = "^(7d|30d)$")]
     range: Option<String>,
 }
 
-#[derive(Serialize, Default)]
+/// One day of the partner's usage.
+#[derive(Serialize, Default, ToSchema)]
 pub struct Day {
+    #[schema(format = Date)]
     date: String,
     cost_usd: f64,
     requests: u64,
@@ -83,8 +106,13 @@ pub struct Day {
     bytes_out: u64,
 }
 
-/// `GET /usage?range=7d|30d`: one entry per day, oldest first, zero days included. Reads the
-/// store's daily sums, which trail live usage by at most one flush interval.
+/// Daily usage series.
+///
+/// One entry per day, oldest first, zero days included. Reads the store's daily sums, which
+/// trail live usage by at most one flush interval.
+#[utoipa::path(get, path = "/usage", operation_id = "get_usage", tag = "reseller", security(("partnerToken" = [])), params(UsageQuery),
+    responses((status = 200, body = Ok<Vec<Day>>),
+        (status = 422, description = "`range` is not 7d or 30d", body = Detail), PartnerErrors))]
 pub async fn usage(
     State(state): State<ApiState>,
     AuthPartner(p): AuthPartner,
@@ -129,12 +157,19 @@ pub async fn usage(
     Ok(ok(series))
 }
 
-#[derive(Serialize)]
+/// A new partner token.
+#[derive(Serialize, ToSchema)]
 pub struct Rotated {
+    /// The new `rsk_` token, shown this once.
     token: String,
 }
 
-/// `POST /token/rotate`: a new token, shown once; the old one stops working at once.
+/// Rotate the `rsk_` token.
+///
+/// A new token, shown once; the old one stops working at once. Never counted against the
+/// token's call budget.
+#[utoipa::path(post, path = "/token/rotate", operation_id = "rotate_token", tag = "reseller", security(("partnerToken" = [])),
+    responses((status = 200, body = Ok<Rotated>), PartnerErrors))]
 pub async fn rotate_token(
     State(state): State<ApiState>,
     UnmeteredPartner(p): UnmeteredPartner,

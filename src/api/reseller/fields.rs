@@ -10,7 +10,7 @@ use crate::domain::permission::Permission;
 
 /// Editable key fields; every one optional. `expiration_date` distinguishes "absent" (keep)
 /// from `null` (clear).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFields {
     pub name: Option<String>,
@@ -22,7 +22,9 @@ pub struct KeyFields {
     #[allow(dead_code)]
     pub has_restricted_permissions: Option<bool>,
     pub ip_whitelist: Option<Vec<String>>,
+    /// `YYYY-MM-DD`, at least tomorrow (UTC); null = never expires; absent = keep.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = Date)]
     pub expiration_date: Option<Value>,
     pub daily_cost_limit_usd: Option<f64>,
     pub total_cost_limit_usd: Option<f64>,
@@ -30,6 +32,7 @@ pub struct KeyFields {
     pub rate_limit_per_minute: Option<i64>,
     /// LLM models the key may call; `null` = any priced model. Absent = keep.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub models: Option<Value>,
 }
 

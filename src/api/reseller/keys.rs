@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::fields::KeyFields;
@@ -14,6 +15,7 @@ use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::json::{self, RawBody};
 use crate::api::key_object::KeyObject;
+use crate::api::openapi::{Detail, PartnerErrors};
 use crate::api::paging::{PageOf, PageQuery};
 use crate::api::partner_auth::AuthPartner;
 use crate::domain::ip::IpAllowList;
@@ -31,26 +33,52 @@ const DEFAULT_PERMISSIONS: [Permission; 4] = [
     Permission::Unpin,
 ];
 
-#[derive(Serialize)]
+/// The `{id}` of a key path.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("id"), parameter_in = Path)]
+#[allow(dead_code)]
+pub struct KeyId(
+    /// The key's id; another partner's key, or no key, is a 404.
+    Uuid,
+);
+
+/// No such key, or another partner's.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404)]
+#[allow(dead_code)] // a response in the document only
+pub struct KeyNotFound(#[to_schema] Detail);
+
+/// The key is revoked: a revoked key cannot be enabled or changed.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 409)]
+#[allow(dead_code)] // a response in the document only
+pub struct KeyRevoked(#[to_schema] Detail);
+
+/// A new key with its secret.
+#[derive(Serialize, ToSchema)]
 pub struct CreatedKeyData {
     #[serde(flatten)]
     key: KeyObject,
+    /// The `cr_` key, shown this once.
     api_key: String,
+    /// What may be unintended about the key (e.g. no cost limit).
     warnings: Vec<String>,
 }
 
 /// A key with its spend so far.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyWithCost {
     #[serde(flatten)]
     key: KeyObject,
+    /// Spent today (UTC), live.
     cost_today_usd: f64,
+    /// Spent in all, live.
     cost_total_usd: f64,
 }
 
 /// `GET /keys/{id}`: the key with its cost, plus its LLM usage by model (an extension of the
 /// seed's key detail; empty for keys that made no priced LLM call).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyDetail {
     #[serde(flatten)]
     key: KeyWithCost,
@@ -58,7 +86,7 @@ pub struct KeyDetail {
 }
 
 /// A key's lifetime LLM usage of one model (written or not yet flushed).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelUsage {
     model: String,
     requests: u64,
@@ -81,7 +109,20 @@ impl From<LlmRow> for ModelUsage {
     }
 }
 
-/// `POST /keys`.
+/// Create a sub-key.
+///
+/// With an `Idempotency-Key`, a retry with the same key and the same JSON body (compared as
+/// parsed JSON) within 24 hours answers the first creation's body again instead of creating
+/// another key; the same key with another body is a 422.
+#[utoipa::path(post, path = "/keys", operation_id = "create_key", tag = "reseller", security(("partnerToken" = [])),
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "1 to 255 visible ASCII characters; makes retries safe")),
+    request_body = KeyFields,
+    responses((status = 200, body = Ok<CreatedKeyData>),
+        (status = 422, description = "A field is invalid (named in `detail`), the Idempotency-Key is malformed or was used with another body", body = Detail),
+        (status = 429, description = "The partner's hourly key creations are spent, or the token's call budget", body = Detail,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        PartnerErrors))]
 pub async fn create(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
@@ -208,7 +249,12 @@ fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
     }
 }
 
-/// `GET /keys?limit=&cursor=`: a page of the partner's keys, oldest first.
+/// List sub-keys with their cost.
+///
+/// A page of the partner's keys, oldest first; follow `next_cursor` until it is null.
+#[utoipa::path(get, path = "/keys", operation_id = "list_keys", tag = "reseller", security(("partnerToken" = [])), params(PageQuery),
+    responses((status = 200, body = PageOf<KeyWithCost>),
+        (status = 422, description = "`limit` or `cursor` is malformed", body = Detail), PartnerErrors))]
 pub async fn list(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
@@ -224,7 +270,11 @@ pub async fn list(
     Ok(Json(PageOf::new(data, next_cursor)))
 }
 
-/// `GET /keys/{id}`: the key with its cost and its LLM usage by model.
+/// One sub-key.
+///
+/// The key with its cost and its LLM usage by model.
+#[utoipa::path(get, path = "/keys/{id}", operation_id = "get_key", tag = "reseller", security(("partnerToken" = [])), params(KeyId),
+    responses((status = 200, body = Ok<KeyDetail>), KeyNotFound, PartnerErrors))]
 pub async fn get(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
@@ -248,7 +298,14 @@ pub async fn get(
     }))
 }
 
-/// `PATCH /keys/{id}`: any key field but the name.
+/// Update a sub-key.
+///
+/// Any key field but the name; fields not given keep their value. Answers the key as stored.
+#[utoipa::path(patch, path = "/keys/{id}", operation_id = "update_key", tag = "reseller", security(("partnerToken" = [])), params(KeyId),
+    request_body = KeyFields,
+    responses((status = 200, body = Ok<KeyObject>), KeyNotFound, KeyRevoked,
+        (status = 422, description = "A field is invalid, or is `name` (named in `detail`)", body = Detail),
+        PartnerErrors))]
 pub async fn patch(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
@@ -278,7 +335,9 @@ pub async fn patch(
     Ok(ok(KeyObject::from(&updated)))
 }
 
-/// `POST /keys/{id}/enable`.
+/// Enable a sub-key.
+#[utoipa::path(post, path = "/keys/{id}/enable", operation_id = "enable_key", tag = "reseller", security(("partnerToken" = [])),
+    params(KeyId), responses((status = 200, body = Ok<KeyObject>), KeyNotFound, KeyRevoked, PartnerErrors))]
 pub async fn enable(
     state: State<ApiState>,
     partner: AuthPartner,
@@ -287,7 +346,11 @@ pub async fn enable(
     set_disabled(state, partner, id, false).await
 }
 
-/// `POST /keys/{id}/disable`.
+/// Disable a sub-key.
+///
+/// The data plane refuses the key from its next request until it is enabled again.
+#[utoipa::path(post, path = "/keys/{id}/disable", operation_id = "disable_key", tag = "reseller", security(("partnerToken" = [])),
+    params(KeyId), responses((status = 200, body = Ok<KeyObject>), KeyNotFound, PartnerErrors))]
 pub async fn disable(
     state: State<ApiState>,
     partner: AuthPartner,
@@ -296,8 +359,12 @@ pub async fn disable(
     set_disabled(state, partner, id, true).await
 }
 
-/// `POST /keys/{id}/revoke`: for good (the data plane refuses the key from its next request;
-/// the first revocation's time and author stay).
+/// Revoke a sub-key for good.
+///
+/// The data plane refuses the key from its next request; the first revocation's time and
+/// author stay.
+#[utoipa::path(post, path = "/keys/{id}/revoke", operation_id = "revoke_key", tag = "reseller", security(("partnerToken" = [])),
+    params(KeyId), responses((status = 200, body = Ok<KeyObject>), KeyNotFound, PartnerErrors))]
 pub async fn revoke(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,

@@ -8,30 +8,32 @@ mod fields;
 pub mod idempotency;
 mod keys;
 
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiState;
 
 /// The reseller routes (relative to `/api/v1/reseller`).
-pub fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/me", get(account::me))
-        .route("/balance", get(account::balance))
-        .route("/usage", get(account::usage))
-        .route("/token/rotate", post(account::rotate_token))
-        .route("/keys", post(keys::create).get(keys::list))
-        .route("/keys/{id}", get(keys::get).patch(keys::patch))
-        .route("/keys/{id}/enable", post(keys::enable))
-        .route("/keys/{id}/disable", post(keys::disable))
-        .route("/keys/{id}/revoke", post(keys::revoke))
-        .method_not_allowed_fallback(crate::api::method_not_allowed)
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(account::me))
+        .routes(routes!(account::balance))
+        .routes(routes!(account::usage))
+        .routes(routes!(account::rotate_token))
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::get, keys::patch))
+        .routes(routes!(keys::enable))
+        .routes(routes!(keys::disable))
+        .routes(routes!(keys::revoke))
 }
 
 /// `{"ok": true, "data": ...}`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Ok<T> {
+    /// Always `true`.
     ok: bool,
     data: T,
 }
