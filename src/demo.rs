@@ -1,5 +1,6 @@
 //! `tollgate demo`: a zero-setup tour. Embedded SQLite in a temporary directory, the built-in
-//! echo upstream, one partner and one key, and the `curl` lines to try.
+//! echo upstream, one partner with one key, a Gateway3 account with an `admin` key pair, an
+//! operator token, and the `curl` lines to try.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
 
@@ -28,6 +29,8 @@ pub enum DemoError {
     Start(#[from] StartError),
     #[error(transparent)]
     Manage(#[from] ManageError),
+    #[error("cannot hash the operator token: {0}")]
+    Hash(#[from] secret::HashError),
 }
 
 /// What the demo set up.
@@ -35,9 +38,18 @@ pub struct Demo {
     pub gateway: Gateway,
     pub partner_token: String,
     pub key: String,
+    /// A token of the operator surface (`/api/v1/admin`).
+    pub operator_token: String,
+    /// `access_key:access_secret` of the demo account's `admin` key (the Gateway3 account API).
+    pub account_key: String,
     _echo: echo::EchoServer,
     _dir: tempfile::TempDir,
 }
+
+/// The demo's management call budgets (per minute, per day, key creations per hour): high
+/// enough for a fuzzer to explore every operation (`tests/api/fuzz.sh`). A real deployment
+/// keeps the QCode defaults of 60, 1000 and 5.
+const DEMO_CALLS: u32 = 1_000_000;
 
 /// `port` on 127.0.0.1 if it is free right now, else 0 (an ephemeral port).
 fn preferred_port(port: u16) -> u16 {
@@ -53,17 +65,21 @@ pub async fn start() -> Result<Demo, DemoError> {
     let echo = echo::spawn(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .await
         .map_err(DemoError::Echo)?;
+    let operator_token = format!("op_{}", URL_SAFE_NO_PAD.encode(secret::random_bytes()));
     let text = format!(
         "[listen]\nproxy = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n\
          [store]\nurl = \"sqlite://{}\"\n\
          [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\
-         [security]\nsecret = \"{}\"\n",
+         [security]\nsecret = \"{}\"\noperator_tokens = [\"{}\"]\n\
+         [management]\ncalls_per_minute = {DEMO_CALLS}\ncalls_per_day = {DEMO_CALLS}\n\
+         key_creations_per_hour = {DEMO_CALLS}\n",
         preferred_port(8080),
         preferred_port(8081),
         dir.path().join("demo.db").display(),
         echo.addr,
         // A throwaway secret: the demo's store lives only as long as the process.
         URL_SAFE_NO_PAD.encode(secret::random_bytes()),
+        secret::hash_token(&operator_token)?,
     );
     let config = config::parse(&text, &|_| None)?;
     let gateway = Gateway::start(&config).await?;
@@ -85,13 +101,49 @@ pub async fn start() -> Result<Demo, DemoError> {
             created_by: "demo".into(),
         })
         .await?;
+    let account_key = account_pair(manager, partner.id).await?;
     Ok(Demo {
         gateway,
         partner_token,
         key: created.secret,
+        operator_token,
+        account_key,
         _echo: echo,
         _dir: dir,
     })
+}
+
+/// A Gateway3 account `demo-user` of the partner with an `admin` key pair, as
+/// `access_key:access_secret`.
+async fn account_pair(
+    manager: &crate::manage::Manager,
+    partner: uuid::Uuid,
+) -> Result<String, DemoError> {
+    let account = manager
+        .create_account(crate::manage::accounts::NewAccount {
+            partner_id: partner,
+            external_id: "demo-user".into(),
+            email: Some("demo@example.com".into()),
+            name: Some("demo user".into()),
+        })
+        .await?;
+    let created = manager
+        .create_key(NewKey {
+            account_id: account.id,
+            partner_id: partner,
+            name: Some("demo-admin".into()),
+            label: None,
+            description: None,
+            permissions: PermissionSet::from_slice(&[Permission::Admin]),
+            ip_whitelist: IpAllowList::default(),
+            expiration_date: None,
+            limits: KeyLimits::default(),
+            kind: KeyKind::Pair,
+            created_by: "demo".into(),
+        })
+        .await?;
+    let access_key = created.key.credential.access_key().unwrap_or_default();
+    Ok(format!("{access_key}:{}", created.secret))
 }
 
 impl Demo {
@@ -102,6 +154,8 @@ impl Demo {
             "api": format!("http://{}", self.gateway.api_addr),
             "partner_token": self.partner_token,
             "key": self.key,
+            "operator_token": self.operator_token,
+            "account_key": self.account_key,
         })
         .to_string()
     }
@@ -112,9 +166,12 @@ impl Demo {
         let api = format!("http://{}", self.gateway.api_addr);
         let key = &self.key;
         let token = &self.partner_token;
+        let operator = &self.operator_token;
+        let pair = &self.account_key;
         format!(
             "Tollgate demo is running (embedded SQLite in a temp dir, built-in echo upstream).\n\
-             \n  proxy : {proxy}\n  api   : {api}\n  key   : {key}\n  partner token: {token}\n\
+             \n  proxy : {proxy}\n  api   : {api}\n  key   : {key}\n  partner token: {token}\
+             \n  operator token: {operator}\n  account key pair (Gateway3 account API): {pair}\n\
              \nTry it:\n\
              \n  # a good call: the echo upstream shows what it received (your key is stripped)\
              \n  curl -s {proxy}/hello -H 'Authorization: Bearer {key}'\
@@ -125,6 +182,11 @@ impl Demo {
              \n\n  # mint another key through the reseller API\
              \n  curl -s -X POST {api}/api/v1/reseller/keys -H 'Authorization: Bearer {token}' \\\
              \n       -H 'Content-Type: application/json' -d '{{\"description\":\"client-a\",\"daily_cost_limit_usd\":5}}'\
+             \n\n  # the Gateway3 account API, with the account's admin key pair\
+             \n  curl -s {api}/api/v0/stats -u '{pair}'\
+             \n\n  # the operator surface\
+             \n  curl -s {api}/api/v1/admin/partners -H 'Authorization: Bearer {operator}'\
+             \n\n  # every operation: {api}/openapi.json\
              \n\n  # metrics\
              \n  curl -s {api}/metrics | grep tollgate_requests_total\
              \n\nPress Ctrl-C to stop.\n"

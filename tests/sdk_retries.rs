@@ -11,33 +11,9 @@ use std::time::Duration;
 use common::{Options, TestGateway};
 use serde_json::{Value, json};
 
-/// `python3` able to import the official SDKs: as installed, or, on a machine without them,
-/// with them installed by pip into the target directory (so `cargo test` alone suffices).
+/// `python3` able to import the official SDKs.
 async fn python_with_sdks() -> tokio::process::Command {
-    let imports = |path: Option<&str>| {
-        let mut check = std::process::Command::new("python3");
-        check.args(["-c", "import openai, anthropic"]);
-        if let Some(path) = path {
-            check.env("PYTHONPATH", path);
-        }
-        check.output().is_ok_and(|out| out.status.success())
-    };
-    let mut python = tokio::process::Command::new("python3");
-    if imports(None) {
-        return python;
-    }
-    let dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/sdk-python");
-    if !imports(Some(dir)) {
-        let installed = tokio::process::Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet", "--target", dir])
-            .args(["openai", "anthropic"])
-            .status()
-            .await
-            .expect("python3 with pip (needed to install the SDKs)");
-        assert!(installed.success(), "pip install openai anthropic failed");
-    }
-    python.env("PYTHONPATH", dir);
-    python
+    common::python::python_with("sdk-python", &["openai", "anthropic"], "openai, anthropic").await
 }
 
 /// Seconds from the fake clock's start (12:00 UTC) to 90 s before the next midnight, where a

@@ -3,7 +3,7 @@
 //! argon2id hash is in `security.operator_tokens` (made with `tollgate hash-token`).
 
 use axum::Json;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,6 +17,7 @@ use super::json::JsonBody;
 use super::openapi::{Detail, OperatorErrors};
 use super::paging::{PageOf, PageQuery};
 use super::partner_auth::bearer_token;
+use super::query::ApiQuery;
 use super::reseller::{Ok, ok, usd};
 use crate::domain::key::Partner;
 use crate::metrics::AuthSurface;
@@ -119,7 +120,7 @@ fn view(state: &ApiState, p: &Partner) -> PartnerView {
 async fn list_partners(
     State(state): State<ApiState>,
     _: Operator,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageOf<PartnerView>>, ApiError> {
     let wanted = query.wanted()?;
     let mut partners = state
@@ -152,6 +153,7 @@ async fn load(state: &ApiState, id: Uuid) -> Result<Partner, ApiError> {
 #[serde(deny_unknown_fields)]
 pub struct CreatePartner {
     /// 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
 }
 
@@ -201,7 +203,8 @@ async fn get_partner(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TopUp {
-    /// USD to add (negative for a correction).
+    /// USD to add (negative for a correction); not zero.
+    #[schema(minimum = -1e9, maximum = 1e9)]
     amount_usd: f64,
 }
 
@@ -237,6 +240,7 @@ async fn top_up(
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Multiplier applied to upstream cost (e.g. 0.8 for a 20 % discount).
+    #[schema(exclusive_minimum = 0.0, maximum = 100.0)]
     tier_multiplier: f64,
 }
 

@@ -10,6 +10,7 @@ pub mod limits;
 pub mod openapi;
 pub mod paging;
 pub mod partner_auth;
+pub mod query;
 pub mod reseller;
 
 use std::collections::HashMap;

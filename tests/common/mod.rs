@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kubo;
+pub mod python;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -27,7 +27,9 @@ const CENT: u64 = 10_000;
 #[serde(deny_unknown_fields)]
 pub struct CreateOwnKey {
     /// The key's name, unique among the account's live keys.
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
+    #[schema(min_items = 1)]
     permissions: Vec<Permission>,
 }
 
@@ -35,6 +37,7 @@ pub struct CreateOwnKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteOwnKey {
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
 }
 

@@ -28,8 +28,11 @@ const MAX_EMAIL: usize = 254;
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// The partner's own identifier of the user, 1 to 128 characters.
+    #[schema(min_length = 1, max_length = 128)]
     uuid: String,
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(max_length = 128)]
     name: Option<String>,
 }
 
@@ -38,6 +41,7 @@ pub struct CreateUser {
 #[into_params(parameter_in = Query)]
 pub struct UserQuery {
     /// The partner's own identifier of the user.
+    #[param(min_length = 1, max_length = 128)]
     uuid: String,
 }
 
@@ -45,6 +49,7 @@ pub struct UserQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePlan {
+    #[schema(min_length = 1, max_length = 128)]
     uuid: String,
     /// The id of a plan of `GET /api/v0/plans`.
     plan_id: i64,
@@ -54,9 +59,12 @@ pub struct UpdatePlan {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserKey {
+    #[schema(min_length = 1, max_length = 128)]
     uuid: String,
     /// The key's name, unique among the account's live keys.
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
+    #[schema(min_items = 1)]
     permissions: Vec<Permission>,
 }
 
@@ -64,7 +72,9 @@ pub struct CreateUserKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteUserKey {
+    #[schema(min_length = 1, max_length = 128)]
     uuid: String,
+    #[schema(min_length = 1, max_length = 128)]
     name: String,
 }
 

@@ -1,7 +1,7 @@
 //! The reseller's own account: summary, balance, daily usage series and token rotation.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -11,6 +11,7 @@ use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::openapi::{Detail, PartnerErrors};
 use crate::api::partner_auth::{AuthPartner, UnmeteredPartner};
+use crate::api::query::ApiQuery;
 
 /// The partner's account summary.
 #[derive(Serialize, ToSchema)]
@@ -112,11 +113,11 @@ pub struct Day {
 /// trail live usage by at most one flush interval.
 #[utoipa::path(get, path = "/usage", operation_id = "get_usage", tag = "reseller", security(("partnerToken" = [])), params(UsageQuery),
     responses((status = 200, body = Ok<Vec<Day>>),
-        (status = 422, description = "`range` is not 7d or 30d", body = Detail), PartnerErrors))]
+        (status = 422, description = "`range` is not 7d or 30d, or the query is malformed", body = Detail), PartnerErrors))]
 pub async fn usage(
     State(state): State<ApiState>,
     AuthPartner(p): AuthPartner,
-    Query(q): Query<UsageQuery>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<Ok<Vec<Day>>>, ApiError> {
     let days = match q.range.as_deref().unwrap_or("7d") {
         "7d" => 7,

@@ -13,26 +13,41 @@ use crate::domain::permission::Permission;
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFields {
+    /// The key's name (create only): generated when absent.
+    #[schema(max_length = 128)]
     pub name: Option<String>,
+    #[schema(max_length = 1024)]
     pub description: Option<String>,
+    #[schema(max_length = 128)]
     pub label: Option<String>,
+    /// What the key may do; `read`, `write`, `pin` and `unpin` when absent at creation.
+    #[schema(min_items = 1)]
     pub permissions: Option<Vec<Permission>>,
     /// Partoo sends it with `permissions`; accepted and ignored (a given `permissions` list is
     /// always the key's permissions).
     #[allow(dead_code)]
     pub has_restricted_permissions: Option<bool>,
+    /// IP addresses and CIDR networks the key may be used from; empty = anywhere.
     pub ip_whitelist: Option<Vec<String>>,
     /// `YYYY-MM-DD`, at least tomorrow (UTC); null = never expires; absent = keep.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, format = Date)]
     pub expiration_date: Option<Value>,
+    /// Spend allowed per UTC day.
+    #[schema(exclusive_minimum = 0.0, maximum = 1e9)]
     pub daily_cost_limit_usd: Option<f64>,
+    /// Spend allowed in all.
+    #[schema(exclusive_minimum = 0.0, maximum = 1e9)]
     pub total_cost_limit_usd: Option<f64>,
+    /// Requests in flight at once.
+    #[schema(minimum = 1, maximum = 4294967295_i64)]
     pub concurrency_limit: Option<i64>,
+    /// Requests a minute.
+    #[schema(minimum = 1, maximum = 4294967295_i64)]
     pub rate_limit_per_minute: Option<i64>,
     /// LLM models the key may call; `null` = any priced model. Absent = keep.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
     pub models: Option<Value>,
 }
 

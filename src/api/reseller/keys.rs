@@ -2,7 +2,7 @@
 //! cost, read, PATCH, enable, disable. Another partner's key is a 404, never a 403.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -18,6 +18,7 @@ use crate::api::key_object::KeyObject;
 use crate::api::openapi::{Detail, PartnerErrors};
 use crate::api::paging::{PageOf, PageQuery};
 use crate::api::partner_auth::AuthPartner;
+use crate::api::query::ApiQuery;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Key, KeyLimits, Partner};
 use crate::domain::permission::{Permission, PermissionSet};
@@ -258,7 +259,7 @@ fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
 pub async fn list(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
-    Query(query): Query<PageQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageOf<KeyWithCost>>, ApiError> {
     let wanted = query.wanted()?;
     let mut keys = state
