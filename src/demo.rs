@@ -66,23 +66,29 @@ pub async fn start() -> Result<Demo, DemoError> {
         .await
         .map_err(DemoError::Echo)?;
     let operator_token = format!("op_{}", URL_SAFE_NO_PAD.encode(secret::random_bytes()));
-    let text = format!(
-        "[listen]\nproxy = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n\
-         [store]\nurl = \"sqlite://{}\"\n\
-         [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\
-         [security]\nsecret = \"{}\"\noperator_tokens = [\"{}\"]\n\
-         [management]\ncalls_per_minute = {DEMO_CALLS}\ncalls_per_day = {DEMO_CALLS}\n\
-         key_creations_per_hour = {DEMO_CALLS}\n",
-        preferred_port(8080),
-        preferred_port(8081),
-        dir.path().join("demo.db").display(),
-        echo.addr,
-        // A throwaway secret: the demo's store lives only as long as the process.
-        URL_SAFE_NO_PAD.encode(secret::random_bytes()),
-        secret::hash_token(&operator_token)?,
-    );
-    let config = config::parse(&text, &|_| None)?;
-    let gateway = Gateway::start(&config).await?;
+    let operator_phc = secret::hash_token(&operator_token)?;
+    // A throwaway secret: the demo's store lives only as long as the process.
+    let store_secret = URL_SAFE_NO_PAD.encode(secret::random_bytes());
+    let config_for = |proxy: u16, api: u16| {
+        let text = format!(
+            "[listen]\nproxy = \"127.0.0.1:{proxy}\"\napi = \"127.0.0.1:{api}\"\n\
+             [store]\nurl = \"sqlite://{}\"\n\
+             [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\
+             [security]\nsecret = \"{store_secret}\"\noperator_tokens = [\"{operator_phc}\"]\n\
+             [management]\ncalls_per_minute = {DEMO_CALLS}\ncalls_per_day = {DEMO_CALLS}\n\
+             key_creations_per_hour = {DEMO_CALLS}\n",
+            dir.path().join("demo.db").display(),
+            echo.addr,
+        );
+        config::parse(&text, &|_| None)
+    };
+    // 8080/8081 when free; if another process takes one between the check and the bind (two
+    // demos starting at once), ephemeral ports.
+    let gateway =
+        match Gateway::start(&config_for(preferred_port(8080), preferred_port(8081))?).await {
+            Err(StartError::Bind { .. }) => Gateway::start(&config_for(0, 0)?).await?,
+            started => started?,
+        };
     let manager = &gateway.manager;
     let (partner, partner_token) = manager.create_partner("demo").await?;
     let account = manager.default_account(partner.id).await?;
