@@ -76,6 +76,8 @@ fn world(n: usize) -> World {
             created_by: "bench".into(),
             revoked_at: None,
             revoked_by: None,
+            status_changed_at: None,
+            status_changed_by: None,
             last_used_at: None,
             limits: KeyLimits {
                 daily_cost_limit_micros: Some(u64::MAX / 4),

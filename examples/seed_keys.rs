@@ -102,6 +102,8 @@ async fn seed(args: Args) -> Result<()> {
             created_by: "seed_keys".into(),
             revoked_at: None,
             revoked_by: None,
+            status_changed_at: None,
+            status_changed_by: None,
             last_used_at: None,
             limits: KeyLimits {
                 daily_cost_limit_micros: Some(1_000_000_000_000),

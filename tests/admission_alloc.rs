@@ -61,6 +61,8 @@ fn an_allowed_request_is_admitted_and_settled_without_allocating() {
         created_by: "t".into(),
         revoked_at: None,
         revoked_by: None,
+        status_changed_at: None,
+        status_changed_by: None,
         last_used_at: None,
         limits: KeyLimits {
             daily_cost_limit_micros: Some(u64::MAX / 4),

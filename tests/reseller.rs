@@ -909,7 +909,9 @@ async fn a_revoked_key_stays_revoked_and_changes_to_it_are_409() {
     let r = post(&t, &format!("{path}/revoke")).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.data()["revoked_at"].is_string(), "{}", r.text());
-    assert_eq!(r.data()["revoked_by"], "acme", "the partner's name");
+    let me = format!("partner:{}", t.partner_id);
+    assert_eq!(r.data()["revoked_by"], me.as_str());
+    assert_eq!(r.data()["revoked_by_name"], "acme", "the partner's name");
     let revoked_at = r.data()["revoked_at"].clone();
     assert_eq!(proxied(&t, &key).await, (403, "key_revoked".into()));
     post(&t, &format!("{path}/enable"))
@@ -932,6 +934,104 @@ async fn a_revoked_key_stays_revoked_and_changes_to_it_are_409() {
         "used a moment ago"
     );
     assert_eq!(proxied(&t, &key).await, (403, "key_revoked".into()));
+}
+
+/// Partoo's key object: who owns the key (`user_*`), the names behind `created_by` and
+/// `revoked_by`, who disabled and enabled it and when, and `has_restricted_permissions` with
+/// its meaning (false: the creator's permissions).
+#[tokio::test]
+async fn the_key_object_carries_partoo_fields_and_disable_enable_record_who_and_when() {
+    let t = gateway("").await;
+    let me = format!("partner:{}", t.partner_id);
+    let plain = create(&t, "{}", None).await;
+    let d = plain.data();
+    assert_eq!(d["has_restricted_permissions"], false, "{d}");
+    assert_eq!(d["permissions"], json!(["read", "write", "pin", "unpin"]));
+    assert_eq!(d["user_id"], t.partner_id.to_string());
+    assert_eq!(d["user_name"], "acme");
+    assert_eq!(
+        (d["user_role"].as_str(), d["user_type"].as_str()),
+        (Some("partner"), Some("partner"))
+    );
+    assert_eq!(d["created_by_name"], "acme");
+    for field in [
+        "disabled_at",
+        "disabled_by",
+        "enabled_at",
+        "revoked_by_name",
+    ] {
+        assert_eq!(d[field], Value::Null, "{field}");
+    }
+    let id = d["id"].as_str().unwrap().to_string();
+
+    // Restricting needs a list; a list alone restricts; `false` goes back to the creator's set.
+    patch(&t, &id, r#"{"has_restricted_permissions":true}"#)
+        .await
+        .fails(422, "permissions: required");
+    patch(
+        &t,
+        &id,
+        r#"{"has_restricted_permissions":false,"permissions":["read"]}"#,
+    )
+    .await
+    .fails(422, "permissions: must be absent");
+    let r = patch(
+        &t,
+        &id,
+        r#"{"has_restricted_permissions":true,"permissions":["read"]}"#,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.data()["has_restricted_permissions"].as_bool(),
+            &r.data()["permissions"]
+        ),
+        (Some(true), &json!(["read"]))
+    );
+    let r = patch(&t, &id, r#"{"permissions":["read","write"]}"#).await;
+    assert_eq!(r.data()["has_restricted_permissions"], true);
+    let r = patch(&t, &id, r#"{"has_restricted_permissions":false}"#).await;
+    assert_eq!(r.data()["has_restricted_permissions"], false);
+    assert_eq!(
+        r.data()["permissions"],
+        json!(["read", "write", "pin", "unpin"])
+    );
+    let restricted = create(
+        &t,
+        r#"{"has_restricted_permissions":true,"permissions":["pin"]}"#,
+        None,
+    )
+    .await;
+    assert_eq!(restricted.data()["has_restricted_permissions"], true);
+
+    // Disable, then enable: each records when and by whom, answered and read back alike.
+    let path = format!("/keys/{id}");
+    let off = post(&t, &format!("{path}/disable")).await;
+    let d = off.data().clone();
+    assert_eq!(
+        (d["disabled"].as_bool(), d["disabled_by"].as_str()),
+        (Some(true), Some(me.as_str()))
+    );
+    assert_eq!(d["disabled_by_name"], "acme");
+    assert_eq!(d["disabled_at"], "2026-11-23T12:00:00Z");
+    assert_eq!(d["enabled_at"], Value::Null);
+    assert_eq!(get(&t, &path).await.data()["disabled_by"], me.as_str());
+    let on = post(&t, &format!("{path}/enable")).await;
+    let d = on.data().clone();
+    assert_eq!(
+        (d["disabled"].as_bool(), d["enabled_by"].as_str()),
+        (Some(false), Some(me.as_str()))
+    );
+    assert_eq!(d["enabled_at"], "2026-11-23T12:00:00Z");
+    assert_eq!(
+        d["disabled_at"],
+        Value::Null,
+        "the key is no longer disabled"
+    );
+    let listed = keys(&t).await;
+    let entry = listed.iter().find(|k| k["id"] == id.as_str()).unwrap();
+    assert_eq!(entry["enabled_by_name"], "acme");
+    assert_eq!(entry["user_type"], "partner");
 }
 
 // ---------------------------------------------------------------------------------------------

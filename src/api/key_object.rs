@@ -13,23 +13,72 @@ use crate::domain::permission::{Permission, PermissionSet};
 /// Largest cost limit accepted, in USD (keeps micro-USD far from overflow).
 const MAX_USD: f64 = 1e9;
 
-/// The JSON key object.
+/// The permissions a partner's keys carry unless restricted (Partoo's "the same permissions
+/// as the user who created the key"): everything but `admin`.
+pub const PARTNER_PERMISSIONS: [Permission; 4] = [
+    Permission::Read,
+    Permission::Write,
+    Permission::Pin,
+    Permission::Unpin,
+];
+
+/// Who a key belongs to (Partoo's `user_*` fields): the partner itself for keys of its own
+/// book (`user_type` `partner`), or one of its Gateway3 accounts (`user`).
+#[derive(Debug, Default, Clone)]
+pub struct KeyOwner {
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub user_role: Option<&'static str>,
+    pub user_type: Option<&'static str>,
+}
+
+/// The JSON key object: Partoo's fields, the reseller surface's and Tollgate's limits. The
+/// `*_by` fields hold who acted (`partner:<id>`, `key:<id>`); `*_by_name` that actor's name
+/// where one is known (a partner's or a key's name), else null.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyObject {
+    #[schema(format = Uuid)]
     pub id: String,
     pub name: String,
     pub label: Option<String>,
     pub description: Option<String>,
+    /// The public half of a Gateway3 key pair; null for a `cr_` token key.
     pub access_key: Option<String>,
+    /// The owner's id: the partner's id, or the account's Gateway3 `uuid`.
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    /// `partner` or `account`.
+    pub user_role: Option<&'static str>,
+    /// `partner` (the partner's own keys) or `user` (a Gateway3 account's).
+    pub user_type: Option<&'static str>,
+    /// False when the key carries its creator's permissions (read, write, pin, unpin).
+    pub has_restricted_permissions: bool,
     pub permissions: Vec<Permission>,
+    /// IP addresses and CIDR networks the key may be used from; empty = anywhere.
     pub ip_whitelist: Vec<String>,
+    #[schema(format = Date)]
     pub expiration_date: Option<String>,
     pub disabled: bool,
+    /// When and by whom the key was disabled, while it is.
+    #[schema(format = DateTime)]
+    pub disabled_at: Option<String>,
+    pub disabled_by: Option<String>,
+    pub disabled_by_name: Option<String>,
+    /// When and by whom a disabled key was last enabled again.
+    #[schema(format = DateTime)]
+    pub enabled_at: Option<String>,
+    pub enabled_by: Option<String>,
+    pub enabled_by_name: Option<String>,
     pub revoked: bool,
+    #[schema(format = DateTime)]
     pub created_at: Option<String>,
     pub created_by: String,
+    pub created_by_name: Option<String>,
+    #[schema(format = DateTime)]
     pub revoked_at: Option<String>,
     pub revoked_by: Option<String>,
+    pub revoked_by_name: Option<String>,
+    #[schema(format = DateTime)]
     pub last_used_at: Option<String>,
     pub daily_cost_limit_usd: Option<f64>,
     pub total_cost_limit_usd: Option<f64>,
@@ -39,23 +88,44 @@ pub struct KeyObject {
     pub models: Option<Vec<String>>,
 }
 
-impl From<&Key> for KeyObject {
-    fn from(k: &Key) -> Self {
+impl KeyObject {
+    /// The object of `k`, owned by `owner`, with `name_of` giving the name behind a `*_by`.
+    pub fn new(k: &Key, owner: KeyOwner, name_of: impl Fn(&str) -> Option<String>) -> Self {
+        let by_name = |by: &Option<String>| by.as_deref().and_then(&name_of);
+        let (disabled_side, enabled_side) = match (k.disabled, k.status_changed_at) {
+            (_, None) => ((None, None), (None, None)),
+            (true, at) => ((at, k.status_changed_by.clone()), (None, None)),
+            (false, at) => ((None, None), (at, k.status_changed_by.clone())),
+        };
         KeyObject {
             id: k.id.to_string(),
             name: k.name.clone(),
             label: k.label.clone(),
             description: k.description.clone(),
             access_key: k.credential.access_key().map(|a| a.to_string()),
+            user_id: owner.user_id,
+            user_name: owner.user_name,
+            user_role: owner.user_role,
+            user_type: owner.user_type,
+            has_restricted_permissions: k.permissions
+                != PermissionSet::from_slice(&PARTNER_PERMISSIONS),
             permissions: k.permissions.to_vec(),
             ip_whitelist: k.ip_whitelist.entries().to_vec(),
             expiration_date: k.expiration_date.map(|d| d.format("%Y-%m-%d").to_string()),
             disabled: k.disabled,
+            disabled_at: timestamp(disabled_side.0),
+            disabled_by_name: by_name(&disabled_side.1),
+            disabled_by: disabled_side.1,
+            enabled_at: timestamp(enabled_side.0),
+            enabled_by_name: by_name(&enabled_side.1),
+            enabled_by: enabled_side.1,
             revoked: k.revoked_at.is_some(),
             created_at: timestamp(Some(k.created_at)),
             created_by: k.created_by.clone(),
+            created_by_name: name_of(&k.created_by),
             revoked_at: timestamp(k.revoked_at),
             revoked_by: k.revoked_by.clone(),
+            revoked_by_name: by_name(&k.revoked_by),
             last_used_at: timestamp(k.last_used_at),
             daily_cost_limit_usd: k.limits.daily_cost_limit_micros.map(usd),
             total_cost_limit_usd: k.limits.total_cost_limit_micros.map(usd),

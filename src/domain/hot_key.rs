@@ -125,6 +125,8 @@ mod tests {
             created_by: "me".into(),
             revoked_at: Some(9),
             revoked_by: Some("you".into()),
+            status_changed_at: None,
+            status_changed_by: None,
             last_used_at: Some(7),
             limits: KeyLimits {
                 daily_cost_limit_micros: Some(1),

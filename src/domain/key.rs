@@ -67,6 +67,9 @@ pub struct Key {
     pub created_by: String,
     pub revoked_at: Option<i64>,
     pub revoked_by: Option<String>,
+    /// When the key was last disabled or enabled (`disabled` says which), and by whom.
+    pub status_changed_at: Option<i64>,
+    pub status_changed_by: Option<String>,
     pub last_used_at: Option<i64>,
     pub limits: KeyLimits,
 }
@@ -131,6 +134,8 @@ mod tests {
             created_by: String::new(),
             revoked_at: None,
             revoked_by: None,
+            status_changed_at: None,
+            status_changed_by: None,
             last_used_at: None,
             limits: KeyLimits::default(),
         };

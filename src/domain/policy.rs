@@ -56,6 +56,8 @@ pub(crate) mod tests {
             created_by: "test".into(),
             revoked_at: None,
             revoked_by: None,
+            status_changed_at: None,
+            status_changed_by: None,
             last_used_at: None,
             limits: KeyLimits::default(),
         }

@@ -233,6 +233,8 @@ impl Manager {
             created_by: new.created_by,
             revoked_at: None,
             revoked_by: None,
+            status_changed_at: None,
+            status_changed_by: None,
             last_used_at: None,
             limits: new.limits,
         };

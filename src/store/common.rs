@@ -30,12 +30,17 @@ macro_rules! row_stores {
                     let id = id.to_string();
                     let mut tx = self.pool.begin().await?;
                     match change {
-                        KeyChange::SetDisabled(disabled) => {
-                            sqlx::query("UPDATE keys SET disabled = $1 WHERE id = $2")
-                                .bind(*disabled)
-                                .bind(&id)
-                                .execute(&mut *tx)
-                                .await?;
+                        KeyChange::SetDisabled { disabled, at, by } => {
+                            sqlx::query(
+                                "UPDATE keys SET disabled = $1, status_changed_at = $2, \
+                                 status_changed_by = $3 WHERE id = $4 AND disabled <> $1",
+                            )
+                            .bind(*disabled)
+                            .bind(*at)
+                            .bind(by)
+                            .bind(&id)
+                            .execute(&mut *tx)
+                            .await?;
                         }
                         // Revocation is permanent: the first `revoked_at/by` stay.
                         KeyChange::Revoke { at, by } => {

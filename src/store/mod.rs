@@ -57,8 +57,9 @@ pub enum StoreError {
 /// A key change applied by the management APIs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyChange {
-    /// Enable (`false`) or disable (`true`) the key.
-    SetDisabled(bool),
+    /// Enable (`disabled: false`) or disable the key, recording when and by whom if that
+    /// changes its state.
+    SetDisabled { disabled: bool, at: i64, by: String },
     /// Revoke the key for good.
     Revoke { at: i64, by: String },
     /// Write the editable fields (label, description, permissions, IP allow-list, expiration

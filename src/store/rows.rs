@@ -146,6 +146,8 @@ pub(crate) struct KeyRow {
     concurrency_limit: Option<i64>,
     rate_limit_per_minute: Option<i64>,
     models: Option<String>,
+    status_changed_at: Option<i64>,
+    status_changed_by: Option<String>,
 }
 
 impl TryFrom<KeyRow> for Key {
@@ -213,6 +215,8 @@ impl TryFrom<KeyRow> for Key {
             created_by: row.created_by,
             revoked_at: row.revoked_at,
             revoked_by: row.revoked_by,
+            status_changed_at: row.status_changed_at,
+            status_changed_by: row.status_changed_by,
             last_used_at: row.last_used_at,
             limits,
         })

@@ -10,7 +10,8 @@ macro_rules! select_keys {
             "SELECT id, account_id, partner_id, name, label, description, kind, access_key, \
              digest, permissions, ip_whitelist, expiration_date, disabled, created_at, \
              created_by, revoked_at, revoked_by, last_used_at, daily_cost_limit_micros, \
-             total_cost_limit_micros, concurrency_limit, rate_limit_per_minute, models FROM keys",
+             total_cost_limit_micros, concurrency_limit, rate_limit_per_minute, models, status_changed_at, status_changed_by \
+             FROM keys",
             $tail
         )
     };

@@ -42,7 +42,10 @@ def main(api, token, work):
     again = create_key.sync(client=client, body=fields, idempotency_key=retry_key)
     assert first.ok and first.data.api_key.startswith("cr_"), first
     assert again.data.id == first.data.id, "an idempotent retry minted another key"
-    key_id = uuid.UUID(first.data.id)
+    key_id = first.data.id
+    assert isinstance(key_id, uuid.UUID), key_id
+    assert first.data.has_restricted_permissions is True, first.data
+    assert first.data.user_type == "partner" and first.data.created_by_name, first.data
 
     # List, a page of one at a time, until the new key is found.
     cursor, seen = None, []
@@ -53,7 +56,7 @@ def main(api, token, work):
         if not page.next_cursor:
             break
         cursor = page.next_cursor
-    assert str(key_id) in seen and len(seen) == len(set(seen)), seen
+    assert key_id in seen and len(seen) == len(set(seen)), seen
 
     # PATCH answers the key as stored.
     patched = update_key.sync(key_id, client=client, body=KeyFields(label="renamed", concurrency_limit=3))
@@ -61,9 +64,11 @@ def main(api, token, work):
     assert get_key.sync(key_id, client=client).data.label == "renamed"
 
     # Disable, then revoke for good: enabling a revoked key is a 409 with {"detail"}.
-    assert disable_key.sync(key_id, client=client).data.disabled is True
+    disabled = disable_key.sync(key_id, client=client).data
+    assert disabled.disabled is True and disabled.disabled_at and disabled.disabled_by, disabled
     revoked = revoke_key.sync(key_id, client=client)
     assert revoked.data.revoked is True and revoked.data.revoked_at, revoked
+    assert revoked.data.revoked_by_name == disabled.disabled_by_name, revoked
     refused = enable_key.sync_detailed(key_id, client=client)
     assert refused.status_code == 409 and "revoked" in refused.parsed.detail, refused
 

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::api::error::ApiError;
 use crate::api::key_object;
 use crate::domain::key::Key;
-use crate::domain::permission::Permission;
+use crate::domain::permission::{Permission, PermissionSet};
 
 /// Editable key fields; every one optional. `expiration_date` distinguishes "absent" (keep)
 /// from `null` (clear).
@@ -23,9 +23,9 @@ pub struct KeyFields {
     /// What the key may do; `read`, `write`, `pin` and `unpin` when absent at creation.
     #[schema(min_items = 1)]
     pub permissions: Option<Vec<Permission>>,
-    /// Partoo sends it with `permissions`; accepted and ignored (a given `permissions` list is
-    /// always the key's permissions).
-    #[allow(dead_code)]
+    /// Partoo's switch: `false` gives the key its creator's permissions (read, write, pin,
+    /// unpin) and takes no `permissions`; `true` needs `permissions`. A `permissions` list alone
+    /// restricts the key to it.
     pub has_restricted_permissions: Option<bool>,
     /// IP addresses and CIDR networks the key may be used from; empty = anywhere.
     pub ip_whitelist: Option<Vec<String>>,
@@ -71,8 +71,24 @@ impl KeyFields {
         if let Some(description) = text("description", &self.description, 1024)? {
             key.description = Some(description);
         }
-        if let Some(list) = &self.permissions {
-            key.permissions = key_object::permissions(list)?;
+        match (self.has_restricted_permissions, &self.permissions) {
+            (Some(false), Some(_)) => {
+                return Err(ApiError::Validation(
+                    "permissions: must be absent when has_restricted_permissions is false (the \
+                     key then carries its creator's permissions)"
+                        .into(),
+                ));
+            }
+            (Some(false), None) => {
+                key.permissions = PermissionSet::from_slice(&key_object::PARTNER_PERMISSIONS);
+            }
+            (Some(true), None) => {
+                return Err(ApiError::Validation(
+                    "permissions: required when has_restricted_permissions is true".into(),
+                ));
+            }
+            (_, Some(list)) => key.permissions = key_object::permissions(list)?,
+            (None, None) => {}
         }
         if let Some(list) = &self.ip_whitelist {
             key.ip_whitelist = key_object::ip_whitelist(list)?;

@@ -10,29 +10,22 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::fields::KeyFields;
+use super::names::Names;
 use super::{Ok, idempotency, ok, usd};
 use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::json::{self, RawBody};
-use crate::api::key_object::KeyObject;
+use crate::api::key_object::{KeyObject, PARTNER_PERMISSIONS};
 use crate::api::openapi::{Detail, PartnerErrors};
 use crate::api::paging::{PageOf, PageQuery};
 use crate::api::partner_auth::AuthPartner;
 use crate::api::query::ApiQuery;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Key, KeyLimits, Partner};
-use crate::domain::permission::{Permission, PermissionSet};
+use crate::domain::permission::PermissionSet;
 use crate::manage::{KeyKind, NewKey};
 use crate::meter::llm_usage::{LlmRow, merge_by_model};
 use crate::store::KeyChange;
-
-/// Permissions of a reseller key when the caller names none: everything but `admin`.
-const DEFAULT_PERMISSIONS: [Permission; 4] = [
-    Permission::Read,
-    Permission::Write,
-    Permission::Pin,
-    Permission::Unpin,
-];
 
 /// The `{id}` of a key path.
 #[derive(utoipa::IntoParams)]
@@ -195,7 +188,7 @@ async fn create_now(
     };
     let created = manager.create_key(new).await?;
     let data = CreatedKeyData {
-        key: KeyObject::from(&created.key),
+        key: Names::new(state, partner).object(&created.key).await?,
         api_key: created.secret,
         warnings,
     };
@@ -212,7 +205,7 @@ fn draft_key(partner: &Partner) -> Key {
         label: None,
         description: None,
         credential: crate::domain::key::Credential::Token { digest: [0; 32] },
-        permissions: PermissionSet::from_slice(&DEFAULT_PERMISSIONS),
+        permissions: PermissionSet::from_slice(&PARTNER_PERMISSIONS),
         ip_whitelist: IpAllowList::default(),
         expiration_date: None,
         disabled: false,
@@ -220,6 +213,8 @@ fn draft_key(partner: &Partner) -> Key {
         created_by: String::new(),
         revoked_at: None,
         revoked_by: None,
+        status_changed_at: None,
+        status_changed_by: None,
         last_used_at: None,
         limits: KeyLimits::default(),
     }
@@ -237,17 +232,21 @@ async fn own_key(state: &ApiState, partner: Uuid, id: &str) -> Result<Key, ApiEr
         .ok_or_else(not_found)
 }
 
-fn with_cost(state: &ApiState, key: &Key) -> KeyWithCost {
+async fn with_cost(
+    state: &ApiState,
+    names: &mut Names<'_>,
+    key: &Key,
+) -> Result<KeyWithCost, ApiError> {
     let meter = &state.manager.meter;
     let now = state.manager.clock.now_unix();
     let usage = meter.key_usage(key.id, now);
     let today = usage.cost_day.current(now, &meter.retired).total_used();
     let total = usage.cost_total.current(now, &meter.retired).total_used();
-    KeyWithCost {
-        key: KeyObject::from(key),
+    Ok(KeyWithCost {
+        key: names.object(key).await?,
         cost_today_usd: usd(today as i64),
         cost_total_usd: usd(total as i64),
-    }
+    })
 }
 
 /// List sub-keys with their cost.
@@ -267,7 +266,11 @@ pub async fn list(
         .keys_of_partner(partner.id, wanted.page())
         .await?;
     let next_cursor = wanted.cut(&mut keys, |k| (k.created_at, k.id));
-    let data = keys.iter().map(|k| with_cost(&state, k)).collect();
+    let mut names = Names::new(&state, &partner);
+    let mut data = Vec::with_capacity(keys.len());
+    for key in &keys {
+        data.push(with_cost(&state, &mut names, key).await?);
+    }
     Ok(Json(PageOf::new(data, next_cursor)))
 }
 
@@ -294,7 +297,7 @@ pub async fn get(
         .map(ModelUsage::from)
         .collect();
     Ok(ok(KeyDetail {
-        key: with_cost(&state, &key),
+        key: with_cost(&state, &mut Names::new(&state, &partner), &key).await?,
         llm_usage,
     }))
 }
@@ -333,7 +336,7 @@ pub async fn patch(
         })
         .await?
         .ok_or_else(|| ApiError::NotFound("key not found".to_string()))?;
-    Ok(ok(KeyObject::from(&updated)))
+    Ok(ok(Names::new(&state, &partner).object(&updated).await?))
 }
 
 /// Enable a sub-key.
@@ -373,13 +376,13 @@ pub async fn revoke(
 ) -> Result<Json<Ok<KeyObject>>, ApiError> {
     let key = own_key(&state, partner.id, &id).await?;
     let at = state.manager.clock.now_unix();
-    let by = partner.name.clone();
+    let by = format!("partner:{}", partner.id);
     let updated = state
         .manager
         .change_key(key.id, KeyChange::Revoke { at, by })
         .await?
         .ok_or_else(|| ApiError::NotFound("key not found".to_string()))?;
-    Ok(ok(KeyObject::from(&updated)))
+    Ok(ok(Names::new(&state, &partner).object(&updated).await?))
 }
 
 /// 409 for a change to a revoked key, which no change can bring back.
@@ -404,8 +407,15 @@ async fn set_disabled(
     }
     let updated = state
         .manager
-        .change_key(key.id, KeyChange::SetDisabled(disabled))
+        .change_key(
+            key.id,
+            KeyChange::SetDisabled {
+                disabled,
+                at: state.manager.clock.now_unix(),
+                by: format!("partner:{}", partner.id),
+            },
+        )
         .await?
         .ok_or_else(|| ApiError::NotFound("key not found".to_string()))?;
-    Ok(ok(KeyObject::from(&updated)))
+    Ok(ok(Names::new(&state, &partner).object(&updated).await?))
 }

@@ -7,6 +7,7 @@ mod account;
 mod fields;
 pub mod idempotency;
 mod keys;
+mod names;
 
 use axum::Json;
 use serde::Serialize;

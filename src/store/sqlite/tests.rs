@@ -72,6 +72,8 @@ fn key(account: &Account, name: &str, credential: Credential) -> Key {
         created_by: "partner:acme".into(),
         revoked_at: Some(1_700_000_900),
         revoked_by: Some("admin".into()),
+        status_changed_at: None,
+        status_changed_by: None,
         last_used_at: Some(1_700_000_500),
         limits: KeyLimits {
             daily_cost_limit_micros: Some(5_000_000),
@@ -92,6 +94,8 @@ fn fresh_key(account: &Account, name: &str, byte: u8) -> Key {
     Key {
         revoked_at: None,
         revoked_by: None,
+        status_changed_at: None,
+        status_changed_by: None,
         last_used_at: None,
         disabled: false,
         ..key(account, name, token(byte))

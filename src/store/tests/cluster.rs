@@ -60,6 +60,8 @@ fn key(a: &Account) -> Key {
         created_by: "t".into(),
         revoked_at: None,
         revoked_by: None,
+        status_changed_at: None,
+        status_changed_by: None,
         last_used_at: None,
         limits: KeyLimits::default(),
     }
@@ -98,9 +100,16 @@ async fn writes_notify_with_ids_and_usage_writes_do_not() {
     // last_used_at and balance charges are read back by the sync, not notified.
     t.touch_keys(&[(k.id, 50)]).await.unwrap();
     t.add_partner_balance(p.id, 5).await.unwrap();
-    t.update_key(k.id, &KeyChange::SetDisabled(true))
-        .await
-        .unwrap();
+    t.update_key(
+        k.id,
+        &KeyChange::SetDisabled {
+            disabled: true,
+            at: 7,
+            by: "partner:test".into(),
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Key(k.id));
     t.update_partner(p.id, None, Some(true)).await.unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Partner(p.id));
@@ -161,9 +170,16 @@ async fn changed_since_reads_what_changed_after_the_cursor() {
     );
     let later = feed.changed_since(all.now_micros).await.unwrap();
     assert!(later.keys.is_empty() && later.partners.is_empty());
-    t.update_key(k.id, &KeyChange::SetDisabled(true))
-        .await
-        .unwrap();
+    t.update_key(
+        k.id,
+        &KeyChange::SetDisabled {
+            disabled: true,
+            at: 7,
+            by: "partner:test".into(),
+        },
+    )
+    .await
+    .unwrap();
     let again = feed.changed_since(all.now_micros).await.unwrap();
     assert_eq!(again.keys.len(), 1);
     assert!(again.keys[0].disabled);

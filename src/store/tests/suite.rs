@@ -83,6 +83,8 @@ fn key(account: &Account, name: &str, credential: Credential) -> Key {
         created_by: "partner:acme".into(),
         revoked_at: Some(1_700_000_900),
         revoked_by: Some("admin".into()),
+        status_changed_at: None,
+        status_changed_by: None,
         last_used_at: Some(1_700_000_500),
         limits: KeyLimits {
             daily_cost_limit_micros: Some(5_000_000),
@@ -103,6 +105,8 @@ fn fresh_key(account: &Account, name: &str, byte: u8) -> Key {
     Key {
         revoked_at: None,
         revoked_by: None,
+        status_changed_at: None,
+        status_changed_by: None,
         last_used_at: None,
         disabled: false,
         ..key(account, name, token(byte))
@@ -322,10 +326,28 @@ async fn update_key_disable_enable_revoke(store: &TestStore) {
     let k = fresh_key(&a, "ci", 1);
     store.create_key(&k).await.unwrap();
 
-    let off = store.update_key(k.id, &KeyChange::SetDisabled(true)).await;
-    assert!(off.unwrap().unwrap().disabled);
-    let on = store.update_key(k.id, &KeyChange::SetDisabled(false)).await;
-    assert!(!on.unwrap().unwrap().disabled);
+    let set = |disabled: bool, at: i64, by: &str| KeyChange::SetDisabled {
+        disabled,
+        at,
+        by: by.into(),
+    };
+    let off = store.update_key(k.id, &set(true, 7, "partner:a")).await;
+    let off = off.unwrap().unwrap();
+    assert!(off.disabled);
+    assert_eq!(
+        (off.status_changed_at, off.status_changed_by.as_deref()),
+        (Some(7), Some("partner:a"))
+    );
+    // Disabling a disabled key changes nothing: the first disable's time and author stay.
+    let again = store.update_key(k.id, &set(true, 8, "partner:b")).await;
+    assert_eq!(again.unwrap().unwrap(), off);
+    let on = store.update_key(k.id, &set(false, 9, "partner:b")).await;
+    let on = on.unwrap().unwrap();
+    assert!(!on.disabled);
+    assert_eq!(
+        (on.status_changed_at, on.status_changed_by.as_deref()),
+        (Some(9), Some("partner:b"))
+    );
 
     let first = KeyChange::Revoke {
         at: 100,
@@ -346,13 +368,23 @@ async fn update_key_disable_enable_revoke(store: &TestStore) {
         (Some(100), Some("alice"))
     );
     // Disabling a revoked key still records the flag; it stays revoked.
-    let off = store.update_key(k.id, &KeyChange::SetDisabled(true)).await;
+    let off = store
+        .update_key(
+            k.id,
+            &KeyChange::SetDisabled {
+                disabled: true,
+                at: 7,
+                by: "partner:test".into(),
+            },
+        )
+        .await;
     let off = off.unwrap().unwrap();
     assert!(off.disabled);
     assert_eq!(off.revoked_at, Some(100));
     assert_eq!(store.get_key(k.id).await.unwrap(), Some(off));
 
-    let unknown = store.update_key(Uuid::new_v4(), &KeyChange::SetDisabled(true));
+    let change = set(true, 7, "partner:a");
+    let unknown = store.update_key(Uuid::new_v4(), &change);
     assert_eq!(unknown.await.unwrap(), None);
 }
 

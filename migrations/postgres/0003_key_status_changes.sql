@@ -1,0 +1,3 @@
+-- Who last disabled or enabled a key, and when (the reseller API's disable/enable record by/at).
+ALTER TABLE keys ADD COLUMN status_changed_at BIGINT;
+ALTER TABLE keys ADD COLUMN status_changed_by TEXT;
