@@ -154,12 +154,12 @@ async fn partner(
     match store_url {
         Some(url) => {
             let s = tollgate::store::postgres::PostgresStore::open(url, Default::default()).await?;
-            s.add_partner_balance(id, micros).await?;
+            s.add_partner_balance(id, micros, 0).await?;
         }
         None => {
             let path = node.config.with_file_name("sqlite.db");
             let s = tollgate::store::sqlite::SqliteStore::open(&path).await?;
-            s.add_partner_balance(id, micros).await?;
+            s.add_partner_balance(id, micros, 0).await?;
         }
     }
     Ok(p["token"].as_str().unwrap().to_string())

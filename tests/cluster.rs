@@ -265,7 +265,7 @@ async fn top_up(cl: &Cluster, micros: i64) {
     use tollgate::store::PartnerStore;
     let partners = store.load_partners().await.unwrap();
     store
-        .add_partner_balance(partners[0].id, micros)
+        .add_partner_balance(partners[0].id, micros, 0)
         .await
         .unwrap();
 }

@@ -124,7 +124,7 @@ async fn partner(s: &Setup) -> String {
     let id = p["id"].as_str().unwrap().parse().unwrap();
     s.store()
         .await
-        .add_partner_balance(id, 100_000_000)
+        .add_partner_balance(id, 100_000_000, 0)
         .await
         .unwrap();
     p["token"].as_str().unwrap().to_string()

@@ -414,7 +414,7 @@ async fn unknown_plan_and_unknown_user_are_refused() {
 }
 
 #[tokio::test]
-async fn update_plan_charges_the_price_difference_or_refuses_with_402() {
+async fn update_plan_charges_above_the_months_peak_or_refuses_with_402() {
     let t = gateway().await;
     create_user(&t, USER).await;
     t.top_up(15 * USD).await;
@@ -451,11 +451,16 @@ async fn update_plan_charges_the_price_difference_or_refuses_with_402() {
     assert_eq!(live_balance(&t), 5_010_000);
     assert_eq!(stored_balance(&t).await, 5_010_000);
     assert_eq!(stats_of(&t, USER).await["plan"], "Plan0");
-    // A downgrade refunds nothing and costs nothing.
+    // A downgrade refunds nothing and costs nothing; moving back up within the same month
+    // costs nothing either (Plan0 is paid for this month).
     assert_eq!(update(1).await.0, 200);
     assert_eq!(stats_of(&t, USER).await["plan"], "Free");
     assert_eq!(stored_balance(&t).await, 5_010_000);
-    // With the balance topped up the upgrade goes through (Free → Big: 20.00).
+    assert_eq!(update(3).await.0, 200);
+    assert_eq!(stored_balance(&t).await, 5_010_000);
+    assert_eq!(update(1).await.0, 200);
+    // With the balance topped up the upgrade goes through: Big costs what goes above the
+    // month's peak (Plan0's 9.99), 10.01, not its whole 20.00.
     t.top_up(15 * USD).await;
     assert_eq!(update(4).await.0, 200);
     let data = stats_of(&t, USER).await;
@@ -463,8 +468,8 @@ async fn update_plan_charges_the_price_difference_or_refuses_with_402() {
         (data["plan"].clone(), data["ingress_limit"].clone()),
         (json!("Big"), json!(0))
     );
-    assert_eq!(stored_balance(&t).await, 10_000);
-    assert_eq!(live_balance(&t), 10_000);
+    assert_eq!(stored_balance(&t).await, 10_000_000);
+    assert_eq!(live_balance(&t), 10_000_000);
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub mod decision;
 pub mod hot_key;
 pub mod ip;
 pub mod key;
+pub mod money;
 pub mod permission;
 pub mod policy;
 pub mod price;

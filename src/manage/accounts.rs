@@ -9,8 +9,9 @@ use uuid::Uuid;
 use super::{ManageError, Manager};
 use crate::config::model::Plan;
 use crate::domain::key::{Account, Key};
+use crate::domain::money::plan_change_charge;
 use crate::meter::hold::Hold;
-use crate::store::{KeyChange, PlanChange};
+use crate::store::{KeyChange, PlanChange, PlanMove};
 
 /// What a partner gives to create an account.
 #[derive(Clone, Debug)]
@@ -31,13 +32,6 @@ pub enum PlanOutcome {
     InsufficientBalance { needed: u64, balance: i64 },
     /// There is no such account.
     NoAccount,
-}
-
-/// What moving from `old` to `new` costs the partner: the price difference when positive
-/// (moving to a cheaper plan refunds nothing).
-pub fn plan_charge(old: Option<&Plan>, new: &Plan) -> u64 {
-    new.price_micros
-        .saturating_sub(old.map_or(0, |p| p.price_micros))
 }
 
 impl Manager {
@@ -76,8 +70,8 @@ impl Manager {
         Ok(self.store.get_account(id).await?)
     }
 
-    /// Moves an account to `plan`, charging the partner the price difference (see
-    /// [`plan_charge`]) against its live balance. The charge is reserved on the live balance
+    /// Moves an account to `plan`, charging the partner what goes above the month's highest
+    /// plan price (see [`plan_change_charge`]) against its live balance. The charge is reserved on the live balance
     /// first (so concurrent usage cannot spend it meanwhile), then the plan and the debit are
     /// stored in one transaction, and only then does the meter see the new plan and balance.
     /// Plan changes are serialised, so the charge is always computed from the stored plan.
@@ -97,7 +91,16 @@ impl Manager {
                 charged: 0,
             });
         }
-        let needed = plan_charge(account.plan_id.and_then(|id| plans.get(&id)), plan);
+        let old = account.plan_id.and_then(|id| plans.get(&id));
+        let now = self.clock.now_unix();
+        let period = self.today().format("%Y-%m").to_string();
+        // The month's peak so far; before the month's first change, the plan held since its
+        // start.
+        let peak = match self.store.plan_period(account.id).await? {
+            Some((Some(stored), peak)) if stored == period => peak,
+            _ => old.map_or(0, |p| p.price_micros),
+        };
+        let (needed, peak) = plan_change_charge(peak, plan.price_micros);
         let partner = self.meter.partner(account.partner_id);
         let hold = match (&partner, needed) {
             (Some(live), 1..) => {
@@ -113,7 +116,22 @@ impl Manager {
         };
         let account = match self
             .store
-            .set_account_plan(account.id, plan.id, needed)
+            .set_account_plan(
+                account.id,
+                &PlanMove {
+                    plan_id: plan.id,
+                    charge_micros: needed,
+                    period,
+                    peak_micros: peak,
+                    at: now,
+                    note: format!(
+                        "account {}: plan {} to {}",
+                        account.external_id,
+                        old.map_or("none", |p| p.name.as_str()),
+                        plan.name
+                    ),
+                },
+            )
             .await?
         {
             PlanChange::Changed(account) => account,
@@ -158,33 +176,5 @@ impl Manager {
         };
         let at = self.clock.now_unix();
         self.change_key(key.id, KeyChange::Revoke { at, by }).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan(id: i64, price_micros: u64) -> Plan {
-        Plan {
-            id,
-            name: format!("p{id}"),
-            price_micros,
-            pinned_count_limit: None,
-            pinned_bytes_limit: None,
-            ingress_limit: None,
-            egress_limit: None,
-            ipns_limit: None,
-        }
-    }
-
-    #[test]
-    fn only_an_upgrade_costs_the_difference() {
-        let (free, small, big) = (plan(1, 0), plan(2, 9_990_000), plan(3, 29_990_000));
-        assert_eq!(plan_charge(None, &small), 9_990_000);
-        assert_eq!(plan_charge(Some(&free), &small), 9_990_000);
-        assert_eq!(plan_charge(Some(&small), &big), 20_000_000);
-        assert_eq!(plan_charge(Some(&big), &small), 0, "no refund");
-        assert_eq!(plan_charge(Some(&big), &free), 0);
     }
 }

@@ -157,7 +157,8 @@ impl Manager {
     /// Adds `micros` (may be negative) to a partner's prepaid balance; the new stored balance,
     /// or `None` if there is no such partner.
     pub async fn top_up(&self, partner: Uuid, micros: i64) -> Result<Option<i64>, ManageError> {
-        let balance = self.store.add_partner_balance(partner, micros).await?;
+        let now = self.clock.now_unix();
+        let balance = self.store.add_partner_balance(partner, micros, now).await?;
         if self.store.cluster().is_some() {
             // Shared store: the sync reads every balance back (this one's and the others'
             // charges applied); wake it now rather than adding here and racing it.

@@ -13,10 +13,12 @@ macro_rules! row_stores {
             use $crate::domain::key::{Account, Partner};
             use $crate::store::rows::{self, AccountRow, PartnerRow, int};
             use $crate::store::sql::{
-                ACCOUNT_COLUMNS, ADD_BALANCE, DEBIT_IF_COVERED, INSERT_PARTNER, UPDATE_PARTNER,
-                UPSERT_IDEMPOTENT, select_accounts, select_partners,
+                ACCOUNT_COLUMNS, ADD_BALANCE, DEBIT_IF_COVERED, INSERT_LEDGER, INSERT_PARTNER,
+                LEDGER_COLUMNS, UPDATE_PARTNER, UPSERT_IDEMPOTENT, select_accounts,
+                select_partners,
             };
-            use $crate::store::{Page, PlanChange, StoreError, write_error};
+            use $crate::domain::money::{LedgerEntry, LedgerKind};
+            use $crate::store::{Page, PlanChange, PlanMove, StoreError, write_error};
             impl $store {
                 /// Applies a key change and reads the row back, in one transaction.
                 async fn change_key_row(
@@ -128,6 +130,22 @@ macro_rules! row_stores {
                         .await
                         .map_err(write_error)?;
                     Self::insert_account(&mut tx, default_account, partner.id, true).await?;
+                    if partner.balance_micros != 0 {
+                        let entry = LedgerEntry {
+                            id: Uuid::now_v7(),
+                            partner_id: partner.id,
+                            at: partner.created_at,
+                            kind: LedgerKind::Opening,
+                            amount_micros: partner.balance_micros,
+                            account_id: None,
+                            plan_id: None,
+                            day: None,
+                            note: None,
+                        };
+                        rows::bind_ledger(sqlx::query(INSERT_LEDGER), &entry)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     tx.commit().await?;
                     Ok(())
                 }
@@ -216,13 +234,69 @@ macro_rules! row_stores {
                     &self,
                     id: Uuid,
                     micros: i64,
+                    at: i64,
                 ) -> Result<Option<i64>, StoreError> {
-                    let balance = sqlx::query_scalar(ADD_BALANCE)
+                    let mut tx = self.pool.begin().await?;
+                    let balance: Option<i64> = sqlx::query_scalar(ADD_BALANCE)
                         .bind(micros)
                         .bind(id.to_string())
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *tx)
                         .await?;
+                    if balance.is_some() {
+                        let entry = LedgerEntry {
+                            id: Uuid::now_v7(),
+                            partner_id: id,
+                            at,
+                            kind: LedgerKind::TopUp,
+                            amount_micros: micros,
+                            account_id: None,
+                            plan_id: None,
+                            day: None,
+                            note: None,
+                        };
+                        rows::bind_ledger(sqlx::query(INSERT_LEDGER), &entry)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
                     Ok(balance)
+                }
+
+                async fn ledger_page(
+                    &self,
+                    partner_id: Uuid,
+                    page: Page,
+                ) -> Result<Vec<LedgerEntry>, StoreError> {
+                    let (at, id, limit) = page.binds();
+                    let sql = format!(
+                        "SELECT {LEDGER_COLUMNS} FROM money_ledger WHERE partner_id = $1 \
+                         AND (at, id) > ($2, $3) ORDER BY at, id LIMIT $4"
+                    );
+                    sqlx::query_as::<_, rows::LedgerRow>(&sql)
+                        .bind(partner_id.to_string())
+                        .bind(at)
+                        .bind(id)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(LedgerEntry::try_from)
+                        .collect()
+                }
+
+                async fn plan_charges_since(
+                    &self,
+                    partner_id: Uuid,
+                    since: i64,
+                ) -> Result<Vec<(i64, i64)>, StoreError> {
+                    Ok(sqlx::query_as(
+                        "SELECT at, amount_micros FROM money_ledger WHERE partner_id = $1 \
+                         AND kind = 'plan_change' AND at >= $2",
+                    )
+                    .bind(partner_id.to_string())
+                    .bind(since)
+                    .fetch_all(&self.pool)
+                    .await?)
                 }
             }
 
@@ -283,19 +357,34 @@ macro_rules! row_stores {
                         .collect()
                 }
 
+                async fn plan_period(
+                    &self,
+                    account_id: Uuid,
+                ) -> Result<Option<(Option<String>, u64)>, StoreError> {
+                    let row: Option<(Option<String>, i64)> = sqlx::query_as(
+                        "SELECT plan_period, plan_period_peak_micros FROM accounts WHERE id = $1",
+                    )
+                    .bind(account_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    Ok(row.map(|(period, peak)| (period, u64::try_from(peak).unwrap_or(0))))
+                }
+
                 async fn set_account_plan(
                     &self,
                     account_id: Uuid,
-                    plan_id: i64,
-                    charge_micros: u64,
+                    change: &PlanMove,
                 ) -> Result<PlanChange, StoreError> {
                     let mut tx = self.pool.begin().await?;
                     // The write comes first, so concurrent writers queue on the busy timeout.
                     let sql = format!(
-                        "UPDATE accounts SET plan_id = $1 WHERE id = $2 RETURNING {ACCOUNT_COLUMNS}"
+                        "UPDATE accounts SET plan_id = $1, plan_period = $2, \
+                         plan_period_peak_micros = $3 WHERE id = $4 RETURNING {ACCOUNT_COLUMNS}"
                     );
                     let Some(row) = sqlx::query_as::<_, AccountRow>(&sql)
-                        .bind(plan_id)
+                        .bind(change.plan_id)
+                        .bind(&change.period)
+                        .bind(int(change.peak_micros))
                         .bind(account_id.to_string())
                         .fetch_optional(&mut *tx)
                         .await?
@@ -303,9 +392,9 @@ macro_rules! row_stores {
                         return Ok(PlanChange::NoAccount);
                     };
                     let account = Account::try_from(row)?;
-                    if charge_micros > 0 {
+                    if change.charge_micros > 0 {
                         let charged: Option<i64> = sqlx::query_scalar(DEBIT_IF_COVERED)
-                            .bind(int(charge_micros))
+                            .bind(int(change.charge_micros))
                             .bind(account.partner_id.to_string())
                             .fetch_optional(&mut *tx)
                             .await?;
@@ -320,6 +409,20 @@ macro_rules! row_stores {
                             return Ok(PlanChange::InsufficientBalance(balance.unwrap_or(0)));
                         }
                     }
+                    let entry = LedgerEntry {
+                        id: Uuid::now_v7(),
+                        partner_id: account.partner_id,
+                        at: change.at,
+                        kind: LedgerKind::PlanChange,
+                        amount_micros: -int(change.charge_micros),
+                        account_id: Some(account.id),
+                        plan_id: Some(change.plan_id),
+                        day: None,
+                        note: Some(change.note.clone()),
+                    };
+                    rows::bind_ledger(sqlx::query(INSERT_LEDGER), &entry)
+                        .execute(&mut *tx)
+                        .await?;
                     tx.commit().await?;
                     Ok(PlanChange::Changed(account))
                 }

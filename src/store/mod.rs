@@ -111,8 +111,26 @@ pub trait PartnerStore: Send + Sync {
         tier_ppm: Option<u64>,
         suspended: Option<bool>,
     ) -> Result<bool, StoreError>;
-    /// Adds `micros` (may be negative) to a partner's balance; the new balance, or `None`.
-    async fn add_partner_balance(&self, id: Uuid, micros: i64) -> Result<Option<i64>, StoreError>;
+    /// Adds `micros` (may be negative) to a partner's balance with a `top_up` ledger entry at
+    /// `at`, in one transaction; the new balance, or `None`.
+    async fn add_partner_balance(
+        &self,
+        id: Uuid,
+        micros: i64,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    /// A page of a partner's money ledger, oldest first (by time, then id).
+    async fn ledger_page(
+        &self,
+        partner_id: Uuid,
+        page: Page,
+    ) -> Result<Vec<crate::domain::money::LedgerEntry>, StoreError>;
+    /// `(at, amount)` of a partner's `plan_change` entries from `since` on.
+    async fn plan_charges_since(
+        &self,
+        partner_id: Uuid,
+        since: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError>;
 }
 
 /// Accounts (Gateway3 users) and their plans.
@@ -133,13 +151,19 @@ pub trait AccountStore: Send + Sync {
     async fn get_account(&self, id: Uuid) -> Result<Option<Account>, StoreError>;
     /// Every account (for the meter at start).
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
-    /// Moves an account to `plan_id` and debits `charge_micros` from its partner's balance in
-    /// the same transaction; if the balance does not cover the charge, nothing changes.
+    /// The billing period (`YYYY-MM`) of an account's plan and the highest plan price it
+    /// held in that period; `None` if there is no such account.
+    async fn plan_period(
+        &self,
+        account_id: Uuid,
+    ) -> Result<Option<(Option<String>, u64)>, StoreError>;
+    /// Moves an account to a plan: the plan, the period and its peak, the debit of the charge
+    /// from the partner's balance and the `plan_change` ledger entry, in one transaction; if
+    /// the balance does not cover the charge, nothing changes.
     async fn set_account_plan(
         &self,
         account_id: Uuid,
-        plan_id: i64,
-        charge_micros: u64,
+        change: &PlanMove,
     ) -> Result<PlanChange, StoreError>;
 }
 
@@ -383,6 +407,20 @@ pub(crate) fn digest_from(bytes: &[u8]) -> Result<Digest, StoreError> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("digest of {} bytes", bytes.len())))
+}
+
+/// A plan change as stored by [`AccountStore::set_account_plan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanMove {
+    pub plan_id: i64,
+    /// What the partner pays, in micro-USD.
+    pub charge_micros: u64,
+    /// The billing period (`YYYY-MM`) and the highest plan price held in it, after the move.
+    pub period: String,
+    pub peak_micros: u64,
+    /// When (Unix seconds), and what the ledger entry says.
+    pub at: i64,
+    pub note: String,
 }
 
 /// The outcome of [`Store::set_account_plan`].

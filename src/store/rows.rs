@@ -344,3 +344,69 @@ pub(crate) fn llm_rows(key_id: Uuid, rows: Vec<LlmSums>) -> Vec<crate::meter::ll
 pub(crate) fn account_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("account id {text}: {e}")))
 }
+
+/// A `money_ledger` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct LedgerRow {
+    id: String,
+    partner_id: String,
+    at: i64,
+    kind: String,
+    amount_micros: i64,
+    account_id: Option<String>,
+    plan_id: Option<i64>,
+    day: Option<String>,
+    note: Option<String>,
+}
+
+impl TryFrom<LedgerRow> for crate::domain::money::LedgerEntry {
+    type Error = StoreError;
+
+    fn try_from(row: LedgerRow) -> Result<Self, StoreError> {
+        let uuid = |text: &str| {
+            Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("ledger id `{text}`")))
+        };
+        Ok(crate::domain::money::LedgerEntry {
+            id: uuid(&row.id)?,
+            partner_id: uuid(&row.partner_id)?,
+            at: row.at,
+            kind: crate::domain::money::LedgerKind::parse(&row.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("ledger kind `{}`", row.kind)))?,
+            amount_micros: row.amount_micros,
+            account_id: row.account_id.as_deref().map(uuid).transpose()?,
+            plan_id: row.plan_id,
+            day: row.day,
+            note: row.note,
+        })
+    }
+}
+
+/// Binds a ledger entry in [`super::sql::INSERT_LEDGER`] order.
+pub(crate) fn bind_ledger<'q, DB>(
+    q: Query<'q, DB>,
+    e: &crate::domain::money::LedgerEntry,
+) -> Query<'q, DB>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    q.bind(e.id.to_string())
+        .bind(e.partner_id.to_string())
+        .bind(e.at)
+        .bind(e.kind.as_str().to_string())
+        .bind(e.amount_micros)
+        .bind(e.account_id.map(|a| a.to_string()))
+        .bind(e.plan_id)
+        .bind(e.day.clone())
+        .bind(e.note.clone())
+}
+
+/// The UTC day (`YYYY-MM-DD`) of the usage ledger entry a flush at `now` grows.
+pub(crate) fn usage_day(now: i64) -> String {
+    chrono::DateTime::from_timestamp(now, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}

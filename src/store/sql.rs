@@ -68,6 +68,20 @@ pub const EDIT_KEY: &str = "UPDATE keys SET label = $1, description = $2, permis
      total_cost_limit_micros = $7, concurrency_limit = $8, rate_limit_per_minute = $9, \
      models = $10 WHERE id = $11";
 
+/// Every money-ledger column, in `LedgerRow` order.
+pub const LEDGER_COLUMNS: &str =
+    "id, partner_id, at, kind, amount_micros, account_id, plan_id, day, note";
+
+/// Inserts a money-ledger entry, every column in `LedgerRow` order.
+pub const INSERT_LEDGER: &str = "INSERT INTO money_ledger (id, partner_id, at, kind, \
+     amount_micros, account_id, plan_id, day, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// Adds `$4` (signed) to the usage entry of partner `$2` for day `$5`, creating it with id
+/// `$1` and time `$3`.
+pub const ADD_USAGE_LEDGER: &str = "INSERT INTO money_ledger (id, partner_id, at, kind, \
+     amount_micros, day) VALUES ($1, $2, $3, 'usage', $4, $5) ON CONFLICT (partner_id, day) \
+     DO UPDATE SET amount_micros = money_ledger.amount_micros + excluded.amount_micros";
+
 /// Upserts a plan by id (the TOML mirror).
 pub const UPSERT_PLAN: &str = "INSERT INTO plans (id, name, price_micros, pinned_count_limit, \
      pinned_bytes_limit, ingress_limit, egress_limit, ipns_limit) \

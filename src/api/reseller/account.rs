@@ -56,6 +56,7 @@ pub async fn me(
 }
 
 /// The prepaid balance and what was spent.
+/// `spent_*` count metered usage (live) and plan-change charges.
 #[derive(Serialize, ToSchema)]
 pub struct Balance {
     balance_usd: f64,
@@ -79,12 +80,37 @@ pub async fn balance(
         .partner(p.id)
         .ok_or_else(|| ApiError::NotFound("partner not found".into()))?;
     let usage = &live.usage;
+    let day_start = now - now.rem_euclid(86_400);
+    let plans = plan_charges(&state, p.id, 0).await?;
+    let plans_today: i64 = plans
+        .iter()
+        .filter(|(at, _)| *at >= day_start)
+        .map(|(_, v)| v)
+        .sum();
+    let plans_total: i64 = plans.iter().map(|(_, v)| v).sum();
+    let used_today = usage.cost_day.current(now, &meter.retired).total_used() as i64;
+    let used_total = usage.cost_total.current(now, &meter.retired).total_used() as i64;
     Ok(ok(Balance {
         balance_usd: usd(live.balance()),
-        spent_today_usd: usd(usage.cost_day.current(now, &meter.retired).total_used() as i64),
-        spent_total_usd: usd(usage.cost_total.current(now, &meter.retired).total_used() as i64),
+        spent_today_usd: usd(used_today.saturating_add(plans_today)),
+        spent_total_usd: usd(used_total.saturating_add(plans_total)),
         currency: "USD",
     }))
+}
+
+/// `(at, micro-USD)` of the partner's plan-change charges from `since` on (positive).
+async fn plan_charges(
+    state: &ApiState,
+    partner: uuid::Uuid,
+    since: i64,
+) -> Result<Vec<(i64, i64)>, ApiError> {
+    let rows = state
+        .manager
+        .store
+        .plan_charges_since(partner, since)
+        .await
+        .map_err(crate::manage::ManageError::from)?;
+    Ok(rows.into_iter().map(|(at, v)| (at, -v)).collect())
 }
 
 /// The usage series' span.
@@ -101,10 +127,13 @@ pub struct UsageQuery {
 pub struct Day {
     #[schema(format = Date)]
     date: String,
+    /// Usage plus plan-change charges.
     cost_usd: f64,
     requests: u64,
     bytes_in: u64,
     bytes_out: u64,
+    /// Of `cost_usd`, what plan changes cost.
+    plan_usd: f64,
 }
 
 /// Daily usage series.
@@ -143,6 +172,15 @@ pub async fn usage(
             ..Day::default()
         })
         .collect();
+    let since = first
+        .and_hms_opt(0, 0, 0)
+        .map_or(0, |t| t.and_utc().timestamp());
+    for (at, micros) in plan_charges(&state, p.id, since).await? {
+        let date = chrono::DateTime::from_timestamp(at, 0).map(|t| fmt(t.date_naive()));
+        if let Some(entry) = series.iter_mut().find(|d| Some(&d.date) == date.as_ref()) {
+            entry.plan_usd += usd(micros);
+        }
+    }
     for (day, metric, value) in rows {
         let Some(entry) = series.iter_mut().find(|d| d.date == day) else {
             continue;
@@ -154,6 +192,9 @@ pub async fn usage(
             "bytes_out" => entry.bytes_out = value,
             _ => {}
         }
+    }
+    for day in &mut series {
+        day.cost_usd += day.plan_usd;
     }
     Ok(ok(series))
 }

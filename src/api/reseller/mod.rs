@@ -1,12 +1,13 @@
 //! The QCode-compatible reseller API under `/api/v1/reseller`: account summary, balance, daily
-//! usage, token rotation and sub-keys (create with `Idempotency-Key`, read, list, PATCH,
-//! enable, disable). Success is `{"ok":true,"data":...}`; errors are `{"detail":...}` with
+//! usage, the money ledger, token rotation and sub-keys (create with `Idempotency-Key`, read,
+//! list, PATCH, enable, disable, revoke). Success is `{"ok":true,"data":...}`; errors are `{"detail":...}` with
 //! 401/403/404/422/429; every call counts against the token's management rate limits.
 
 mod account;
 mod fields;
 pub mod idempotency;
 mod keys;
+mod ledger;
 mod names;
 
 use axum::Json;
@@ -29,6 +30,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(keys::enable))
         .routes(routes!(keys::disable))
         .routes(routes!(keys::revoke))
+        .routes(routes!(ledger::list))
 }
 
 /// `{"ok": true, "data": ...}`.

@@ -12,8 +12,8 @@ use super::{LOCK, PostgresStore, SYNC_LOCK};
 use crate::meter::llm_usage::LlmRow;
 use crate::meter::window::Window;
 use crate::meter::{Batch, Delta};
-use crate::store::rows::int;
-use crate::store::sql::LLM_USAGE_CONFLICT;
+use crate::store::rows::{int, usage_day};
+use crate::store::sql::{ADD_USAGE_LEDGER, LLM_USAGE_CONFLICT};
 use crate::store::{CounterRow, StoreError, Synced, UsageStore};
 
 /// How long applied batch tokens are remembered (a retried flush is far younger).
@@ -44,6 +44,7 @@ impl UsageStore for PostgresStore {
         let applied = !batch.is_empty() && claim_token(&mut tx, token, now).await?;
         if applied {
             write_batch(&mut tx, batch).await?;
+            write_usage_ledger(&mut tx, batch, now).await?;
             self.deduct(&mut tx, batch).await?;
         }
         let leases = self.renew(&mut tx).await?;
@@ -224,6 +225,30 @@ async fn write_batch(tx: &mut Transaction<'_, Postgres>, batch: &Batch) -> Resul
         )
         .execute(&mut **tx)
         .await?;
+    }
+    Ok(())
+}
+
+/// Grows each charged partner's usage ledger entry of the day by its charges in `batch`.
+async fn write_usage_ledger(
+    tx: &mut Transaction<'_, Postgres>,
+    batch: &Batch,
+    now: i64,
+) -> Result<(), StoreError> {
+    let day = usage_day(now);
+    let mut by_partner: std::collections::BTreeMap<Uuid, u64> = Default::default();
+    for (partner, amount) in &batch.charges {
+        *by_partner.entry(*partner).or_default() += *amount;
+    }
+    for (partner, amount) in by_partner {
+        sqlx::query(ADD_USAGE_LEDGER)
+            .bind(Uuid::now_v7().to_string())
+            .bind(partner.to_string())
+            .bind(now)
+            .bind(-int(amount))
+            .bind(&day)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

@@ -10,8 +10,8 @@ use super::{SqliteStore, journal};
 use crate::meter::llm_usage::LlmRow;
 use crate::meter::window::Window;
 use crate::meter::{Batch, Delta};
-use crate::store::rows::int;
-use crate::store::sql::LLM_USAGE_CONFLICT;
+use crate::store::rows::{int, usage_day};
+use crate::store::sql::{ADD_USAGE_LEDGER, LLM_USAGE_CONFLICT};
 use crate::store::{CounterRow, StoreError, Synced, UsageStore};
 
 #[async_trait]
@@ -154,10 +154,19 @@ async fn apply_usage(
     }
     // The deltas go to the journal; they reach `counters` and `usage_daily` when it is folded.
     journal::append(&mut tx, &batch.deltas).await?;
+    let day = usage_day(now);
     for (partner, amount) in &batch.charges {
         sqlx::query("UPDATE partners SET balance_micros = balance_micros - $1 WHERE id = $2")
             .bind(int(*amount))
             .bind(partner.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(ADD_USAGE_LEDGER)
+            .bind(Uuid::now_v7().to_string())
+            .bind(partner.to_string())
+            .bind(now)
+            .bind(-int(*amount))
+            .bind(&day)
             .execute(&mut *tx)
             .await?;
     }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::store::PlanMove;
+
 use uuid::Uuid;
 
 use super::TestStore;
@@ -99,7 +101,7 @@ async fn writes_notify_with_ids_and_usage_writes_do_not() {
     assert_eq!(next_change(&mut rx).await, Change::Key(k.id));
     // last_used_at and balance charges are read back by the sync, not notified.
     t.touch_keys(&[(k.id, 50)]).await.unwrap();
-    t.add_partner_balance(p.id, 5).await.unwrap();
+    t.add_partner_balance(p.id, 5, 60).await.unwrap();
     t.update_key(
         k.id,
         &KeyChange::SetDisabled {
@@ -113,7 +115,15 @@ async fn writes_notify_with_ids_and_usage_writes_do_not() {
     assert_eq!(next_change(&mut rx).await, Change::Key(k.id));
     t.update_partner(p.id, None, Some(true)).await.unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Partner(p.id));
-    t.set_account_plan(a.id, 1, 0).await.ok();
+    let free = PlanMove {
+        plan_id: 1,
+        charge_micros: 0,
+        period: "2026-11".into(),
+        peak_micros: 0,
+        at: 60,
+        note: String::new(),
+    };
+    t.set_account_plan(a.id, &free).await.ok();
     drop(rx); // the feed gives its connection back, so the pool can close
     t.finish().await;
 }

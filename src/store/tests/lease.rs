@@ -157,7 +157,7 @@ async fn a_partner_balance_lease_follows_the_stored_balance_and_its_charges() {
         .1;
     assert_eq!(balance, 700);
     // 700 stored - 200 leased = 500 left; a top-up adds to it.
-    t.add_partner_balance(p.id, 1_000).await.unwrap();
+    t.add_partner_balance(p.id, 1_000, 60).await.unwrap();
     assert_eq!(grant(a, ask(&lease, 0, 1_500)).await, 200 + 1_500);
     assert_eq!(grant(a, ask(&lease, 0, 1)).await, 1_700, "nothing left");
 }

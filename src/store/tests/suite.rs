@@ -9,8 +9,9 @@ use super::{TestStore, on_both_backends};
 use crate::config::model::Plan;
 use crate::domain::ip::IpAllowList;
 use crate::domain::key::{Account, Credential, Key, KeyLimits, Partner};
+use crate::domain::money::LedgerKind;
 use crate::domain::permission::{Permission, PermissionSet};
-use crate::store::{IpnsRow, KeyChange, Page, PinRow, PlanChange, StoreError};
+use crate::store::{IpnsRow, KeyChange, Page, PinRow, PlanChange, PlanMove, StoreError};
 
 on_both_backends!(
     partner_and_default_account_round_trip,
@@ -538,7 +539,7 @@ async fn usage_batches_apply_once_and_charge_the_balance(store: &TestStore) {
         .unwrap();
     let start = p.balance_micros;
     assert_eq!(
-        store.add_partner_balance(p.id, 1_000).await.unwrap(),
+        store.add_partner_balance(p.id, 1_000, 60).await.unwrap(),
         Some(start + 1_000)
     );
     let delta = |window: Window, label: &str, amount| Delta {
@@ -592,6 +593,17 @@ async fn usage_batches_apply_once_and_charge_the_balance(store: &TestStore) {
         .unwrap()
         .balance_micros;
     assert_eq!(balance, start + 1_000 - 140);
+    // The ledger: the opening balance, the top-up, and one usage entry for the day that both
+    // batches grew (the replay added nothing); it sums to the balance.
+    let ledger = store.ledger_page(p.id, Page::ALL).await.unwrap();
+    let usage: Vec<_> = ledger
+        .iter()
+        .filter(|e| e.kind == LedgerKind::Usage)
+        .collect();
+    assert_eq!(usage.len(), 1, "{ledger:?}");
+    assert_eq!((usage[0].amount_micros, usage[0].at), (-140, 100));
+    assert_eq!(usage[0].day.as_deref(), Some("1970-01-01"));
+    assert_eq!(ledger.iter().map(|e| e.amount_micros).sum::<i64>(), balance);
     let daily = store
         .usage_daily("partner", p.id, "2026-11-23", "2026-11-23")
         .await
@@ -602,7 +614,10 @@ async fn usage_batches_apply_once_and_charge_the_balance(store: &TestStore) {
         "lifetime totals are not double-counted in daily sums"
     );
     assert_eq!(
-        store.add_partner_balance(Uuid::new_v4(), 5).await.unwrap(),
+        store
+            .add_partner_balance(Uuid::new_v4(), 5, 60)
+            .await
+            .unwrap(),
         None
     );
 }
@@ -717,26 +732,71 @@ async fn a_plan_change_and_its_charge_are_one_transaction(store: &TestStore) {
     let a = on_free_plan(p.id, "u");
     store.create_account(&a).await.unwrap();
 
-    let refused = store.set_account_plan(a.id, 2, 5_000_001).await.unwrap();
+    let mv = |plan_id: i64, charge_micros: u64, at: i64| PlanMove {
+        plan_id,
+        charge_micros,
+        period: "2026-11".into(),
+        peak_micros: charge_micros,
+        at: p.created_at + at,
+        note: format!("to {plan_id}"),
+    };
+    let refused = store
+        .set_account_plan(a.id, &mv(2, 5_000_001, 1))
+        .await
+        .unwrap();
     assert_eq!(refused, PlanChange::InsufficientBalance(5_000_000));
     assert_eq!(
         store.get_account(a.id).await.unwrap().unwrap().plan_id,
         Some(1)
     );
     assert_eq!(balance(store, p.id).await, 5_000_000);
+    assert_eq!(store.plan_period(a.id).await.unwrap(), Some((None, 0)));
 
-    let done = store.set_account_plan(a.id, 2, 5_000_000).await.unwrap();
+    let done = store
+        .set_account_plan(a.id, &mv(2, 5_000_000, 2))
+        .await
+        .unwrap();
     let PlanChange::Changed(changed) = done else {
         panic!("{done:?}")
     };
     assert_eq!(changed.plan_id, Some(2));
     assert_eq!(store.get_account(a.id).await.unwrap(), Some(changed));
     assert_eq!(balance(store, p.id).await, 0);
+    let period = Some((Some("2026-11".to_string()), 5_000_000));
+    assert_eq!(store.plan_period(a.id).await.unwrap(), period);
 
     // A free change needs no balance.
-    let done = store.set_account_plan(a.id, 1, 0).await.unwrap();
+    let done = store.set_account_plan(a.id, &mv(1, 0, 3)).await.unwrap();
     assert!(matches!(done, PlanChange::Changed(ref a) if a.plan_id == Some(1)));
-    let none = store.set_account_plan(Uuid::new_v4(), 1, 0).await.unwrap();
+    // The ledger: the opening balance, then both changes (the refused one left nothing), and
+    // it sums to the balance.
+    let ledger = store.ledger_page(p.id, Page::ALL).await.unwrap();
+    let kinds: Vec<_> = ledger
+        .iter()
+        .map(|e| (e.kind, e.amount_micros, e.plan_id))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (LedgerKind::Opening, 5_000_000, None),
+            (LedgerKind::PlanChange, -5_000_000, Some(2)),
+            (LedgerKind::PlanChange, 0, Some(1)),
+        ]
+    );
+    assert_eq!(
+        ledger.iter().map(|e| e.amount_micros).sum::<i64>(),
+        balance(store, p.id).await
+    );
+    assert_eq!(ledger[1].account_id, Some(a.id));
+    let charges = store
+        .plan_charges_since(p.id, p.created_at + 3)
+        .await
+        .unwrap();
+    assert_eq!(charges, [(p.created_at + 3, 0)]);
+    let none = store
+        .set_account_plan(Uuid::new_v4(), &mv(1, 0, 4))
+        .await
+        .unwrap();
     assert_eq!(none, PlanChange::NoAccount);
 }
 
