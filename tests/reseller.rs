@@ -572,7 +572,7 @@ async fn create_returns_the_secret_once_with_the_key_object() {
     let d = r.data();
     let name = d["name"].as_str().unwrap();
     let id2 = d["id"].as_str().unwrap();
-    assert_eq!(name, format!("key-{}", &id2.replace('-', "")[..8]));
+    assert_eq!(name, format!("key-{}", &id2.replace('-', "")[24..]));
     assert_eq!(d["permissions"], json!(["read", "write", "pin", "unpin"]));
     let warnings = d["warnings"].as_array().expect("warnings");
     assert_eq!(warnings.len(), 1, "{d}");

@@ -56,10 +56,20 @@ pub struct Wanted {
 }
 
 impl PageQuery {
+    /// The paging parameters of a query that has others too.
+    pub fn new(limit: Option<String>, cursor: Option<String>) -> Self {
+        PageQuery { limit, cursor }
+    }
+
     /// The page asked for; 422 naming `limit` or `cursor` when malformed.
     pub fn wanted(&self) -> Result<Wanted, ApiError> {
+        self.wanted_or(DEFAULT_LIMIT)
+    }
+
+    /// The page asked for, `default` items when no `limit` is given.
+    pub fn wanted_or(&self, default: u32) -> Result<Wanted, ApiError> {
         let limit = match self.limit.as_deref() {
-            None => DEFAULT_LIMIT,
+            None => default,
             Some(text) => text
                 .parse::<u32>()
                 .ok()

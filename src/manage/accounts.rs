@@ -11,7 +11,7 @@ use crate::config::model::Plan;
 use crate::domain::key::{Account, Key};
 use crate::domain::money::plan_change_charge;
 use crate::meter::hold::Hold;
-use crate::store::{KeyChange, PlanChange, PlanMove};
+use crate::store::{KeyChange, Page, PlanChange, PlanMove};
 
 /// What a partner gives to create an account.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ impl Manager {
     pub async fn create_account(&self, new: NewAccount) -> Result<Account, ManageError> {
         let now = self.clock.now_unix();
         let account = Account {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             partner_id: new.partner_id,
             external_id: new.external_id,
             email: new.email,
@@ -157,9 +157,9 @@ impl Manager {
         })
     }
 
-    /// The account's keys that are not revoked, oldest first.
-    pub async fn live_keys(&self, account_id: Uuid) -> Result<Vec<Key>, ManageError> {
-        Ok(self.store.live_keys_of_account(account_id).await?)
+    /// A page of the account's keys that are not revoked, oldest first.
+    pub async fn live_keys(&self, account_id: Uuid, page: Page) -> Result<Vec<Key>, ManageError> {
+        Ok(self.store.live_keys_of_account(account_id, page).await?)
     }
 
     /// Revokes the account's live key called `name` for good (the data plane refuses it from
@@ -170,7 +170,7 @@ impl Manager {
         name: &str,
         by: String,
     ) -> Result<Option<Key>, ManageError> {
-        let keys = self.live_keys(account_id).await?;
+        let keys = self.live_keys(account_id, Page::ALL).await?;
         let Some(key) = keys.into_iter().find(|k| k.name == name) else {
             return Ok(None);
         };

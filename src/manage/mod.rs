@@ -90,7 +90,7 @@ impl Manager {
         let hash = hash_blocking(token.clone()).await?;
         let now = self.clock.now_unix();
         let partner = Partner {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             name: name.to_string(),
             token_prefix: lookup_prefix(&token),
             token_hash: hash,
@@ -100,7 +100,7 @@ impl Manager {
             created_at: now,
         };
         let account = Account {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             partner_id: partner.id,
             external_id: format!("default-{}", partner.id),
             email: None,
@@ -202,7 +202,9 @@ impl Manager {
 
     /// Mints a key, stores its digest, then makes it usable on the data plane.
     pub async fn create_key(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
-        let id = Uuid::new_v4();
+        // UUIDv7 (time-ordered), so a page walk over (created_at, id) never skips a key
+        // created while it runs.
+        let id = Uuid::now_v7();
         let (credential, secret) = match new.kind {
             KeyKind::Token => {
                 let token = secret::generate_key_token();
@@ -222,7 +224,8 @@ impl Manager {
             partner_id: new.partner_id,
             name: new
                 .name
-                .unwrap_or_else(|| format!("key-{}", &id.simple().to_string()[..8])),
+                // The id's last 8 hex digits: its random part (the first are its time).
+                .unwrap_or_else(|| format!("key-{}", &id.simple().to_string()[24..])),
             label: new.label,
             description: new.description,
             credential,

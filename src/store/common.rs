@@ -357,6 +357,27 @@ macro_rules! row_stores {
                         .collect()
                 }
 
+                async fn accounts_page(
+                    &self,
+                    partner_id: Uuid,
+                    page: Page,
+                ) -> Result<Vec<Account>, StoreError> {
+                    let (at, id, limit) = page.binds();
+                    sqlx::query_as::<_, AccountRow>(select_accounts!(
+                        " WHERE partner_id = $1 AND NOT is_default \
+                         AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4"
+                    ))
+                    .bind(partner_id.to_string())
+                    .bind(at)
+                    .bind(id)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                    .into_iter()
+                    .map(Account::try_from)
+                    .collect()
+                }
+
                 async fn plan_period(
                     &self,
                     account_id: Uuid,

@@ -151,6 +151,10 @@ pub trait AccountStore: Send + Sync {
     async fn get_account(&self, id: Uuid) -> Result<Option<Account>, StoreError>;
     /// Every account (for the meter at start).
     async fn load_accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// A page of the partner's Gateway3 accounts (its default account left out), oldest first
+    /// (by creation time, then id).
+    async fn accounts_page(&self, partner_id: Uuid, page: Page)
+    -> Result<Vec<Account>, StoreError>;
     /// The billing period (`YYYY-MM`) of an account's plan and the highest plan price it
     /// held in that period; `None` if there is no such account.
     async fn plan_period(
@@ -183,8 +187,13 @@ pub trait KeyStore: Send + Sync {
     /// A page of a partner's keys (all its accounts), revoked ones included, oldest first (by
     /// creation time, then id): at most `page.limit` of those after `page.after`.
     async fn keys_of_partner(&self, partner_id: Uuid, page: Page) -> Result<Vec<Key>, StoreError>;
-    /// The account's keys that are not revoked, oldest first.
-    async fn live_keys_of_account(&self, account_id: Uuid) -> Result<Vec<Key>, StoreError>;
+    /// A page of the account's keys that are not revoked, oldest first (by creation time,
+    /// then id).
+    async fn live_keys_of_account(
+        &self,
+        account_id: Uuid,
+        page: Page,
+    ) -> Result<Vec<Key>, StoreError>;
     /// Applies a change; returns the updated key, or `None` if there is no such key.
     async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError>;
     /// Records `last_used_at` for many keys in one transaction.

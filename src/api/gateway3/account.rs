@@ -7,11 +7,12 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::extract::{AdminKey, V0Json};
+use super::extract::{AdminKey, V0Json, V0Query};
 use super::keys::{self, CreatedPair, KeyItem};
-use super::{Envelope, V0Error, V0Result, done, ok, usage};
+use super::{Envelope, V0Error, V0Result, done, ok, page, usage};
 use crate::api::ApiState;
 use crate::api::openapi::{V0AccountErrors, V0BodyErrors, V0Message};
+use crate::api::paging::PageQuery;
 use crate::config::model::Plan;
 use crate::domain::hot_key::HotKey;
 use crate::domain::key::Account;
@@ -134,15 +135,20 @@ pub async fn create_key(
 
 /// Gateway3: own access keys.
 ///
-/// The account's live keys.
+/// The account's live keys, oldest first. Without `limit` the whole list up to 1000 keys (the
+/// Gateway3 shape); `next_cursor` appears when more follow.
 #[utoipa::path(get, path = "/keys", operation_id = "v0_list_keys", tag = "gateway3-account", security(("accessKeyPair" = [])),
-    responses((status = 200, body = Envelope<Vec<KeyItem>>), V0AccountErrors))]
+    params(PageQuery),
+    responses((status = 200, body = Envelope<Vec<KeyItem>>),
+        (status = 400, description = "`limit` or `cursor` is malformed", body = V0Message),
+        V0AccountErrors))]
 pub async fn list_keys(
     State(state): State<ApiState>,
     AdminKey(key): AdminKey,
+    V0Query(paging): V0Query<PageQuery>,
 ) -> V0Result<Vec<KeyItem>> {
     let account = account_of(&state, &key).await?;
-    ok(keys::list(&state, &account).await?)
+    page(keys::list(&state, &account, &paging).await?)
 }
 
 /// Gateway3: delete an own key by name.

@@ -111,6 +111,7 @@ impl IntoResponse for V0Error {
             code: status.as_u16(),
             msg: self.to_string(),
             data: None,
+            next_cursor: None,
         };
         let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = retry_after {

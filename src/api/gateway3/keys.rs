@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::V0Error;
 use crate::api::ApiState;
 use crate::api::key_object;
+use crate::api::paging::PageQuery;
 use crate::domain::key::{Account, Key, KeyLimits};
 use crate::domain::permission::Permission;
 use crate::manage::{KeyKind, NewKey};
@@ -80,11 +81,22 @@ pub async fn create(
     })
 }
 
-/// The account's live (not revoked) keys, oldest first.
-pub async fn list(state: &ApiState, account: &Account) -> Result<Vec<KeyItem>, V0Error> {
-    let keys = state.manager.live_keys(account.id).await?;
-    Ok(keys.iter().map(KeyItem::from).collect())
+/// A page of the account's live (not revoked) keys, oldest first, with the cursor of the next
+/// page. Without paging parameters a v0 list answers up to [`V0_DEFAULT_LIMIT`] keys, so a
+/// Gateway3 client that knows nothing of paging sees every key of any account up to that size.
+pub async fn list(
+    state: &ApiState,
+    account: &Account,
+    page: &PageQuery,
+) -> Result<(Vec<KeyItem>, Option<String>), V0Error> {
+    let wanted = page.wanted_or(V0_DEFAULT_LIMIT)?;
+    let mut keys = state.manager.live_keys(account.id, wanted.page()).await?;
+    let next_cursor = wanted.cut(&mut keys, |k| (k.created_at, k.id));
+    Ok((keys.iter().map(KeyItem::from).collect(), next_cursor))
 }
+
+/// Keys a v0 list answers when no `limit` is given: the largest page.
+pub const V0_DEFAULT_LIMIT: u32 = crate::api::paging::MAX_LIMIT;
 
 /// Revokes the account's live key called `name` for good; 404 if there is none.
 pub async fn delete(

@@ -33,6 +33,9 @@ pub struct Envelope<T> {
     /// Absent when the call returns nothing (as in the seed documents).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data: Option<T>,
+    /// On a list, the `cursor` of the next page; absent on the last (or only) page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// What a v0 handler returns.
@@ -44,6 +47,17 @@ pub fn ok<T: Serialize>(data: T) -> V0Result<T> {
         code: 200,
         msg: "ok".into(),
         data: Some(data),
+        next_cursor: None,
+    }))
+}
+
+/// `{"code":200,"msg":"ok","data":[...],"next_cursor":...}`: a page of a list.
+pub fn page<T: Serialize>((data, next_cursor): (Vec<T>, Option<String>)) -> V0Result<Vec<T>> {
+    Ok(Json(Envelope {
+        code: 200,
+        msg: "ok".into(),
+        data: Some(data),
+        next_cursor,
     }))
 }
 
@@ -53,6 +67,7 @@ pub fn done() -> V0Result<()> {
         code: 200,
         msg: "ok".into(),
         data: None,
+        next_cursor: None,
     }))
 }
 

@@ -10,8 +10,9 @@ use uuid::Uuid;
 
 use super::extract::{V0Json, V0Partner, V0Query};
 use super::keys::{self, CreatedPair, KeyItem};
-use super::{Envelope, V0Error, V0Result, done, ok, usage};
+use super::{Envelope, V0Error, V0Result, done, ok, page, usage};
 use crate::api::openapi::{V0BodyErrors, V0Message, V0PartnerErrors};
+use crate::api::paging::PageQuery;
 use crate::api::{ApiState, key_object};
 use crate::config::model::Plan;
 use crate::domain::key::Account;
@@ -43,6 +44,20 @@ pub struct UserQuery {
     /// The partner's own identifier of the user.
     #[param(min_length = 1, max_length = 128)]
     uuid: String,
+}
+
+/// `?uuid=&limit=&cursor=` of `GET /partner/user/keys`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserKeysQuery {
+    /// The partner's own identifier of the user.
+    #[param(min_length = 1, max_length = 128)]
+    uuid: String,
+    /// Keys per page: 1 to 1000, all up to 1000 when not given.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
 }
 
 /// Body of `POST /partner/user/update-plan`.
@@ -207,18 +222,22 @@ pub async fn create_key(
 }
 
 /// Gateway3: an account's keys.
+///
+/// The account's live keys, oldest first. Without `limit` the whole list up to 1000 keys (the
+/// Gateway3 shape); `next_cursor` appears when more follow.
 #[utoipa::path(get, path = "/partner/user/keys", operation_id = "v0_list_user_keys", tag = "gateway3-partner", security(("partnerToken" = [])),
-    params(UserQuery),
+    params(UserKeysQuery),
     responses((status = 200, body = Envelope<Vec<KeyItem>>),
-        (status = 400, description = "`uuid` is missing or malformed", body = V0Message),
+        (status = 400, description = "`uuid`, `limit` or `cursor` is missing or malformed", body = V0Message),
         NoUser, V0PartnerErrors))]
 pub async fn list_keys(
     State(state): State<ApiState>,
     V0Partner(partner): V0Partner,
-    V0Query(query): V0Query<UserQuery>,
+    V0Query(query): V0Query<UserKeysQuery>,
 ) -> V0Result<Vec<KeyItem>> {
     let account = user(&state, partner.id, &query.uuid).await?;
-    ok(keys::list(&state, &account).await?)
+    let paging = PageQuery::new(query.limit, query.cursor);
+    page(keys::list(&state, &account, &paging).await?)
 }
 
 /// Gateway3: delete a key by name.

@@ -1,9 +1,10 @@
 //! The QCode-compatible reseller API under `/api/v1/reseller`: account summary, balance, daily
-//! usage, the money ledger, token rotation and sub-keys (create with `Idempotency-Key`, read,
+//! usage, the money ledger, the Gateway3 accounts, token rotation and sub-keys (create with `Idempotency-Key`, read,
 //! list, PATCH, enable, disable, revoke). Success is `{"ok":true,"data":...}`; errors are `{"detail":...}` with
 //! 401/403/404/422/429; every call counts against the token's management rate limits.
 
 mod account;
+mod accounts;
 mod fields;
 pub mod idempotency;
 mod keys;
@@ -31,6 +32,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(keys::disable))
         .routes(routes!(keys::revoke))
         .routes(routes!(ledger::list))
+        .routes(routes!(accounts::list))
 }
 
 /// `{"ok": true, "data": ...}`.

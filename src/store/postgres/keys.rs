@@ -66,11 +66,21 @@ impl KeyStore for PostgresStore {
         .collect()
     }
 
-    async fn live_keys_of_account(&self, account_id: Uuid) -> Result<Vec<Key>, StoreError> {
+    async fn live_keys_of_account(
+        &self,
+        account_id: Uuid,
+        page: Page,
+    ) -> Result<Vec<Key>, StoreError> {
+        let (at, id, limit) = page.binds();
         sqlx::query_as::<_, KeyRow>(select_keys!(
-            " WHERE account_id = $1 AND revoked_at IS NULL ORDER BY created_at, seq"
+            " WHERE account_id = $1 AND revoked_at IS NULL \
+             AND (created_at, id COLLATE \"C\") > ($2, $3 COLLATE \"C\") \
+             ORDER BY created_at, id COLLATE \"C\" LIMIT $4"
         ))
         .bind(account_id.to_string())
+        .bind(at)
+        .bind(id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?
         .into_iter()
