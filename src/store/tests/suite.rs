@@ -818,7 +818,7 @@ async fn names_are_unique_among_live_keys_only(store: &TestStore) {
     store.update_key(first.id, &revoke).await.unwrap();
     let again = fresh_key(&a, "ci", 4);
     store.create_key(&again).await.unwrap();
-    let live = store.live_keys_of_account(a.id).await.unwrap();
+    let live = store.live_keys_of_account(a.id, Page::ALL).await.unwrap();
     assert_eq!(live, vec![other, again]);
     assert!(store.get_key(first.id).await.unwrap().is_some(), "kept");
 }
