@@ -42,6 +42,8 @@ pub struct Demo {
     pub operator_token: String,
     /// `access_key:access_secret` of the demo account's `admin` key (the Gateway3 account API).
     pub account_key: String,
+    /// A one-time link that signs the demo partner into the console (valid ten minutes).
+    pub console: String,
     _echo: echo::EchoServer,
     _dir: tempfile::TempDir,
 }
@@ -50,6 +52,9 @@ pub struct Demo {
 /// enough for a fuzzer to explore every operation (`tests/api/fuzz.sh`). A real deployment
 /// keeps the QCode defaults of 60, 1000 and 5.
 const DEMO_CALLS: u32 = 1_000_000;
+
+/// The demo partner's starting balance: 10 USD, a thousand calls of `/priced/*` at 0.01.
+const DEMO_BALANCE_MICROS: i64 = 10_000_000;
 
 /// `port` on 127.0.0.1 if it is free right now, else 0 (an ephemeral port).
 fn preferred_port(port: u16) -> u16 {
@@ -76,7 +81,8 @@ pub async fn start() -> Result<Demo, DemoError> {
              [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\
              [security]\nsecret = \"{store_secret}\"\noperator_tokens = [\"{operator_phc}\"]\n\
              [management]\ncalls_per_minute = {DEMO_CALLS}\ncalls_per_day = {DEMO_CALLS}\n\
-             key_creations_per_hour = {DEMO_CALLS}\n",
+             key_creations_per_hour = {DEMO_CALLS}\n\
+             [[routes]]\npath = \"/priced/*\"\npermission = \"read\"\ncost_usd = \"0.01\"\n",
             dir.path().join("demo.db").display(),
             echo.addr,
         );
@@ -108,12 +114,17 @@ pub async fn start() -> Result<Demo, DemoError> {
         })
         .await?;
     let account_key = account_pair(manager, partner.id).await?;
+    // Something to spend on `/priced/*`, so spend and the console's chart move.
+    manager.top_up(partner.id, DEMO_BALANCE_MICROS).await?;
+    let code = gateway.console_logins.issue(&partner_token);
+    let console = format!("http://{}/console/#login={code}", gateway.api_addr);
     Ok(Demo {
         gateway,
         partner_token,
         key: created.secret,
         operator_token,
         account_key,
+        console,
         _echo: echo,
         _dir: dir,
     })
@@ -162,6 +173,7 @@ impl Demo {
             "key": self.key,
             "operator_token": self.operator_token,
             "account_key": self.account_key,
+            "console": self.console,
         })
         .to_string()
     }
@@ -174,13 +186,18 @@ impl Demo {
         let token = &self.partner_token;
         let operator = &self.operator_token;
         let pair = &self.account_key;
+        let console = &self.console;
         format!(
             "Tollgate demo is running (embedded SQLite in a temp dir, built-in echo upstream).\n\
              \n  proxy : {proxy}\n  api   : {api}\n  key   : {key}\n  partner token: {token}\
-             \n  operator token: {operator}\n  account key pair (Gateway3 account API): {pair}\n\
+             \n  operator token: {operator}\n  account key pair (Gateway3 account API): {pair}\
+             \n\n  console: {console}\
+             \n           (signs the demo partner in, once, within ten minutes; then sign in with the token)\n\
              \nTry it:\n\
              \n  # a good call: the echo upstream shows what it received (your key is stripped)\
              \n  curl -s {proxy}/hello -H 'Authorization: Bearer {key}'\
+             \n\n  # a priced call: 0.01 USD from the partner's 10 USD balance (watch spend in the console)\
+             \n  curl -s {proxy}/priced/hello -H 'Authorization: Bearer {key}'\
              \n\n  # no key: 401 missing_credentials\
              \n  curl -s {proxy}/hello\
              \n\n  # a wrong key: 401 invalid_key\

@@ -65,6 +65,8 @@ pub struct Gateway {
     pub api_addr: SocketAddr,
     pub manager: Manager,
     pub metrics: Arc<Metrics>,
+    /// Issues the console's one-time sign-in links (`tollgate demo`).
+    pub console_logins: Arc<api::console::login::ConsoleLogins>,
     syncer: Arc<Syncer>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -227,6 +229,7 @@ impl Gateway {
         let pools: Vec<UpstreamClient> = upstreams.iter().map(|u| u.client().clone()).collect();
         let api_listener = bind(config.listen.api).await?;
         let api_addr = local_addr(&api_listener, config.listen.api)?;
+        let console_logins = Arc::new(api::console::login::ConsoleLogins::new(clock.clone()));
         let api_router = api::router(ApiState {
             manager: manager.clone(),
             metrics: metrics.clone(),
@@ -241,6 +244,7 @@ impl Gateway {
             pins: kubo.as_ref().map(|k| k.ledger.clone()),
             health: health.clone(),
             reseller: Arc::new(config.reseller.clone()),
+            console_logins: console_logins.clone(),
         });
         let mut tasks = vec![
             {
@@ -308,6 +312,7 @@ impl Gateway {
             api_addr,
             manager,
             metrics,
+            console_logins,
             syncer,
             stop,
             tasks,

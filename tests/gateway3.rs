@@ -178,6 +178,8 @@ async fn partner_creates_a_user_and_reads_its_stats() {
             "ingress_limit": 5 * GIB,
             "egress": 0,
             "egress_limit": 5 * GIB,
+            "ipns": 0,
+            "ipns_limit": 3,
         })
     );
     // The same uuid again is a conflict naming the field; nothing else changes.

@@ -1,6 +1,7 @@
 //! The control plane on the `api` listener: health, readiness, metrics and the management APIs.
 
 pub mod admin;
+pub mod console;
 pub mod error;
 pub mod gateway3;
 pub mod health;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub reseller: Arc<crate::config::model::Reseller>,
     /// The store's health as the sync and the change feed see it (for `/readyz`).
     pub health: Arc<crate::cluster::health::Health>,
+    /// The console's one-time sign-in links.
+    pub console_logins: Arc<console::login::ConsoleLogins>,
 }
 
 /// The reply for a path no route matches.
@@ -94,6 +97,9 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
     let (reseller, reseller_doc) = reseller::routes().split_for_parts();
     let (admin, admin_doc) = admin::routes().split_for_parts();
     let (v0, v0_doc) = gateway3::routes();
+    let (login, login_doc) = utoipa_axum::router::OpenApiRouter::default()
+        .routes(utoipa_axum::routes!(console::login::login))
+        .split_for_parts();
     let router = Router::new()
         .fallback(no_route)
         .merge(health.method_not_allowed_fallback(method_not_allowed))
@@ -105,10 +111,16 @@ pub fn routes() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
             "/api/v1/admin",
             admin.method_not_allowed_fallback(method_not_allowed),
         )
-        .nest("/api/v0", v0);
+        .nest(
+            "/api/v1/console",
+            login.method_not_allowed_fallback(method_not_allowed),
+        )
+        .nest("/api/v0", v0)
+        .merge(console::routes());
     let doc = health_doc
         .nest("/api/v1/reseller", reseller_doc)
         .nest("/api/v1/admin", admin_doc)
+        .nest("/api/v1/console", login_doc)
         .nest("/api/v0", v0_doc);
     (router, doc)
 }

@@ -113,6 +113,9 @@ pub struct UserStats {
     ingress_limit: u64,
     egress: u64,
     egress_limit: u64,
+    /// IPNS names (kubo profile), after the seed's fields.
+    ipns: u64,
+    ipns_limit: u64,
 }
 
 /// Gateway3: create an account.
@@ -168,6 +171,8 @@ pub async fn user_stats(
         ingress_limit: s.ingress_limit,
         egress: s.egress,
         egress_limit: s.egress_limit,
+        ipns: s.ipns,
+        ipns_limit: s.ipns_limit,
     })
 }
 
