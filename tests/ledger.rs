@@ -34,15 +34,7 @@ async fn gateway() -> TestGateway {
 }
 
 async fn reseller(t: &TestGateway, path: &str) -> Value {
-    let resp = t
-        .client
-        .get(format!("{}/api/v1/reseller{path}", t.api))
-        .bearer_auth(&t.partner_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    t.get_json(&format!("/api/v1/reseller{path}")).await
 }
 
 async fn v0(t: &TestGateway, path: &str, body: Value) {

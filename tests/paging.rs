@@ -9,15 +9,7 @@ use common::TestGateway;
 use serde_json::{Value, json};
 
 async fn get(t: &TestGateway, path: &str) -> Value {
-    let resp = t
-        .client
-        .get(format!("{}{path}", t.api))
-        .bearer_auth(&t.partner_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{path}");
-    resp.json().await.unwrap()
+    t.get_json(path).await
 }
 
 async fn post_v0(t: &TestGateway, path: &str, body: Value) -> Value {

@@ -122,16 +122,14 @@ async fn list_partners(
     _: Operator,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageOf<PartnerView>>, ApiError> {
-    let wanted = query.wanted()?;
-    let mut partners = state
-        .manager
-        .store
-        .partners_page(wanted.page())
-        .await
-        .map_err(crate::manage::ManageError::from)?;
-    let next_cursor = wanted.cut(&mut partners, |p| (p.created_at, p.id));
-    let data = partners.iter().map(|p| view(&state, p)).collect();
-    Ok(Json(PageOf::new(data, next_cursor)))
+    let store = &state.manager.store;
+    super::paging::answer(
+        &query,
+        |page| store.partners_page(page),
+        |p| (p.created_at, p.id),
+        |p| view(&state, &p),
+    )
+    .await
 }
 
 fn partner_id(id: &str) -> Result<Uuid, ApiError> {

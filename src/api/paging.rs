@@ -110,6 +110,27 @@ impl Wanted {
     }
 }
 
+/// The answer to a list call: the page `query` asks for, read by `fetch` from the store (one
+/// item more than asked, to know whether another page follows), cut at `position` (an item's
+/// creation time and id) and turned into its answer by `view`.
+pub async fn answer<T, V, Fut>(
+    query: &PageQuery,
+    fetch: impl FnOnce(Page) -> Fut,
+    position: impl Fn(&T) -> (i64, Uuid),
+    view: impl FnMut(T) -> V,
+) -> Result<axum::Json<PageOf<V>>, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Vec<T>, crate::store::StoreError>>,
+{
+    let wanted = query.wanted()?;
+    let mut items = fetch(wanted.page())
+        .await
+        .map_err(crate::manage::ManageError::from)?;
+    let next_cursor = wanted.cut(&mut items, position);
+    let data = items.into_iter().map(view).collect();
+    Ok(axum::Json(PageOf::new(data, next_cursor)))
+}
+
 fn encode((at, id): (i64, Uuid)) -> String {
     URL_SAFE_NO_PAD.encode(format!("{at}.{id}"))
 }

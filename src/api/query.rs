@@ -22,12 +22,15 @@ where
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(q)| ApiQuery(q))
-            .map_err(|e| {
-                let text = e.body_text();
-                let detail = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                ApiError::Validation(format!("query: {detail}"))
-            })
+            .map_err(|e| ApiError::Validation(rejection_detail(&e)))
     }
+}
+
+/// `query: <what is wrong>`, from axum's rejection of a query string.
+pub fn rejection_detail(rejection: &axum::extract::rejection::QueryRejection) -> String {
+    let text = rejection.body_text();
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    format!("query: {detail}")
 }

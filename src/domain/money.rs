@@ -60,6 +60,24 @@ pub struct LedgerEntry {
     pub note: Option<String>,
 }
 
+impl LedgerEntry {
+    /// A new entry (a time-ordered UUIDv7 id) of `kind` for `amount_micros`, with no account,
+    /// plan, day or note.
+    pub fn new(partner_id: Uuid, at: i64, kind: LedgerKind, amount_micros: i64) -> Self {
+        LedgerEntry {
+            id: Uuid::now_v7(),
+            partner_id,
+            at,
+            kind,
+            amount_micros,
+            account_id: None,
+            plan_id: None,
+            day: None,
+            note: None,
+        }
+    }
+}
+
 /// What a plan change costs: plans are paid by the calendar month (UTC), and within one month
 /// a partner pays the highest price the account held, once. `peak` is that price so far this
 /// month (the old plan's price when the month's first change happens); moving above it charges

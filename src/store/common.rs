@@ -131,17 +131,12 @@ macro_rules! row_stores {
                         .map_err(write_error)?;
                     Self::insert_account(&mut tx, default_account, partner.id, true).await?;
                     if partner.balance_micros != 0 {
-                        let entry = LedgerEntry {
-                            id: Uuid::now_v7(),
-                            partner_id: partner.id,
-                            at: partner.created_at,
-                            kind: LedgerKind::Opening,
-                            amount_micros: partner.balance_micros,
-                            account_id: None,
-                            plan_id: None,
-                            day: None,
-                            note: None,
-                        };
+                        let entry = LedgerEntry::new(
+                            partner.id,
+                            partner.created_at,
+                            LedgerKind::Opening,
+                            partner.balance_micros,
+                        );
                         rows::bind_ledger(sqlx::query(INSERT_LEDGER), &entry)
                             .execute(&mut *tx)
                             .await?;
@@ -243,17 +238,7 @@ macro_rules! row_stores {
                         .fetch_optional(&mut *tx)
                         .await?;
                     if balance.is_some() {
-                        let entry = LedgerEntry {
-                            id: Uuid::now_v7(),
-                            partner_id: id,
-                            at,
-                            kind: LedgerKind::TopUp,
-                            amount_micros: micros,
-                            account_id: None,
-                            plan_id: None,
-                            day: None,
-                            note: None,
-                        };
+                        let entry = LedgerEntry::new(id, at, LedgerKind::TopUp, micros);
                         rows::bind_ledger(sqlx::query(INSERT_LEDGER), &entry)
                             .execute(&mut *tx)
                             .await?;
@@ -431,15 +416,15 @@ macro_rules! row_stores {
                         }
                     }
                     let entry = LedgerEntry {
-                        id: Uuid::now_v7(),
-                        partner_id: account.partner_id,
-                        at: change.at,
-                        kind: LedgerKind::PlanChange,
-                        amount_micros: -int(change.charge_micros),
                         account_id: Some(account.id),
                         plan_id: Some(change.plan_id),
-                        day: None,
                         note: Some(change.note.clone()),
+                        ..LedgerEntry::new(
+                            account.partner_id,
+                            change.at,
+                            LedgerKind::PlanChange,
+                            -int(change.charge_micros),
+                        )
                     };
                     rows::bind_ledger(sqlx::query(INSERT_LEDGER), &entry)
                         .execute(&mut *tx)

@@ -195,6 +195,20 @@ impl TestGateway {
             .await
     }
 
+    /// GETs a management path (`/api/...`) with the partner token; asserts 200, returns the
+    /// JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(&self.partner_token)
+            .send()
+            .await
+            .expect("management call");
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().await.expect("json")
+    }
+
     /// POSTs to a reseller path with the partner token.
     pub async fn reseller_post(&self, path: &str) -> reqwest::Response {
         self.client

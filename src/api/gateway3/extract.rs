@@ -61,13 +61,7 @@ where
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(q)| V0Query(q))
-            .map_err(|e| {
-                let text = e.body_text();
-                let detail = text
-                    .strip_prefix("Failed to deserialize query string: ")
-                    .unwrap_or(&text);
-                V0Error::BadRequest(format!("query: {detail}"))
-            })
+            .map_err(|e| V0Error::BadRequest(crate::api::query::rejection_detail(&e)))
     }
 }
 

@@ -10,7 +10,7 @@ use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::key_object::timestamp;
 use crate::api::openapi::{Detail, PartnerErrors};
-use crate::api::paging::{PageOf, PageQuery};
+use crate::api::paging::{self, PageOf, PageQuery};
 use crate::api::partner_auth::AuthPartner;
 use crate::api::query::ApiQuery;
 use crate::domain::key::Account;
@@ -45,14 +45,6 @@ pub async fn list(
     AuthPartner(partner): AuthPartner,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageOf<AccountView>>, ApiError> {
-    let wanted = query.wanted()?;
-    let mut accounts = state
-        .manager
-        .store
-        .accounts_page(partner.id, wanted.page())
-        .await
-        .map_err(crate::manage::ManageError::from)?;
-    let next_cursor = wanted.cut(&mut accounts, |a| (a.created_at, a.id));
     let view = |a: Account| AccountView {
         id: a.id.to_string(),
         plan: a
@@ -65,8 +57,12 @@ pub async fn list(
         plan_id: a.plan_id,
         created_at: timestamp(Some(a.created_at)),
     };
-    Ok(Json(PageOf::new(
-        accounts.into_iter().map(view).collect(),
-        next_cursor,
-    )))
+    let store = &state.manager.store;
+    paging::answer(
+        &query,
+        |page| store.accounts_page(partner.id, page),
+        |a| (a.created_at, a.id),
+        view,
+    )
+    .await
 }

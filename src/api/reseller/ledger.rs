@@ -13,7 +13,7 @@ use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::key_object::timestamp;
 use crate::api::openapi::{Detail, PartnerErrors};
-use crate::api::paging::{PageOf, PageQuery};
+use crate::api::paging::{self, PageOf, PageQuery};
 use crate::api::partner_auth::AuthPartner;
 use crate::api::query::ApiQuery;
 use crate::domain::money::LedgerEntry;
@@ -70,14 +70,12 @@ pub async fn list(
     AuthPartner(partner): AuthPartner,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageOf<LedgerView>>, ApiError> {
-    let wanted = query.wanted()?;
-    let mut entries = state
-        .manager
-        .store
-        .ledger_page(partner.id, wanted.page())
-        .await
-        .map_err(crate::manage::ManageError::from)?;
-    let next_cursor = wanted.cut(&mut entries, |e| (e.at, e.id));
-    let data = entries.into_iter().map(LedgerView::from).collect();
-    Ok(Json(PageOf::new(data, next_cursor)))
+    let store = &state.manager.store;
+    paging::answer(
+        &query,
+        |page| store.ledger_page(partner.id, page),
+        |e| (e.at, e.id),
+        LedgerView::from,
+    )
+    .await
 }
