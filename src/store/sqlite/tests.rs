@@ -325,3 +325,63 @@ async fn the_name_migration_keeps_existing_keys() {
     .await;
     assert!(orphan.is_err());
 }
+
+/// Upgrading a store with funded partners: the ledger migration opens each one's ledger with
+/// its balance, so the entries sum to the balance from the start.
+#[tokio::test]
+async fn the_ledger_migration_opens_every_funded_partner_with_its_balance() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let options = SqliteConnectOptions::new()
+        .in_memory(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let run = |sql: &'static str| sqlx::raw_sql(sql).execute(&pool);
+    for sql in [
+        include_str!("../../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../../migrations/sqlite/0002_key_names_unique_among_live_keys.sql"),
+        include_str!("../../../migrations/sqlite/0003_idempotency.sql"),
+        include_str!("../../../migrations/sqlite/0004_key_models.sql"),
+        include_str!("../../../migrations/sqlite/0005_kubo_ledger.sql"),
+        include_str!("../../../migrations/sqlite/0006_llm_usage.sql"),
+        include_str!("../../../migrations/sqlite/0007_usage_journal.sql"),
+        include_str!("../../../migrations/sqlite/0008_key_status_changes.sql"),
+    ] {
+        run(sql).await.unwrap();
+    }
+    run(
+        "INSERT INTO partners (id, name, token_prefix, token_hash, balance_micros, created_at) \
+         VALUES ('p1', 'funded', 'x', 'h', 12500000, 40), ('p2', 'empty', 'y', 'h', 0, 50), \
+         ('p3', 'owing', 'z', 'h', -300, 60);",
+    )
+    .await
+    .unwrap();
+    run(include_str!(
+        "../../../migrations/sqlite/0009_money_ledger.sql"
+    ))
+    .await
+    .unwrap();
+    let rows: Vec<(String, String, i64, String, i64)> = sqlx::query_as(
+        "SELECT id, partner_id, at, kind, amount_micros FROM money_ledger ORDER BY partner_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|(_, p, at, kind, amount)| (p.as_str(), *at, kind.as_str(), *amount))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("p1", 40, "opening", 12_500_000),
+            ("p3", 60, "opening", -300)
+        ]
+    );
+    for (id, ..) in &rows {
+        Uuid::parse_str(id).unwrap_or_else(|_| panic!("`{id}` is not a UUID"));
+    }
+}
