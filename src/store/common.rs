@@ -7,8 +7,13 @@
 /// and the parts of the other roles that are the same on both back-ends as inherent helpers
 /// (`change_key_row`, `daily_rows`, `llm_rows_of_key`).
 macro_rules! row_stores {
-    ($store:ty) => {
+    // `$collate`: what makes a text id compare byte by byte (PostgreSQL's default collation
+    // may not), for the (time, id) order of the paged lists.
+    ($store:ty, $collate:literal) => {
         const _: () = {
+            /// The (time, id) position of a paged list, compared byte by byte.
+            const AFTER: &str = concat!("(id", $collate, ") > ($3", $collate, ")");
+            const ORDER: &str = concat!("id", $collate);
             use uuid::Uuid;
             use $crate::domain::key::{Account, Partner};
             use $crate::store::rows::{self, AccountRow, PartnerRow, int};
@@ -180,9 +185,13 @@ macro_rules! row_stores {
 
                 async fn partners_page(&self, page: Page) -> Result<Vec<Partner>, StoreError> {
                     let (at, id, limit) = page.binds();
-                    sqlx::query_as::<_, PartnerRow>(select_partners!(
-                        " WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3"
-                    ))
+                    let sql = format!(
+                        "{} WHERE (created_at > $1 OR (created_at = $1 AND {})) \
+                         ORDER BY created_at, {ORDER} LIMIT $3",
+                        select_partners!(""),
+                        AFTER.replace("$3", "$2")
+                    );
+                    sqlx::query_as::<_, PartnerRow>(&sql)
                     .bind(at)
                     .bind(id)
                     .bind(limit)
@@ -255,7 +264,7 @@ macro_rules! row_stores {
                     let (at, id, limit) = page.binds();
                     let sql = format!(
                         "SELECT {LEDGER_COLUMNS} FROM money_ledger WHERE partner_id = $1 \
-                         AND (at, id) > ($2, $3) ORDER BY at, id LIMIT $4"
+                         AND (at > $2 OR (at = $2 AND {AFTER})) ORDER BY at, {ORDER} LIMIT $4"
                     );
                     sqlx::query_as::<_, rows::LedgerRow>(&sql)
                         .bind(partner_id.to_string())
@@ -348,10 +357,13 @@ macro_rules! row_stores {
                     page: Page,
                 ) -> Result<Vec<Account>, StoreError> {
                     let (at, id, limit) = page.binds();
-                    sqlx::query_as::<_, AccountRow>(select_accounts!(
-                        " WHERE partner_id = $1 AND NOT is_default \
-                         AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4"
-                    ))
+                    let sql = format!(
+                        "{} WHERE partner_id = $1 AND NOT is_default \
+                         AND (created_at > $2 OR (created_at = $2 AND {AFTER})) \
+                         ORDER BY created_at, {ORDER} LIMIT $4",
+                        select_accounts!("")
+                    );
+                    sqlx::query_as::<_, AccountRow>(&sql)
                     .bind(partner_id.to_string())
                     .bind(at)
                     .bind(id)

@@ -205,4 +205,4 @@ pub(super) const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext(current_sch
 const PLANS_LOCK: i32 = 1;
 pub(super) const SYNC_LOCK: i32 = 2;
 
-super::common::row_stores!(PostgresStore);
+super::common::row_stores!(PostgresStore, " COLLATE \"C\"");

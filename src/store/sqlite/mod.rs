@@ -145,7 +145,7 @@ impl SettingsStore for SqliteStore {
     }
 }
 
-super::common::row_stores!(SqliteStore);
+super::common::row_stores!(SqliteStore, "");
 
 #[cfg(test)]
 mod tests;

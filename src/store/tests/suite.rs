@@ -32,6 +32,7 @@ on_both_backends!(
     accounts_are_found_by_partner_and_external_id_only,
     a_plan_change_and_its_charge_are_one_transaction,
     names_are_unique_among_live_keys_only,
+    paged_lists_walk_in_creation_order,
 );
 
 fn partner(prefix: &str) -> Partner {
@@ -831,4 +832,53 @@ fn on_free_plan(partner_id: Uuid, external_id: &str) -> Account {
         plan_id: Some(1),
         ..account(partner_id, external_id)
     }
+}
+
+/// Walks `fetch` two at a time, from the start, by the position of the last item.
+async fn walk<T, F, Fut>(mut fetch: F, position: impl Fn(&T) -> (i64, Uuid)) -> Vec<T>
+where
+    F: FnMut(Page) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    let (mut all, mut after) = (Vec::new(), None);
+    loop {
+        let got = fetch(Page { after, limit: 2 }).await.unwrap();
+        after = got.last().map(&position);
+        let done = got.len() < 2;
+        all.extend(got);
+        if done {
+            return all;
+        }
+    }
+}
+
+/// Accounts, ledger entries and partners made in the same second list, and page, in the order
+/// they were made (their ids are time-ordered UUIDv7s), on both back-ends.
+async fn paged_lists_walk_in_creation_order(store: &TestStore) {
+    plans(store).await;
+    let p = funded(store, 0).await;
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let a = Account {
+            id: Uuid::now_v7(),
+            ..on_free_plan(p.id, &format!("user-{i}"))
+        };
+        store.create_account(&a).await.unwrap();
+        made.push(a);
+    }
+    let accounts = walk(
+        |page| store.accounts_page(p.id, page),
+        |a| (a.created_at, a.id),
+    )
+    .await;
+    assert_eq!(accounts, made, "the default account is left out");
+    for amount in 1..=5 {
+        store.add_partner_balance(p.id, amount, 70).await.unwrap();
+    }
+    let ledger = walk(|page| store.ledger_page(p.id, page), |e| (e.at, e.id)).await;
+    let amounts: Vec<i64> = ledger.iter().map(|e| e.amount_micros).collect();
+    assert_eq!(amounts, [1, 2, 3, 4, 5]);
+    let partners = walk(|page| store.partners_page(page), |p| (p.created_at, p.id)).await;
+    assert_eq!(partners, store.partners_page(Page::ALL).await.unwrap());
+    assert!(partners.iter().any(|q| q.id == p.id));
 }
