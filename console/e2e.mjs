@@ -117,6 +117,19 @@ try {
   await page.screenshot({ path: `${shots}/edit.png`, fullPage: true });
   await page.click("#edit-cancel");
 
+  // Relabelling a key sends only the label: the Gateway3 account's admin-only key keeps
+  // `admin`, which the form has no box for.
+  const admin = page.locator("#keys-body tr", { hasText: "demo-admin" });
+  const adminId = await admin.getAttribute("data-key");
+  await admin.locator('button[data-action="edit"]').click();
+  await page.fill('#edit-form input[name="label"]', "account admin");
+  await page.click('#edit-form button[type="submit"]');
+  await page.locator('tr[data-label="account admin"]').waitFor();
+  const stored = await (await fetch(`${info.api}/api/v1/reseller/keys/${adminId}`, {
+    headers: { Authorization: `Bearer ${info.partner_token}` },
+  })).json();
+  check(JSON.stringify(stored.data.permissions) === '["admin"]', "editing a label keeps permissions the form does not show");
+
   // Disable the key: the proxy refuses it at once.
   await row.locator('button[data-action="disable"]').click();
   await row.getByTestId("status").filter({ hasText: "disabled" }).waitFor();

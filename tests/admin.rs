@@ -85,6 +85,13 @@ async fn operator_manages_partners_end_to_end() {
     let paid = format!("{}/paid", t.proxy);
     let resp = t.client.get(&paid).bearer_auth(&key).send().await.unwrap();
     assert_eq!(denial(resp, 402).await, "insufficient_balance");
+    // A top-up that rounds to nothing is refused, not recorded as a zero entry.
+    for tiny in [0.0, 1e-7, -4e-7] {
+        let path = format!("/partners/{id}/topup");
+        let (status, body) = admin(&t, &path, Some(json!({"amount_usd": tiny})), OPERATOR).await;
+        assert_eq!(status, 422, "{tiny}: {body}");
+        assert!(body["detail"].as_str().unwrap().starts_with("amount_usd:"));
+    }
     let (status, body) = admin(
         &t,
         &format!("/partners/{id}/topup"),

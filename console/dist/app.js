@@ -141,6 +141,7 @@ function setupSignIn() {
   $("sign-out").addEventListener("click", () => {
     session.clear();
     stopLive();
+    forgetPartnerPage();
     show();
   });
 }
@@ -153,9 +154,13 @@ async function redeemLink() {
   history.replaceState(null, "", location.pathname);
   await run(async () => {
     const { token } = await api("POST", "/api/v1/console/login", { code: m[1] }, null);
+    forgetPartnerPage();
     session.set(token, "partner");
-  }, (err) => banner(`This sign-in link does not work any more (${err.status}: ${err.message}). Sign in with your token.`));
+  }, (err) => {
+    linkFailure = `This sign-in link does not work any more (${err.status}: ${err.message}). Sign in with your token.`;
+  });
 }
+let linkFailure = null;
 
 async function show() {
   const role = session.token ? session.role : null;
@@ -165,10 +170,47 @@ async function show() {
   $("nav").hidden = role === null;
   if (role === "partner") await run(loadPartner);
   if (role === "operator") await run(loadOperator);
+  if (linkFailure) {
+    banner(linkFailure);
+    linkFailure = null;
+  }
 }
 
 // --- Partner view. ----------------------------------------------------------------------------
 const partnerState = { range: "7d", cursors: [null], page: [], chart: null };
+
+// Forgets everything the previous partner's session showed: secrets on screen, the page
+// position, the chart.
+function forgetPartnerPage() {
+  for (const [box, text] of [["secret-box", "secret"], ["rotated-box", "rotated"]]) {
+    $(text).textContent = "";
+    $(box).hidden = true;
+  }
+  $("edit").hidden = true;
+  editing = null;
+  partnerState.cursors = [null];
+  partnerState.page = [];
+  if (partnerState.chart) partnerState.chart.destroy();
+  partnerState.chart = null;
+}
+
+// Copies `text`; where the browser offers no clipboard (plain HTTP off localhost), selects it
+// for a manual copy instead.
+function copy(node) {
+  if (navigator.clipboard) {
+    navigator.clipboard.writeText(node.textContent).catch(() => selectText(node));
+  } else {
+    selectText(node);
+    banner("This page cannot use the clipboard here: the text is selected, copy it with Ctrl+C.");
+  }
+}
+function selectText(node) {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}
 
 async function loadPartner() {
   const [me, balance] = await Promise.all([api("GET", "/api/v1/reseller/me"), api("GET", "/api/v1/reseller/balance")]);
@@ -297,12 +339,37 @@ function setupKeys() {
       await loadKeys();
     }, (err) => formError(create, err));
   });
-  $("copy-secret").addEventListener("click", () => navigator.clipboard.writeText($("secret").textContent));
+  $("copy-secret").addEventListener("click", () => copy($("secret")));
   $("hide-secret").addEventListener("click", () => {
     $("secret").textContent = "";
     $("secret-box").hidden = true;
   });
   setupEdit();
+}
+
+// The fields of the edit form that differ from key `k`, as the PATCH body: a field left as it
+// was is not sent (so a key whose expiry is past can still be relabelled), and permissions the
+// form does not show (`admin`) are kept.
+function changedFields(form, k) {
+  const body = {};
+  const text = (name) => form[name].value.trim();
+  for (const name of ["label", "description"]) if (text(name) !== (k[name] || "")) body[name] = text(name);
+  for (const name of ["daily_cost_limit_usd", "total_cost_limit_usd", "rate_limit_per_minute", "concurrency_limit"]) {
+    const raw = text(name);
+    const was = k[name] == null ? "" : String(k[name]);
+    // What the user typed, as typed when it is not a number: the API names what is wrong.
+    if (raw !== was && raw !== "") body[name] = Number.isNaN(Number(raw)) ? raw : Number(raw);
+  }
+  const ips = text("ip_whitelist").split(/[\s,]+/).filter(Boolean);
+  if (ips.join(",") !== (k.ip_whitelist || []).join(",")) body.ip_whitelist = ips;
+  if ((form.expiration_date.value || null) !== (k.expiration_date || null)) body.expiration_date = form.expiration_date.value || null;
+  const models = text("models") ? text("models").split(",").map((m) => m.trim()).filter(Boolean) : null;
+  if (JSON.stringify(models) !== JSON.stringify(k.models || null)) body.models = models;
+  const shown = [...form.querySelectorAll('input[name="perm"]')].map((b) => b.value);
+  const checked = [...form.querySelectorAll('input[name="perm"]:checked')].map((b) => b.value);
+  const permissions = [...k.permissions.filter((p) => !shown.includes(p)), ...checked];
+  if ([...permissions].sort().join() !== [...k.permissions].sort().join()) body.permissions = permissions;
+  return body;
 }
 
 let editing = null;
@@ -331,18 +398,10 @@ function setupEdit() {
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     clearFormErrors(form);
-    const body = {
-      label: form.label.value,
-      description: form.description.value,
-      ip_whitelist: form.ip_whitelist.value.split(/[\s,]+/).filter(Boolean),
-      expiration_date: form.expiration_date.value || null,
-      models: form.models.value.trim() ? form.models.value.split(",").map((m) => m.trim()).filter(Boolean) : null,
-      permissions: [...form.querySelectorAll('input[name="perm"]:checked')].map((b) => b.value),
-    };
-    // A number the API will judge: what the user typed, as typed when it is not a number.
-    for (const name of ["daily_cost_limit_usd", "total_cost_limit_usd", "rate_limit_per_minute", "concurrency_limit"]) {
-      const raw = form[name].value.trim();
-      if (raw) body[name] = Number.isNaN(Number(raw)) ? raw : Number(raw);
+    const body = changedFields(form, editing);
+    if (!Object.keys(body).length) {
+      $("edit").hidden = true;
+      return;
     }
     run(async () => {
       await api("PATCH", `/api/v1/reseller/keys/${editing.id}`, body);
@@ -358,10 +417,8 @@ async function loadAccounts(cursor) {
   const page = await api("GET", `/api/v1/reseller/accounts${query}`);
   const body = $("accounts-body");
   body.replaceChildren();
-  const stats = await Promise.all(page.data.map((a) =>
-    api("GET", `/api/v0/partner/user/stats?uuid=${encodeURIComponent(a.uuid)}`).then((s) => s.data)));
-  page.data.forEach((a, i) => {
-    const s = stats[i];
+  for (const a of page.data) {
+    const s = a.usage;
     const bar = (used, limit, fmt) => el("td", { class: "bar" },
       limit ? el("meter", { min: "0", max: String(limit), value: String(used) }) : el("span", { text: "no limit" }),
       el("span", { text: `${fmt(used)} of ${limit ? fmt(limit) : "∞"}` }));
@@ -374,7 +431,7 @@ async function loadAccounts(cursor) {
       bar(s.egress, s.egress_limit, bytes),
       bar(s.ipns, s.ipns_limit, String),
     ));
-  });
+  }
   if (!page.data.length) body.append(el("tr", {}, el("td", { colspan: "7", class: "muted", text: "No Gateway3 accounts." })));
   const next = $("accounts-next");
   next.disabled = !page.next_cursor;
@@ -391,7 +448,7 @@ function setupRotate() {
       $("rotated-box").hidden = false;
     });
   });
-  $("copy-rotated").addEventListener("click", () => navigator.clipboard.writeText($("rotated").textContent));
+  $("copy-rotated").addEventListener("click", () => copy($("rotated")));
 }
 
 // --- Operator view. -------------------------------------------------------------------------

@@ -224,6 +224,11 @@ async fn top_up(
         ));
     }
     let micros = (amount * 1e6).round() as i64;
+    if micros == 0 {
+        return Err(ApiError::Validation(
+            "amount_usd: must be at least 0.000001 (one micro-USD) in size".into(),
+        ));
+    }
     state
         .manager
         .top_up(id, micros)

@@ -34,10 +34,16 @@ pub enum PlanOutcome {
     NoAccount,
 }
 
+/// How many times a plan change is computed again when other instances keep moving the same
+/// account meanwhile.
+const MAX_PLAN_ATTEMPTS: usize = 5;
+
 impl Manager {
     /// Creates an account on the default plan; a duplicate external id is
     /// `Store(Conflict("uuid"))`.
     pub async fn create_account(&self, new: NewAccount) -> Result<Account, ManageError> {
+        // Under the write lock, for the same reason as keys (see `create_key`).
+        let _write = self.write_lock.lock().await;
         let now = self.clock.now_unix();
         let account = Account {
             id: Uuid::now_v7(),
@@ -82,22 +88,45 @@ impl Manager {
         plans: &HashMap<i64, Plan>,
     ) -> Result<PlanOutcome, ManageError> {
         let _write = self.write_lock.lock().await;
+        // Another instance moving the same account at the same moment makes one of the two
+        // writes find the plan changed; that one computes its charge again.
+        for _ in 0..MAX_PLAN_ATTEMPTS {
+            if let Some(outcome) = self.try_change_plan(account_id, plan, plans).await? {
+                return Ok(outcome);
+            }
+        }
+        Err(ManageError::Store(crate::store::StoreError::Interrupted(
+            "the account's plan kept changing under this plan change".into(),
+        )))
+    }
+
+    /// One attempt of [`Manager::change_plan`]; `None` if another writer changed the account's
+    /// plan since it was read here (nothing was charged).
+    async fn try_change_plan(
+        &self,
+        account_id: Uuid,
+        plan: &Plan,
+        plans: &HashMap<i64, Plan>,
+    ) -> Result<Option<PlanOutcome>, ManageError> {
         let Some(account) = self.store.get_account(account_id).await? else {
-            return Ok(PlanOutcome::NoAccount);
+            return Ok(Some(PlanOutcome::NoAccount));
         };
         if account.plan_id == Some(plan.id) {
-            return Ok(PlanOutcome::Changed {
+            return Ok(Some(PlanOutcome::Changed {
                 account,
                 charged: 0,
-            });
+            }));
         }
         let old = account.plan_id.and_then(|id| plans.get(&id));
         let now = self.clock.now_unix();
         let period = self.today().format("%Y-%m").to_string();
+        let Some((stored_period, stored_peak)) = self.store.plan_period(account.id).await? else {
+            return Ok(Some(PlanOutcome::NoAccount));
+        };
         // The month's peak so far; before the month's first change, the plan held since its
         // start.
-        let peak = match self.store.plan_period(account.id).await? {
-            Some((Some(stored), peak)) if stored == period => peak,
+        let peak = match &stored_period {
+            Some(stored) if *stored == period => stored_peak,
             _ => old.map_or(0, |p| p.price_micros),
         };
         let (needed, peak) = plan_change_charge(peak, plan.price_micros);
@@ -108,37 +137,33 @@ impl Manager {
                     Some(hold) => Some(hold),
                     None => {
                         let balance = live.balance();
-                        return Ok(PlanOutcome::InsufficientBalance { needed, balance });
+                        return Ok(Some(PlanOutcome::InsufficientBalance { needed, balance }));
                     }
                 }
             }
             _ => None,
         };
-        let account = match self
-            .store
-            .set_account_plan(
-                account.id,
-                &PlanMove {
-                    plan_id: plan.id,
-                    charge_micros: needed,
-                    period,
-                    peak_micros: peak,
-                    at: now,
-                    note: format!(
-                        "account {}: plan {} to {}",
-                        account.external_id,
-                        old.map_or("none", |p| p.name.as_str()),
-                        plan.name
-                    ),
-                },
-            )
-            .await?
-        {
+        let change = PlanMove {
+            expected: (account.plan_id, stored_period, stored_peak),
+            plan_id: plan.id,
+            charge_micros: needed,
+            period,
+            peak_micros: peak,
+            at: now,
+            note: format!(
+                "account {}: plan {} to {}",
+                account.external_id,
+                old.map_or("none", |p| p.name.as_str()),
+                plan.name
+            ),
+        };
+        let account = match self.store.set_account_plan(account.id, &change).await? {
             PlanChange::Changed(account) => account,
             PlanChange::InsufficientBalance(balance) => {
-                return Ok(PlanOutcome::InsufficientBalance { needed, balance });
+                return Ok(Some(PlanOutcome::InsufficientBalance { needed, balance }));
             }
-            PlanChange::NoAccount => return Ok(PlanOutcome::NoAccount),
+            PlanChange::NoAccount => return Ok(Some(PlanOutcome::NoAccount)),
+            PlanChange::Raced => return Ok(None),
         };
         if self.store.cluster().is_some() {
             // Shared store: the sync reads the debited balance back (adding here would race
@@ -151,10 +176,10 @@ impl Manager {
         }
         drop(hold);
         self.meter.upsert_account(&account, self.clock.now_unix());
-        Ok(PlanOutcome::Changed {
+        Ok(Some(PlanOutcome::Changed {
             account,
             charged: needed,
-        })
+        }))
     }
 
     /// A page of the account's keys that are not revoked, oldest first.

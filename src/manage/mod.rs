@@ -88,6 +88,9 @@ impl Manager {
     pub async fn create_partner(&self, name: &str) -> Result<(Partner, String), ManageError> {
         let token = secret::generate_partner_token();
         let hash = hash_blocking(token.clone()).await?;
+        // Stamped and stored under the write lock, so this instance stores partners in the
+        // order of their (created_at, id): a page walk never skips one created meanwhile.
+        let _write = self.write_lock.lock().await;
         let now = self.clock.now_unix();
         let partner = Partner {
             id: Uuid::now_v7(),
@@ -109,6 +112,7 @@ impl Manager {
             created_at: now,
         };
         self.store.create_partner(&partner, &account).await?;
+        drop(_write);
         self.meter.upsert_partner(&partner, now);
         self.meter.upsert_account(&account, now);
         Ok((partner, token))
@@ -202,8 +206,10 @@ impl Manager {
 
     /// Mints a key, stores its digest, then makes it usable on the data plane.
     pub async fn create_key(&self, new: NewKey) -> Result<CreatedKey, ManageError> {
-        // UUIDv7 (time-ordered), so a page walk over (created_at, id) never skips a key
+        // A UUIDv7 (time-ordered) stamped and stored under the write lock, so this instance
+        // stores keys in the order of their (created_at, id): a page walk never skips a key
         // created while it runs.
+        let _write = self.write_lock.lock().await;
         let id = Uuid::now_v7();
         let (credential, secret) = match new.kind {
             KeyKind::Token => {
@@ -242,7 +248,6 @@ impl Manager {
             last_used_at: None,
             limits: new.limits,
         };
-        let _write = self.write_lock.lock().await;
         self.store.create_key(&key).await?;
         self.index.upsert(&key);
         Ok(CreatedKey { key, secret })

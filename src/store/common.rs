@@ -395,19 +395,35 @@ macro_rules! row_stores {
                 ) -> Result<PlanChange, StoreError> {
                     let mut tx = self.pool.begin().await?;
                     // The write comes first, so concurrent writers queue on the busy timeout.
+                    // Only if the plan, period and peak are still what the charge was
+                    // computed from (another instance may have moved the account meanwhile).
                     let sql = format!(
                         "UPDATE accounts SET plan_id = $1, plan_period = $2, \
-                         plan_period_peak_micros = $3 WHERE id = $4 RETURNING {ACCOUNT_COLUMNS}"
+                         plan_period_peak_micros = $3 WHERE id = $4 \
+                         AND COALESCE(plan_id, -1) = $5 AND COALESCE(plan_period, '') = $6 \
+                         AND plan_period_peak_micros = $7 RETURNING {ACCOUNT_COLUMNS}"
                     );
-                    let Some(row) = sqlx::query_as::<_, AccountRow>(&sql)
+                    let (plan, period, peak) = &change.expected;
+                    let row = sqlx::query_as::<_, AccountRow>(&sql)
                         .bind(change.plan_id)
                         .bind(&change.period)
                         .bind(int(change.peak_micros))
                         .bind(account_id.to_string())
+                        .bind(plan.unwrap_or(-1))
+                        .bind(period.clone().unwrap_or_default())
+                        .bind(int(*peak))
                         .fetch_optional(&mut *tx)
-                        .await?
-                    else {
-                        return Ok(PlanChange::NoAccount);
+                        .await?;
+                    let Some(row) = row else {
+                        let exists: i64 =
+                            sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = $1")
+                                .bind(account_id.to_string())
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        return Ok(match exists {
+                            0 => PlanChange::NoAccount,
+                            _ => PlanChange::Raced,
+                        });
                     };
                     let account = Account::try_from(row)?;
                     if change.charge_micros > 0 {

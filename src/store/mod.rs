@@ -421,6 +421,9 @@ pub(crate) fn digest_from(bytes: &[u8]) -> Result<Digest, StoreError> {
 /// A plan change as stored by [`AccountStore::set_account_plan`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlanMove {
+    /// The account's plan, period and peak as read when the charge was computed: the move
+    /// happens only if they are still the stored ones (else [`PlanChange::Raced`]).
+    pub expected: (Option<i64>, Option<String>, u64),
     pub plan_id: i64,
     /// What the partner pays, in micro-USD.
     pub charge_micros: u64,
@@ -441,6 +444,9 @@ pub enum PlanChange {
     InsufficientBalance(i64),
     /// There is no such account.
     NoAccount,
+    /// Another writer (another instance) changed the account's plan since it was read; nothing
+    /// changed, the charge must be computed again.
+    Raced,
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::extract::{AdminKey, V0Json, V0Query};
-use super::keys::{self, CreatedPair, KeyItem};
+use super::keys::{self, CreatedPair, KeyItem, V0Paging};
 use super::{Envelope, V0Error, V0Result, done, ok, page, usage};
 use crate::api::ApiState;
 use crate::api::openapi::{V0AccountErrors, V0BodyErrors, V0Message};
@@ -138,16 +138,17 @@ pub async fn create_key(
 /// The account's live keys, oldest first. Without `limit` the whole list up to 1000 keys (the
 /// Gateway3 shape); `next_cursor` appears when more follow.
 #[utoipa::path(get, path = "/keys", operation_id = "v0_list_keys", tag = "gateway3-account", security(("accessKeyPair" = [])),
-    params(PageQuery),
+    params(V0Paging),
     responses((status = 200, body = Envelope<Vec<KeyItem>>),
         (status = 400, description = "`limit` or `cursor` is malformed", body = V0Message),
         V0AccountErrors))]
 pub async fn list_keys(
     State(state): State<ApiState>,
     AdminKey(key): AdminKey,
-    V0Query(paging): V0Query<PageQuery>,
+    V0Query(paging): V0Query<V0Paging>,
 ) -> V0Result<Vec<KeyItem>> {
     let account = account_of(&state, &key).await?;
+    let paging = PageQuery::new(paging.limit, paging.cursor);
     page(keys::list(&state, &account, &paging).await?)
 }
 

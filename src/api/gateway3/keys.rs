@@ -95,6 +95,17 @@ pub async fn list(
     Ok((keys.iter().map(KeyItem::from).collect(), next_cursor))
 }
 
+/// `?limit=&cursor=` of a v0 key list.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct V0Paging {
+    /// Keys per page: 1 to 1000; without it, every key up to 1000 (the Gateway3 shape).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 /// Keys a v0 list answers when no `limit` is given: the largest page.
 pub const V0_DEFAULT_LIMIT: u32 = crate::api::paging::MAX_LIMIT;
 

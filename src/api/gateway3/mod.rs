@@ -101,7 +101,7 @@ async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> V0
 
 /// Live usage of `account` with its plan's limits (counters include what is not flushed yet;
 /// on a shared store the pin ledger is read afresh, as other instances change it too).
-async fn usage(state: &ApiState, account: &Account) -> AccountStats {
+pub(crate) async fn usage(state: &ApiState, account: &Account) -> AccountStats {
     let manager = &state.manager;
     let now = manager.clock.now_unix();
     let live = manager

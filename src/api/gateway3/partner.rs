@@ -178,8 +178,10 @@ pub async fn user_stats(
 
 /// Gateway3: change plan.
 ///
-/// The price difference is charged to the partner (402 and no change if its balance does not
-/// cover it); the new limits apply from the next request.
+/// What the new plan's price goes above the highest plan price the account held this month
+/// (UTC) is charged to the partner, once (402 and no change if its balance does not cover it);
+/// moving down refunds nothing, moving back up within the month costs nothing more. The new
+/// limits apply from the next request.
 #[utoipa::path(post, path = "/partner/user/update-plan", operation_id = "v0_update_plan", tag = "gateway3-partner", security(("partnerToken" = [])),
     request_body = UpdatePlan,
     responses((status = 200, body = V0Message),

@@ -1,5 +1,6 @@
 //! `GET /accounts`: the partner's Gateway3 accounts (its users, created through
-//! `/api/v0/partner/user/create`), a page at a time.
+//! `/api/v0/partner/user/create`) with their live usage against their plan's limits, a page
+//! at a time (one call for what would otherwise be a `user/stats` call per account).
 
 use axum::Json;
 use axum::extract::State;
@@ -10,10 +11,11 @@ use crate::api::ApiState;
 use crate::api::error::ApiError;
 use crate::api::key_object::timestamp;
 use crate::api::openapi::{Detail, PartnerErrors};
-use crate::api::paging::{self, PageOf, PageQuery};
+use crate::api::paging::{PageOf, PageQuery};
 use crate::api::partner_auth::AuthPartner;
 use crate::api::query::ApiQuery;
 use crate::domain::key::Account;
+use crate::meter::stats::AccountStats;
 
 /// One Gateway3 account.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,6 +31,9 @@ pub struct AccountView {
     plan: Option<String>,
     #[schema(format = DateTime)]
     created_at: Option<String>,
+    /// Live usage in the current period with the plan's limits (0 = none), as
+    /// `/api/v0/partner/user/stats` reports it.
+    usage: AccountStats,
 }
 
 /// List accounts.
@@ -45,7 +50,24 @@ pub async fn list(
     AuthPartner(partner): AuthPartner,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<PageOf<AccountView>>, ApiError> {
-    let view = |a: Account| AccountView {
+    let wanted = query.wanted()?;
+    let mut accounts = state
+        .manager
+        .store
+        .accounts_page(partner.id, wanted.page())
+        .await
+        .map_err(crate::manage::ManageError::from)?;
+    let next_cursor = wanted.cut(&mut accounts, |a| (a.created_at, a.id));
+    let mut data = Vec::with_capacity(accounts.len());
+    for a in accounts {
+        let usage = crate::api::gateway3::usage(&state, &a).await;
+        data.push(view(&state, a, usage));
+    }
+    Ok(Json(PageOf::new(data, next_cursor)))
+}
+
+fn view(state: &ApiState, a: Account, usage: AccountStats) -> AccountView {
+    AccountView {
         id: a.id.to_string(),
         plan: a
             .plan_id
@@ -56,13 +78,6 @@ pub async fn list(
         name: a.name,
         plan_id: a.plan_id,
         created_at: timestamp(Some(a.created_at)),
-    };
-    let store = &state.manager.store;
-    paging::answer(
-        &query,
-        |page| store.accounts_page(partner.id, page),
-        |a| (a.created_at, a.id),
-        view,
-    )
-    .await
+        usage,
+    }
 }

@@ -1,5 +1,6 @@
 //! `GET /ledger`: the partner's money ledger, a page at a time. Every credit and charge of the
-//! balance is an entry (opening balance, top-up, plan change, one usage entry per UTC day), so
+//! balance is an entry (opening balance, top-up, plan change, one usage entry per UTC day of
+//! flushing: usage flushed just after midnight counts in the new day's entry), so
 //! the entries always sum to the stored balance; the live balance of `/balance` also holds the
 //! charges of the last flush interval not written yet.
 

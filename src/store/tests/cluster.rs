@@ -116,6 +116,7 @@ async fn writes_notify_with_ids_and_usage_writes_do_not() {
     t.update_partner(p.id, None, Some(true)).await.unwrap();
     assert_eq!(next_change(&mut rx).await, Change::Partner(p.id));
     let free = PlanMove {
+        expected: (a.plan_id, None, 0),
         plan_id: 1,
         charge_micros: 0,
         period: "2026-11".into(),

@@ -735,7 +735,9 @@ async fn a_plan_change_and_its_charge_are_one_transaction(store: &TestStore) {
     let a = on_free_plan(p.id, "u");
     store.create_account(&a).await.unwrap();
 
+    let fresh = (Some(1), None, 0);
     let mv = |plan_id: i64, charge_micros: u64, at: i64| PlanMove {
+        expected: fresh.clone(),
         plan_id,
         charge_micros,
         period: "2026-11".into(),
@@ -768,8 +770,22 @@ async fn a_plan_change_and_its_charge_are_one_transaction(store: &TestStore) {
     let period = Some((Some("2026-11".to_string()), 5_000_000));
     assert_eq!(store.plan_period(a.id).await.unwrap(), period);
 
+    // A move computed from a state that changed since (another instance moved the account)
+    // is refused as raced, and charges nothing.
+    let stale = store.set_account_plan(a.id, &mv(1, 0, 3)).await.unwrap();
+    assert_eq!(stale, PlanChange::Raced);
+    assert_eq!(
+        store.get_account(a.id).await.unwrap().unwrap().plan_id,
+        Some(2)
+    );
+
     // A free change needs no balance.
-    let done = store.set_account_plan(a.id, &mv(1, 0, 3)).await.unwrap();
+    let now = (Some(2), Some("2026-11".to_string()), 5_000_000);
+    let back = PlanMove {
+        expected: now,
+        ..mv(1, 0, 3)
+    };
+    let done = store.set_account_plan(a.id, &back).await.unwrap();
     assert!(matches!(done, PlanChange::Changed(ref a) if a.plan_id == Some(1)));
     // The ledger: the opening balance, then both changes (the refused one left nothing), and
     // it sums to the balance.
