@@ -245,6 +245,7 @@ impl Gateway {
             health: health.clone(),
             reseller: Arc::new(config.reseller.clone()),
             console_logins: console_logins.clone(),
+            leases: syncer.leases.clone(),
         });
         let mut tasks = vec![
             {

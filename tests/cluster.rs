@@ -122,7 +122,9 @@ impl Cluster {
                  [security]\nsecret = \"cluster-test-secret-0123456789abcdef\"\n\
                  [management]\ncalls_per_minute = 100000\ncalls_per_day = 1000000\n\
                  key_creations_per_hour = 100000\n\
-                 [[routes]]\npath = \"/paid\"\npermission = \"read\"\ncost_usd = \"0.01\"\n",
+                 [[routes]]\npath = \"/paid\"\npermission = \"read\"\ncost_usd = \"0.01\"\n\
+                 [[plans]]\nid = 1\nname = \"Free\"\nprice_usd = \"0.00\"\n\
+                 [[plans]]\nid = 2\nname = \"Pro\"\nprice_usd = \"5.00\"\n",
                 store_url, echo.addr
             );
             let config = dir.path().join(format!("n{i}.toml"));
@@ -268,6 +270,73 @@ async fn top_up(cl: &Cluster, micros: i64) {
         .add_partner_balance(partners[0].id, micros, 0)
         .await
         .unwrap();
+}
+
+/// A v0 partner-API call on instance `i`.
+async fn v0(cl: &Cluster, i: usize, path: &str, body: Value) -> u16 {
+    let url = format!("{}/api/v0/partner/user/{path}", cl.nodes[i].api);
+    let resp =
+        cl.c.post(url)
+            .bearer_auth(&cl.token)
+            .json(&body)
+            .send()
+            .await;
+    resp.unwrap().status().as_u16()
+}
+
+/// Two instances moving the same account at the same moment charge the month's plan once:
+/// the write that finds the plan changed under it computes its charge again. The ledger sums
+/// to the balance throughout. In lease mode the charge is drawn from the instance's lease on
+/// the balance, grown for it as for a request.
+#[tokio::test]
+async fn plan_changes_racing_on_two_instances_charge_the_month_once() {
+    for mode in ["lease", "sync"] {
+        plan_changes_race(mode).await;
+    }
+}
+
+async fn plan_changes_race(mode: &str) {
+    let cl = Cluster::start_as(2, None, mode).await;
+    top_up(&cl, 100_000_000).await;
+    for i in 0..2 {
+        cl.until_balance(i, |usd| usd >= 100.0).await;
+    }
+    let user = json!({"uuid": "u1", "email": "u1@example.com"});
+    assert_eq!(v0(&cl, 0, "create", user).await, 200);
+    let to = |plan: i64| json!({"uuid": "u1", "plan_id": plan});
+    for round in 0..10 {
+        // Up to Pro on both at once, then down to Free on both at once.
+        for plan in [2, 1] {
+            let (a, b) = tokio::join!(
+                v0(&cl, 0, "update-plan", to(plan)),
+                v0(&cl, 1, "update-plan", to(plan))
+            );
+            assert_eq!((a, b), (200, 200), "{mode}: round {round}, plan {plan}");
+        }
+    }
+    let url = cl.schema.as_ref().unwrap().url.clone();
+    let store = tollgate::store::postgres::PostgresStore::open(&url, Default::default())
+        .await
+        .unwrap();
+    use tollgate::store::PartnerStore;
+    let partner = store.load_partners().await.unwrap().remove(0);
+    assert_eq!(
+        partner.balance_micros, 95_000_000,
+        "Pro charged once this month"
+    );
+    let ledger = store
+        .ledger_page(partner.id, tollgate::store::Page::ALL)
+        .await
+        .unwrap();
+    let charges: Vec<i64> = ledger
+        .iter()
+        .map(|e| e.amount_micros)
+        .filter(|a| *a < 0)
+        .collect();
+    assert_eq!(charges, [-5_000_000], "{mode}: {ledger:?}");
+    let sum: i64 = ledger.iter().map(|e| e.amount_micros).sum();
+    assert_eq!(sum, partner.balance_micros);
+    cl.finish().await;
 }
 
 #[tokio::test]

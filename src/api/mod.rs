@@ -52,6 +52,9 @@ pub struct ApiState {
     pub health: Arc<crate::cluster::health::Health>,
     /// The console's one-time sign-in links.
     pub console_logins: Arc<console::login::ConsoleLogins>,
+    /// Budget leases (`store.quota_mode = "lease"`), which a plan change's charge is drawn
+    /// from like a request's.
+    pub leases: Option<Arc<crate::cluster::lease::Leases>>,
 }
 
 /// The reply for a path no route matches.

@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::domain::decision::Denial;
 use crate::domain::hot_key::HotKey;
+use crate::meter::PartnerLive;
 use crate::meter::admit::{Links, charge};
 use crate::meter::cell::Slot;
 use crate::meter::windowed::Retired;
@@ -149,19 +150,45 @@ impl Leases {
         }
         let charged = charge(estimate, links.partner.tier_ppm());
         if charged > 0 {
-            let partner = &links.partner;
-            wants.push(Want {
-                lease: LeaseId {
-                    budget: Budget::PartnerBalance,
-                    id: partner.id,
-                    window: partner.spent.label.clone(),
-                },
-                slot: partner.spent.clone(),
-                amount: charged,
-                limit: partner.credit(),
-            });
+            wants.push(Self::balance_want(&links.partner, charged));
         }
         wants
+    }
+
+    /// What reserving `amount` of a partner's balance wants from its lease (a request's
+    /// charge, a plan change).
+    pub fn balance_want(partner: &PartnerLive, amount: u64) -> Want {
+        Want {
+            lease: LeaseId {
+                budget: Budget::PartnerBalance,
+                id: partner.id,
+                window: partner.spent.label.clone(),
+            },
+            slot: partner.spent.clone(),
+            amount,
+            limit: partner.credit(),
+        }
+    }
+
+    /// Grows this instance's lease on `partner`'s balance until it covers `amount` (for a
+    /// plan change's charge), within `GRANT_WAIT`. `Ok(false)` when the balance itself, not
+    /// the lease, is short.
+    pub async fn cover_balance(
+        &self,
+        partner: &PartnerLive,
+        amount: u64,
+    ) -> Result<bool, StoreError> {
+        let deadline = Self::deadline_from_now();
+        for _ in 0..Self::TRIES {
+            let want = Self::balance_want(partner, amount);
+            if !want.slot.short_of_lease(want.amount, want.limit) {
+                return Ok(want.slot.within_limit(want.amount, want.limit));
+            }
+            if !self.refill_for(vec![want], deadline).await? {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     /// How often a request refused for money is tried again at most (each try after a grant

@@ -194,11 +194,26 @@ pub async fn update_plan(
 ) -> V0Result<()> {
     let plan = plan(&state, body.plan_id)?;
     let account = user(&state, partner.id, &body.uuid).await?;
-    match state
-        .manager
-        .change_plan(account.id, plan, &state.plans)
-        .await?
+    let manager = &state.manager;
+    let mut outcome = manager.change_plan(account.id, plan, &state.plans).await?;
+    // In lease mode the charge is drawn from this instance's lease on the balance, like a
+    // request's: when only the lease is short, grow it and try once more.
+    if let (PlanOutcome::InsufficientBalance { needed, .. }, Some(leases)) =
+        (&outcome, &state.leases)
     {
+        let live = manager.meter.partner(partner.id);
+        let covered = match live {
+            Some(live) => leases
+                .cover_balance(&live, *needed)
+                .await
+                .map_err(|err| V0Error::Internal(err.into()))?,
+            None => false,
+        };
+        if covered {
+            outcome = manager.change_plan(account.id, plan, &state.plans).await?;
+        }
+    }
+    match outcome {
         PlanOutcome::Changed { .. } => done(),
         PlanOutcome::InsufficientBalance { needed, balance } => {
             Err(V0Error::PaymentRequired(format!(
