@@ -94,6 +94,12 @@ try {
   check(secret.startsWith("cr_"), "the new key's secret is shown");
   const row = page.locator('tr[data-label="browser-test"]');
   await row.waitFor();
+  // The search runs on the server: only the matching key is listed.
+  await page.fill("#key-search", "BROWSER-te");
+  await page.locator("#keys-body tr").filter({ hasText: "demo key" }).waitFor({ state: "detached" });
+  check(await page.locator("#keys-body tr").count() === 1, "searching the keys lists only the match");
+  await page.fill("#key-search", "");
+  await page.locator("#keys-body tr").filter({ hasText: "demo key" }).waitFor();
   check((await proxied(info, secret, "/hello")).status === 200, "the new key works through the proxy");
 
   // Priced traffic moves the spend chart (usage is written at each flush).

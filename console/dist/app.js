@@ -256,8 +256,11 @@ function keyLimits(k) {
 
 async function loadKeys() {
   const cursor = partnerState.cursors[partnerState.cursors.length - 1];
-  const query = cursor ? `?limit=20&cursor=${encodeURIComponent(cursor)}` : "?limit=20";
-  const page = await api("GET", `/api/v1/reseller/keys${query}`);
+  const params = new URLSearchParams({ limit: "20" });
+  if (cursor) params.set("cursor", cursor);
+  const search = $("key-search").value.trim();
+  if (search) params.set("q", search);
+  const page = await api("GET", `/api/v1/reseller/keys?${params}`);
   partnerState.page = page.data;
   partnerState.next = page.next_cursor;
   $("keys-next").disabled = !page.next_cursor;
@@ -266,11 +269,10 @@ async function loadKeys() {
 }
 
 function renderKeys() {
-  const needle = $("key-search").value.trim().toLowerCase();
+  const searching = $("key-search").value.trim() !== "";
   const body = $("keys-body");
   body.replaceChildren();
-  const keys = partnerState.page.filter((k) =>
-    !needle || [k.name, k.label, k.description, k.id].some((f) => f && f.toLowerCase().includes(needle)));
+  const keys = partnerState.page;
   for (const k of keys) {
     const status = keyStatus(k);
     const actions = el("td", { class: "row" });
@@ -293,7 +295,7 @@ function renderKeys() {
       actions,
     ));
   }
-  if (!keys.length) body.append(el("tr", {}, el("td", { colspan: "7", class: "muted", text: needle ? "No key on this page matches." : "No keys yet." })));
+  if (!keys.length) body.append(el("tr", {}, el("td", { colspan: "7", class: "muted", text: searching ? "No key matches." : "No keys yet." })));
 }
 
 async function keyAction(k, action) {
@@ -304,7 +306,15 @@ async function keyAction(k, action) {
 }
 
 function setupKeys() {
-  $("key-search").addEventListener("input", renderKeys);
+  // The search runs on the server over every key (`?q=`), a moment after typing stops.
+  let typing = null;
+  $("key-search").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      partnerState.cursors = [null];
+      run(loadKeys);
+    }, 250);
+  });
   $("keys-next").addEventListener("click", () => {
     partnerState.cursors.push(partnerState.next);
     run(loadKeys);

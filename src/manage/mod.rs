@@ -304,13 +304,15 @@ impl Manager {
         Ok(Some(key))
     }
 
-    /// Every key of a partner, oldest first, from the store, with their live `last_used_at`.
+    /// A page of a partner's keys (those matching `search`, if given), oldest first, from
+    /// the store, with their live `last_used_at`.
     pub async fn keys_of_partner(
         &self,
         partner: Uuid,
         page: Page,
+        search: Option<&str>,
     ) -> Result<Vec<Key>, ManageError> {
-        let mut keys = self.store.keys_of_partner(partner, page).await?;
+        let mut keys = self.store.keys_of_partner(partner, page, search).await?;
         for key in &mut keys {
             self.with_live_last_use(key);
         }

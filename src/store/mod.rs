@@ -186,7 +186,14 @@ pub trait KeyStore: Send + Sync {
     async fn for_each_key(&self, each: &mut (dyn FnMut(Key) + Send)) -> Result<(), StoreError>;
     /// A page of a partner's keys (all its accounts), revoked ones included, oldest first (by
     /// creation time, then id): at most `page.limit` of those after `page.after`.
-    async fn keys_of_partner(&self, partner_id: Uuid, page: Page) -> Result<Vec<Key>, StoreError>;
+    /// With `search`, only the keys whose name, label or description contains it (ignoring
+    /// ASCII case) or whose id it is.
+    async fn keys_of_partner(
+        &self,
+        partner_id: Uuid,
+        page: Page,
+        search: Option<&str>,
+    ) -> Result<Vec<Key>, StoreError>;
     /// A page of the account's keys that are not revoked, oldest first (by creation time,
     /// then id).
     async fn live_keys_of_account(

@@ -68,6 +68,26 @@ pub const EDIT_KEY: &str = "UPDATE keys SET label = $1, description = $2, permis
      total_cost_limit_micros = $7, concurrency_limit = $8, rate_limit_per_minute = $9, \
      models = $10 WHERE id = $11";
 
+/// The key search of a partner's key list: `$5` the search text ('' for none), `$6` its
+/// lowercased `LIKE` pattern (see [`like_pattern`]).
+pub const KEY_SEARCH: &str = "($5 = '' OR id = $5 OR LOWER(name) LIKE $6 ESCAPE '\\' \
+     OR LOWER(COALESCE(label, '')) LIKE $6 ESCAPE '\\' \
+     OR LOWER(COALESCE(description, '')) LIKE $6 ESCAPE '\\')";
+
+/// `%text%` for `LIKE ... ESCAPE '\'`, lowercased, with `%`, `_` and `\` taken literally.
+pub fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
 /// Every money-ledger column, in `LedgerRow` order.
 pub const LEDGER_COLUMNS: &str =
     "id, partner_id, at, kind, amount_micros, account_id, plan_id, day, note";

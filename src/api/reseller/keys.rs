@@ -249,21 +249,46 @@ async fn with_cost(
     })
 }
 
+/// `?limit=&cursor=&q=` of the key list.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KeysQuery {
+    /// Items per page: 1 to 1000, 100 when not given.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page (of the same search).
+    cursor: Option<String>,
+    /// Only keys whose name, label or description contains this (ignoring case), or whose id
+    /// it is; at most 128 characters.
+    #[param(max_length = 128)]
+    q: Option<String>,
+}
+
+/// Longest key search.
+const MAX_SEARCH: usize = 128;
+
 /// List sub-keys with their cost.
 ///
-/// A page of the partner's keys, oldest first; follow `next_cursor` until it is null.
-#[utoipa::path(get, path = "/keys", operation_id = "list_keys", tag = "reseller", security(("partnerToken" = [])), params(PageQuery),
+/// A page of the partner's keys, oldest first, optionally only those matching `q`; follow
+/// `next_cursor` until it is null.
+#[utoipa::path(get, path = "/keys", operation_id = "list_keys", tag = "reseller", security(("partnerToken" = [])), params(KeysQuery),
     responses((status = 200, body = PageOf<KeyWithCost>),
-        (status = 422, description = "`limit` or `cursor` is malformed", body = Detail), PartnerErrors))]
+        (status = 422, description = "`limit`, `cursor` or `q` is malformed", body = Detail), PartnerErrors))]
 pub async fn list(
     State(state): State<ApiState>,
     AuthPartner(partner): AuthPartner,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<KeysQuery>,
 ) -> Result<Json<PageOf<KeyWithCost>>, ApiError> {
-    let wanted = query.wanted()?;
+    let wanted = PageQuery::new(query.limit, query.cursor).wanted()?;
+    let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if search.is_some_and(|q| q.chars().count() > MAX_SEARCH) {
+        return Err(ApiError::Validation(format!(
+            "q: at most {MAX_SEARCH} characters"
+        )));
+    }
     let mut keys = state
         .manager
-        .keys_of_partner(partner.id, wanted.page())
+        .keys_of_partner(partner.id, wanted.page(), search)
         .await?;
     let next_cursor = wanted.cut(&mut keys, |k| (k.created_at, k.id));
     let mut names = Names::new(&state, &partner);

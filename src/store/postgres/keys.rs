@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::PostgresStore;
 use crate::domain::key::Key;
 use crate::store::rows::{self, KeyRow};
-use crate::store::sql::{INSERT_KEY, select_keys};
+use crate::store::sql::{INSERT_KEY, KEY_SEARCH, like_pattern, select_keys};
 use crate::store::{KeyChange, KeyStore, Page, StoreError, write_error};
 
 #[async_trait]
@@ -48,22 +48,31 @@ impl KeyStore for PostgresStore {
         Ok(())
     }
 
-    async fn keys_of_partner(&self, partner_id: Uuid, page: Page) -> Result<Vec<Key>, StoreError> {
+    async fn keys_of_partner(
+        &self,
+        partner_id: Uuid,
+        page: Page,
+        search: Option<&str>,
+    ) -> Result<Vec<Key>, StoreError> {
         let (at, id, limit) = page.binds();
-        sqlx::query_as::<_, KeyRow>(select_keys!(
-            " WHERE partner_id = $1 \
-             AND (created_at, id COLLATE \"C\") > ($2, $3 COLLATE \"C\") \
-             ORDER BY created_at, id COLLATE \"C\" LIMIT $4"
-        ))
-        .bind(partner_id.to_string())
-        .bind(at)
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(Key::try_from)
-        .collect()
+        let sql = format!(
+            "{} WHERE partner_id = $1 \
+             AND (created_at, id COLLATE \"C\") > ($2, $3 COLLATE \"C\") AND {KEY_SEARCH} \
+             ORDER BY created_at, id COLLATE \"C\" LIMIT $4",
+            select_keys!("")
+        );
+        sqlx::query_as::<_, KeyRow>(&sql)
+            .bind(partner_id.to_string())
+            .bind(at)
+            .bind(id)
+            .bind(limit)
+            .bind(search.unwrap_or_default())
+            .bind(like_pattern(search.unwrap_or_default()))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Key::try_from)
+            .collect()
     }
 
     async fn live_keys_of_account(

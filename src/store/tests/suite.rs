@@ -33,6 +33,7 @@ on_both_backends!(
     a_plan_change_and_its_charge_are_one_transaction,
     names_are_unique_among_live_keys_only,
     paged_lists_walk_in_creation_order,
+    key_search_matches_name_label_description_or_id,
 );
 
 fn partner(prefix: &str) -> Partner {
@@ -275,7 +276,7 @@ async fn keys_round_trip_for_both_credential_kinds(store: &TestStore) {
     oldest_first.push(bare);
     assert_eq!(
         store
-            .keys_of_partner(a.partner_id, Page::ALL)
+            .keys_of_partner(a.partner_id, Page::ALL, None)
             .await
             .unwrap(),
         oldest_first
@@ -285,7 +286,10 @@ async fn keys_round_trip_for_both_credential_kinds(store: &TestStore) {
     let mut after = None;
     loop {
         let page = Page { after, limit: 2 };
-        let got = store.keys_of_partner(a.partner_id, page).await.unwrap();
+        let got = store
+            .keys_of_partner(a.partner_id, page, None)
+            .await
+            .unwrap();
         after = got.last().map(|k| (k.created_at, k.id));
         let done = got.len() < 2;
         paged.extend(got);
@@ -897,4 +901,46 @@ async fn paged_lists_walk_in_creation_order(store: &TestStore) {
     let partners = walk(|page| store.partners_page(page), |p| (p.created_at, p.id)).await;
     assert_eq!(partners, store.partners_page(Page::ALL).await.unwrap());
     assert!(partners.iter().any(|q| q.id == p.id));
+}
+
+/// The partner key list's search: name, label or description containing the text (ASCII case
+/// ignored; `%`, `_` and `\` taken literally), or the exact id.
+async fn key_search_matches_name_label_description_or_id(store: &TestStore) {
+    let (_, a) = tenant(store).await;
+    let made = [
+        ("alpha", "CI", "used by the build"),
+        ("beta_1", "Production", "all traffic"),
+        ("gamma", "staging", "100% of tests"),
+        ("betax1", "other", "none"),
+    ];
+    let mut ids = Vec::new();
+    for (i, (name, label, description)) in made.into_iter().enumerate() {
+        let key = Key {
+            label: Some(label.into()),
+            description: Some(description.into()),
+            ..fresh_key(&a, name, 10 + i as u8)
+        };
+        store.create_key(&key).await.unwrap();
+        ids.push(key.id);
+    }
+    let found = |q: &'static str| async move {
+        let keys = store
+            .keys_of_partner(a.partner_id, Page::ALL, Some(q))
+            .await
+            .unwrap();
+        keys.into_iter().map(|k| k.name).collect::<Vec<_>>()
+    };
+    assert_eq!(found("ALPHA").await, ["alpha"]);
+    assert_eq!(found("beta_").await, ["beta_1"], "`_` is not a wildcard");
+    assert_eq!(found("production").await, ["beta_1"]);
+    assert_eq!(found("100%").await, ["gamma"], "`%` is not a wildcard");
+    assert_eq!(found("%").await, ["gamma"]);
+    assert!(found("nothing like it").await.is_empty());
+    let by_id = ids[3].to_string();
+    let keys = store
+        .keys_of_partner(a.partner_id, Page::ALL, Some(&by_id))
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].id, ids[3]);
 }
