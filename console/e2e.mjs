@@ -142,6 +142,29 @@ try {
   const refused = await proxied(info, secret, "/hello");
   check(refused.status === 403 && refused.body.includes("key_disabled"), "the disabled key is refused by the proxy");
 
+  // Revoke it for good: no more buttons, and the proxy says revoked.
+  await row.locator('button[data-action="revoke"]').click();
+  await row.getByTestId("status").filter({ hasText: "revoked" }).waitFor();
+  check(await row.locator("button").count() === 0, "a revoked key offers no action");
+  check((await proxied(info, secret, "/hello")).body.includes("key_revoked"), "the revoked key is refused as revoked");
+
+  // Thirty days of spend, and the Gateway3 account with its usage bars.
+  await page.click('button[data-range="30d"]');
+  await page.locator('button[data-range="30d"][aria-pressed="true"]').waitFor();
+  check(await page.locator("#chart canvas").count() > 0, "the 30-day chart is drawn");
+  check(await page.locator("#accounts-body tr", { hasText: "demo-user" }).count() === 1, "the Gateway3 account is listed");
+
+  // Rotate the partner token: the old one dies, the tab carries on with the new one.
+  await page.click("#rotate");
+  await page.locator("#rotated").filter({ hasText: "rsk_" }).waitFor();
+  const rotated = (await page.locator("#rotated").textContent()).trim();
+  const old = await fetch(`${info.api}/api/v1/reseller/me`, { headers: { Authorization: `Bearer ${info.partner_token}` } });
+  const fresh = await fetch(`${info.api}/api/v1/reseller/me`, { headers: { Authorization: `Bearer ${rotated}` } });
+  check(old.status === 401 && fresh.status === 200, "rotation ends the old token and the new one works");
+  await page.click("#refresh");
+  await page.getByTestId("balance").filter({ hasText: "$" }).waitFor();
+  check(!(await page.locator("#banner").isVisible()), "the tab keeps working with the new token");
+
   // The operator: partners, and live traffic drawn from /metrics.
   await page.click("#sign-out");
   await page.fill('#signin-form input[name="token"]', info.operator_token);
@@ -149,6 +172,16 @@ try {
   await page.click('#signin-form button[type="submit"]');
   await page.getByTestId("partners").locator("tr", { hasText: "demo" }).waitFor();
   check(true, "the operator sees the demo partner");
+  const demoRow = page.getByTestId("partners").locator("tr", { hasText: "demo" });
+  await demoRow.locator("input").first().fill("5");
+  await demoRow.locator("button", { hasText: "Top up" }).click();
+  await page.getByTestId("partners").locator("tr", { hasText: "$14.95" }).waitFor();
+  check(true, "a top-up shows in the partner's balance");
+  await demoRow.locator("button", { hasText: "Suspend" }).click();
+  await page.getByTestId("partners").locator("tr", { hasText: "suspended" }).waitFor();
+  await page.getByTestId("partners").locator("button", { hasText: "Resume" }).click();
+  await page.getByTestId("partners").locator("button", { hasText: "Suspend" }).waitFor();
+  check(true, "suspend and resume toggle the partner's status");
   await proxied(info, "cr_wrong", "/hello");
   await eventually(async () => (await page.getByTestId("live-rate").textContent()) !== "…", 10000, "the live rate");
   await page.getByTestId("denials").locator("tr", { hasText: "invalid_key" }).waitFor();
