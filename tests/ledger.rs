@@ -38,15 +38,7 @@ async fn reseller(t: &TestGateway, path: &str) -> Value {
 }
 
 async fn v0(t: &TestGateway, path: &str, body: Value) {
-    let resp = t
-        .client
-        .post(format!("{}/api/v0/partner/user/{path}", t.api))
-        .bearer_auth(&t.partner_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    t.v0_partner_post(path, body).await;
 }
 
 /// Every ledger entry, two a page.

@@ -13,16 +13,7 @@ async fn get(t: &TestGateway, path: &str) -> Value {
 }
 
 async fn post_v0(t: &TestGateway, path: &str, body: Value) -> Value {
-    let resp = t
-        .client
-        .post(format!("{}/api/v0/partner/user/{path}", t.api))
-        .bearer_auth(&t.partner_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    t.v0_partner_post(path, body).await
 }
 
 async fn create_account(t: &TestGateway, uuid: &str) {

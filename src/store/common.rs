@@ -5,7 +5,7 @@
 
 /// Implements `PartnerStore`, `AccountStore`, `LedgerStore` and `IdempotencyStore` for `$store`,
 /// and the parts of the other roles that are the same on both back-ends as inherent helpers
-/// (`change_key_row`, `daily_rows`, `llm_rows_of_key`).
+/// (`change_key_row`, `partner_key_rows`, `live_key_rows`, `daily_rows`, `llm_rows_of_key`).
 macro_rules! row_stores {
     // `$collate`: what makes a text id compare byte by byte (PostgreSQL's default collation
     // may not), for the (time, id) order of the paged lists.
@@ -25,6 +25,53 @@ macro_rules! row_stores {
             use $crate::domain::money::{LedgerEntry, LedgerKind};
             use $crate::store::{Page, PlanChange, PlanMove, StoreError, write_error};
             impl $store {
+                /// A page of the partner's keys, only those matching `search` if given
+                /// (`sql::KEY_SEARCH`), oldest first.
+                async fn partner_key_rows(
+                    &self,
+                    partner_id: Uuid,
+                    page: Page,
+                    search: Option<&str>,
+                ) -> Result<Vec<$crate::domain::key::Key>, StoreError> {
+                    use $crate::store::sql::{KEY_SEARCH, like_pattern, select_keys};
+                    let sql = format!(
+                        "{} WHERE partner_id = $1 \
+                         AND (created_at > $2 OR (created_at = $2 AND {AFTER})) \
+                         AND {KEY_SEARCH} ORDER BY created_at, {ORDER} LIMIT $4",
+                        select_keys!("")
+                    );
+                    let search = search.unwrap_or_default();
+                    rows::bind_page(sqlx::query_as::<_, rows::KeyRow>(&sql), partner_id, page)
+                        .bind(search)
+                        .bind(like_pattern(search))
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map($crate::domain::key::Key::try_from)
+                        .collect()
+                }
+
+                /// A page of the account's keys that are not revoked, oldest first.
+                async fn live_key_rows(
+                    &self,
+                    account_id: Uuid,
+                    page: Page,
+                ) -> Result<Vec<$crate::domain::key::Key>, StoreError> {
+                    use $crate::store::sql::select_keys;
+                    let sql = format!(
+                        "{} WHERE account_id = $1 AND revoked_at IS NULL \
+                         AND (created_at > $2 OR (created_at = $2 AND {AFTER})) \
+                         ORDER BY created_at, {ORDER} LIMIT $4",
+                        select_keys!("")
+                    );
+                    rows::bind_page(sqlx::query_as::<_, rows::KeyRow>(&sql), account_id, page)
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map($crate::domain::key::Key::try_from)
+                        .collect()
+                }
+
                 /// Applies a key change and reads the row back, in one transaction.
                 async fn change_key_row(
                     &self,
@@ -261,16 +308,11 @@ macro_rules! row_stores {
                     partner_id: Uuid,
                     page: Page,
                 ) -> Result<Vec<LedgerEntry>, StoreError> {
-                    let (at, id, limit) = page.binds();
                     let sql = format!(
                         "SELECT {LEDGER_COLUMNS} FROM money_ledger WHERE partner_id = $1 \
                          AND (at > $2 OR (at = $2 AND {AFTER})) ORDER BY at, {ORDER} LIMIT $4"
                     );
-                    sqlx::query_as::<_, rows::LedgerRow>(&sql)
-                        .bind(partner_id.to_string())
-                        .bind(at)
-                        .bind(id)
-                        .bind(limit)
+                    rows::bind_page(sqlx::query_as::<_, rows::LedgerRow>(&sql), partner_id, page)
                         .fetch_all(&self.pool)
                         .await?
                         .into_iter()
@@ -356,23 +398,18 @@ macro_rules! row_stores {
                     partner_id: Uuid,
                     page: Page,
                 ) -> Result<Vec<Account>, StoreError> {
-                    let (at, id, limit) = page.binds();
                     let sql = format!(
                         "{} WHERE partner_id = $1 AND NOT is_default \
                          AND (created_at > $2 OR (created_at = $2 AND {AFTER})) \
                          ORDER BY created_at, {ORDER} LIMIT $4",
                         select_accounts!("")
                     );
-                    sqlx::query_as::<_, AccountRow>(&sql)
-                    .bind(partner_id.to_string())
-                    .bind(at)
-                    .bind(id)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
-                    .into_iter()
-                    .map(Account::try_from)
-                    .collect()
+                    rows::bind_page(sqlx::query_as::<_, AccountRow>(&sql), partner_id, page)
+                        .fetch_all(&self.pool)
+                        .await?
+                        .into_iter()
+                        .map(Account::try_from)
+                        .collect()
                 }
 
                 async fn plan_period(

@@ -404,6 +404,25 @@ where
         .bind(e.note.clone())
 }
 
+/// A row query of a paged list, its arguments not yet bound.
+type QueryAs<'q, DB, R> = sqlx::query::QueryAs<'q, DB, R, <DB as sqlx::Database>::Arguments<'q>>;
+
+/// Binds the paged lists' parameters: `$1` the owner (partner or account), `$2`/`$3` the
+/// creation time and id to start after, `$4` the limit.
+pub(crate) fn bind_page<'q, DB, R>(
+    q: QueryAs<'q, DB, R>,
+    owner: Uuid,
+    page: super::Page,
+) -> QueryAs<'q, DB, R>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let (at, id, limit) = page.binds();
+    q.bind(owner.to_string()).bind(at).bind(id).bind(limit)
+}
+
 /// The UTC day (`YYYY-MM-DD`) of the usage ledger entry a flush at `now` grows.
 pub(crate) fn usage_day(now: i64) -> String {
     chrono::DateTime::from_timestamp(now, 0)

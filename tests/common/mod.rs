@@ -209,6 +209,23 @@ impl TestGateway {
         resp.json().await.expect("json")
     }
 
+    /// POSTs `body` to a Gateway3 partner path (`/api/v0/partner/user/{path}`) with the
+    /// partner token; asserts 200, returns the JSON envelope.
+    pub async fn v0_partner_post(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .client
+            .post(format!("{}/api/v0/partner/user/{path}", self.api))
+            .bearer_auth(&self.partner_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("v0 call");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        assert_eq!(status, 200, "{path}: {text}");
+        serde_json::from_str(&text).expect("json")
+    }
+
     /// POSTs to a reseller path with the partner token.
     pub async fn reseller_post(&self, path: &str) -> reqwest::Response {
         self.client

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{SqliteStore, journal};
 use crate::domain::key::Key;
 use crate::store::rows::{self, KeyRow};
-use crate::store::sql::{INSERT_KEY, KEY_SEARCH, like_pattern, select_keys};
+use crate::store::sql::{INSERT_KEY, select_keys};
 use crate::store::{KeyChange, KeyStore, Page, StoreError, write_error};
 
 #[async_trait]
@@ -57,24 +57,7 @@ impl KeyStore for SqliteStore {
         search: Option<&str>,
     ) -> Result<Vec<Key>, StoreError> {
         journal::fold_touches_now(&self.pool).await?;
-        let (at, id, limit) = page.binds();
-        let sql = format!(
-            "{} WHERE partner_id = $1 AND (created_at, id) > ($2, $3) AND {KEY_SEARCH} \
-             ORDER BY created_at, id LIMIT $4",
-            select_keys!("")
-        );
-        sqlx::query_as::<_, KeyRow>(&sql)
-            .bind(partner_id.to_string())
-            .bind(at)
-            .bind(id)
-            .bind(limit)
-            .bind(search.unwrap_or_default())
-            .bind(like_pattern(search.unwrap_or_default()))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(Key::try_from)
-            .collect()
+        self.partner_key_rows(partner_id, page, search).await
     }
 
     async fn live_keys_of_account(
@@ -83,20 +66,7 @@ impl KeyStore for SqliteStore {
         page: Page,
     ) -> Result<Vec<Key>, StoreError> {
         journal::fold_touches_now(&self.pool).await?;
-        let (at, id, limit) = page.binds();
-        sqlx::query_as::<_, KeyRow>(select_keys!(
-            " WHERE account_id = $1 AND revoked_at IS NULL AND (created_at, id) > ($2, $3) \
-             ORDER BY created_at, id LIMIT $4"
-        ))
-        .bind(account_id.to_string())
-        .bind(at)
-        .bind(id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(Key::try_from)
-        .collect()
+        self.live_key_rows(account_id, page).await
     }
 
     async fn update_key(&self, id: Uuid, change: &KeyChange) -> Result<Option<Key>, StoreError> {
