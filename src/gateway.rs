@@ -188,6 +188,7 @@ impl Gateway {
             tls.clone(),
             config.limits.clone(),
             stopped.clone(),
+            config.listen.http1,
         )
         .await
         .map_err(|source| StartError::Bind {
@@ -278,6 +279,8 @@ impl Gateway {
                         hyper::service::Service::call(&inner, req)
                     })
                 },
+                // The management API stays on hyper.
+                None,
             )),
             tokio::spawn(reap_loop(
                 pools,

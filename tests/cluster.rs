@@ -114,8 +114,12 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 0..n {
             let (proxy, api) = (free_port(), free_port());
+            // `TOLLGATE_TEST_HTTP1` picks the HTTP/1 server, as in tests/common.
+            let http1 = std::env::var("TOLLGATE_TEST_HTTP1")
+                .map(|s| format!("http1 = \"{s}\"\n"))
+                .unwrap_or_default();
             let text = format!(
-                "[listen]\nproxy = \"127.0.0.1:{proxy}\"\napi = \"127.0.0.1:{api}\"\n\
+                "[listen]\nproxy = \"127.0.0.1:{proxy}\"\napi = \"127.0.0.1:{api}\"\n{http1}\
                  [store]\nurl = \"{}\"\nsync_interval = \"100ms\"\n\
                  quota_mode = \"{quota_mode}\"\n\
                  [upstream]\nurl = \"http://{}\"\nprofile = \"generic\"\n\

@@ -86,6 +86,7 @@ pub struct ListenFile {
     pub proxy: Option<String>,
     pub api: Option<String>,
     pub proxy_cores: Option<NumOrString>,
+    pub http1: Option<String>,
     pub tls: Option<TlsFile>,
 }
 

@@ -91,6 +91,19 @@ pub struct Listen {
     /// `Some(n)`: the proxy listener runs on `n` threads, each with its own `current_thread`
     /// runtime, `SO_REUSEPORT` socket and upstream pool; `None`: on the shared runtime.
     pub proxy_cores: Option<std::num::NonZeroUsize>,
+    /// Which server reads cleartext HTTP/1 on the proxy listener.
+    pub http1: Http1Server,
+}
+
+/// `listen.http1`: the server for cleartext HTTP/1 connections on the proxy listener (TLS and
+/// HTTP/2 connections are always hyper's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Http1Server {
+    /// Tollgate's own (`proxy::h1`), the default.
+    #[default]
+    Tollgate,
+    /// hyper's.
+    Hyper,
 }
 
 /// Certificate chain and private key, PEM files.

@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::ConfigError;
 use super::file::{ConfigFile, Failed, LimitsFile, ListenFile, LogFile, NumOrString, StoreFile};
 use super::model::{
-    Config, Limits, Listen, Log, LogFormat, Management, Metering, QuotaMode, Reseller, StoreConfig,
-    StoreUrl, TlsFiles,
+    Config, Http1Server, Limits, Listen, Log, LogFormat, Management, Metering, QuotaMode, Reseller,
+    StoreConfig, StoreUrl, TlsFiles,
 };
 use super::units;
 
@@ -349,12 +349,25 @@ fn listen(f: &ListenFile, e: &mut Errors) -> Option<Listen> {
         }
     };
     let proxy_cores = e.check("listen.proxy_cores", proxy_cores(f.proxy_cores.as_ref()));
+    let http1 = e.check("listen.http1", http1_server(f.http1.as_deref()));
     Some(Listen {
         proxy: proxy?,
         api: api?,
         proxy_tls: proxy_tls?,
         proxy_cores: proxy_cores?,
+        http1: http1?,
     })
+}
+
+/// `listen.http1`: `"tollgate"` (the default) or `"hyper"`.
+fn http1_server(value: Option<&str>) -> Result<Http1Server, String> {
+    match value {
+        None | Some("tollgate") => Ok(Http1Server::Tollgate),
+        Some("hyper") => Ok(Http1Server::Hyper),
+        Some(other) => Err(format!(
+            "expected \"tollgate\" (Tollgate's own HTTP/1.1 server) or \"hyper\", found {other:?}"
+        )),
+    }
 }
 
 /// `listen.proxy_cores`: `0` (or unset) for the shared runtime, a number of threads, or

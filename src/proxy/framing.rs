@@ -90,6 +90,31 @@ enum Chunk {
     EndLf,
 }
 
+/// How a request's body is framed, as hyper decides it from the head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    Empty,
+    Fixed(u64),
+    Chunked,
+}
+
+/// What [`Watch::body_step`] found: how many bytes of body data, or of framing, come first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyStep {
+    Data(usize),
+    Framing(usize),
+}
+
+/// The body framing of a parsed request head, as hyper decides it: `Err` when hyper refuses
+/// the head with 400.
+pub fn body_framing(req: &httparse::Request<'_, '_>) -> Result<BodyFraming, ()> {
+    Ok(match framing(req)? {
+        State::Head => BodyFraming::Empty,
+        State::Fixed(len) => BodyFraming::Fixed(len),
+        State::Chunk(_) => BodyFraming::Chunked,
+    })
+}
+
 /// Why the watch stops handing bytes over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -158,6 +183,80 @@ impl Watch {
             };
         }
         Ok(())
+    }
+
+    /// Follows a body framed as `framing` says, whose head was parsed elsewhere (Tollgate's own
+    /// HTTP/1.1 server, `proxy::h1`, which reads bodies through [`Watch::body_step`]).
+    pub fn start_body(&mut self, framing: BodyFraming) {
+        self.declared = 0;
+        self.head.clear();
+        self.state = match framing {
+            BodyFraming::Empty => State::Head,
+            BodyFraming::Fixed(len) => State::Fixed(len),
+            BodyFraming::Chunked => State::Chunk(Chunk::Start),
+        };
+    }
+
+    /// The body limit chunk sizes are held to.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Whether the body [`Watch::start_body`] began has ended.
+    pub fn body_done(&self) -> bool {
+        self.state == State::Head
+    }
+
+    /// The body bytes still to come, when its length is known.
+    pub fn body_left(&self) -> Option<u64> {
+        match self.state {
+            State::Head => Some(0),
+            State::Fixed(left) => Some(left),
+            State::Chunk(_) => None,
+        }
+    }
+
+    /// One step through a body's bytes at the start of `input`: a run of data, or of framing
+    /// (chunk sizes, extensions, line ends, trailers) up to the next data or the body's end.
+    /// The same grammar and size check as [`Watch::feed`].
+    pub fn body_step(&mut self, input: &[u8]) -> Result<BodyStep, Stop> {
+        match self.state {
+            State::Head => Ok(BodyStep::Framing(0)),
+            State::Fixed(left) => {
+                let take = left.min(input.len() as u64);
+                self.state = match left - take {
+                    0 => State::Head,
+                    rest => State::Fixed(rest),
+                };
+                Ok(BodyStep::Data(take as usize))
+            }
+            State::Chunk(Chunk::Data(left)) => {
+                let take = left.min(input.len() as u64);
+                self.state = State::Chunk(match left - take {
+                    0 => Chunk::DataCr,
+                    rest => Chunk::Data(rest),
+                });
+                Ok(BodyStep::Data(take as usize))
+            }
+            State::Chunk(_) => {
+                let mut pos = 0;
+                while pos < input.len() {
+                    let State::Chunk(chunk) = self.state else {
+                        break;
+                    };
+                    if matches!(chunk, Chunk::Data(_)) {
+                        break;
+                    }
+                    self.state = match self.chunk_byte(chunk, input[pos]) {
+                        Ok(next) => next,
+                        Err(Verdict::TooLarge) => return Err(Stop::TooLarge { at: pos }),
+                        Err(Verdict::Invalid) => return Err(Stop::Unframed { at: pos }),
+                    };
+                    pos += 1;
+                }
+                Ok(BodyStep::Framing(pos))
+            }
+        }
     }
 
     /// Reads head bytes from `input`; how many belong to the head. `Err` when hyper refuses it.

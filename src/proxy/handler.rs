@@ -10,7 +10,9 @@ use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Body as _;
+
+use crate::proxy::inbound::Inbound;
 use uuid::Uuid;
 
 use std::collections::HashMap;
@@ -117,7 +119,7 @@ pub async fn handle<P: Phases>(
     state: Arc<ProxyState>,
     profile: Arc<P>,
     conn: Arc<Connection>,
-    req: Request<Incoming>,
+    req: Request<Inbound>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let rid = request_id(req.headers());
@@ -162,7 +164,7 @@ async fn serve<P: Phases>(
     state: &ProxyState,
     profile: &P,
     mut parts: Parts,
-    body: Incoming,
+    body: Inbound,
     client: IpAddr,
     conn: &Connection,
     rid: &HeaderValue,

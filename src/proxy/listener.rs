@@ -19,10 +19,17 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::model::Limits;
+use http::Request;
+use hyper::body::Incoming;
+
+use crate::config::model::{Http1Server, Limits};
+use crate::proxy::h1;
 use crate::proxy::handler::{self, Connection, ProxyState};
+use crate::proxy::inbound::Inbound;
 use crate::proxy::phases::Phases;
 use crate::proxy::server;
+use crate::proxy::server::OwnHttp1;
+use crate::proxy::stall::Stalls;
 use crate::proxy::upstream::Upstream;
 
 /// Backlog of each listening socket.
@@ -36,6 +43,8 @@ pub struct ProxyListener {
     pub tls: Option<TlsAcceptor>,
     pub limits: Limits,
     pub stopped: watch::Receiver<bool>,
+    /// Which server reads cleartext HTTP/1 (`listen.http1`).
+    pub http1: Http1Server,
 }
 
 enum Sockets {
@@ -52,6 +61,7 @@ impl ProxyListener {
         tls: Option<TlsAcceptor>,
         limits: Limits,
         stopped: watch::Receiver<bool>,
+        http1: Http1Server,
     ) -> std::io::Result<Self> {
         let (sockets, addr) = match cores {
             None => {
@@ -76,6 +86,7 @@ impl ProxyListener {
             tls,
             limits,
             stopped,
+            http1,
         })
     }
 
@@ -97,11 +108,11 @@ impl ProxyListener {
         profile: P,
     ) -> std::io::Result<JoinHandle<()>> {
         let profile = Arc::new(profile);
-        let (tls, limits, stopped) = (self.tls, self.limits, self.stopped);
+        let (tls, limits, stopped, http1) = (self.tls, self.limits, self.stopped, self.http1);
         let sockets = match self.sockets {
             Sockets::Shared(listener) => {
                 let state = Arc::new(state);
-                let serving = serve(listener, tls, limits, stopped, state, profile);
+                let serving = serve(listener, tls, limits, stopped, http1, state, profile);
                 return Ok(tokio::spawn(serving));
             }
             Sockets::PerCore(sockets) => sockets,
@@ -124,6 +135,7 @@ impl ProxyListener {
                 tls.clone(),
                 limits.clone(),
                 stopped.clone(),
+                http1,
                 state,
                 profile.clone(),
             );
@@ -144,21 +156,55 @@ impl ProxyListener {
     }
 }
 
-/// One accept loop with the pipeline as the service.
+/// One accept loop with the pipeline as the service (hyper's, and the own HTTP/1.1 server's
+/// unless `listen.http1 = "hyper"`).
 async fn serve<P: Phases>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     stopped: watch::Receiver<bool>,
+    http1: Http1Server,
     state: Arc<ProxyState>,
     profile: Arc<P>,
 ) {
-    server::serve(listener, tls, limits, stopped, move |peer, stalls| {
+    let own = (http1 == Http1Server::Tollgate)
+        .then(|| own_http1(&limits, &stopped, state.clone(), profile.clone()));
+    let make = move |peer, stalls: &Arc<Stalls>| {
         let (state, profile) = (state.clone(), profile.clone());
         let conn = Connection::new(peer, stalls.clone());
-        service_fn(move |req| handler::handle(state.clone(), profile.clone(), conn.clone(), req))
+        service_fn(move |req: Request<Incoming>| {
+            let req = req.map(Inbound::Hyper);
+            handler::handle(state.clone(), profile.clone(), conn.clone(), req)
+        })
+    };
+    server::serve(listener, tls, limits, stopped, make, own).await
+}
+
+/// The own HTTP/1.1 server (`proxy::h1`) for the accept loop.
+fn own_http1<P: Phases>(
+    limits: &Limits,
+    stopped: &watch::Receiver<bool>,
+    state: Arc<ProxyState>,
+    profile: Arc<P>,
+) -> OwnHttp1 {
+    let settings = h1::Settings {
+        max_head: server::h1_max_buf(limits),
+        header_read_timeout: limits.header_read_timeout,
+        body_limit: limits.max_request_body.get(),
+    };
+    let stopped = stopped.clone();
+    Arc::new(move |stream, peer, stalls| {
+        let conn = Connection::new(peer, stalls);
+        let serving = h1::serve(
+            stream,
+            conn,
+            state.clone(),
+            profile.clone(),
+            settings,
+            stopped.clone(),
+        );
+        Box::pin(serving)
     })
-    .await
 }
 
 /// A listening socket on `addr` that other sockets of this process may share.

@@ -3,8 +3,10 @@
 
 pub mod client_ip;
 pub mod framing;
+pub mod h1;
 pub mod handler;
 pub mod headers;
+pub mod inbound;
 pub mod kubo;
 pub mod listener;
 pub mod llm;

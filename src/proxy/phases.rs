@@ -21,10 +21,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use crate::proxy::inbound::Inbound;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Uri};
-use hyper::body::Incoming;
 
 use crate::config::model::Plan;
 use crate::domain::decision::Denial;
@@ -57,7 +57,7 @@ pub struct Cx<'a> {
 /// The request body as it goes upstream.
 pub enum Payload {
     /// Streamed through as the client sends it.
-    Stream(Incoming),
+    Stream(Inbound),
     /// Read in full before admission: `received` bytes came from the client, `forward` goes
     /// upstream.
     Buffered { received: u64, forward: Bytes },
@@ -94,7 +94,7 @@ pub trait Phases: Send + Sync + 'static {
     fn prepare(
         &self,
         reading: &mut Self::Reading,
-        body: Incoming,
+        body: Inbound,
         cx: &Cx<'_>,
     ) -> impl Future<Output = Result<Prepared, Denial>> + Send {
         let _ = (reading, cx);

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
+use crate::proxy::inbound::Inbound;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use prometheus::IntCounter;
 use std::future::Future;
 use std::time::Duration;
@@ -166,7 +166,7 @@ pub struct TooSlow;
 
 /// The client's request body, metered, capped in size and in idle time.
 pub struct RequestBody {
-    inner: Incoming,
+    inner: Inbound,
     holds: Holds,
     counter: IntCounter,
     limit: u64,
@@ -186,7 +186,7 @@ pub struct RequestBody {
 impl RequestBody {
     /// Wraps `inner`; `state` reports how it ends. The body fails once it falls behind `pace`.
     pub fn new(
-        inner: Incoming,
+        inner: Inbound,
         holds: Holds,
         counter: IntCounter,
         limit: u64,
@@ -262,13 +262,13 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) if framing::is_declared_too_large(&err) => {
+            Poll::Ready(Some(Err(err))) if framing::is_declared_too_large(&*err) => {
                 this.state.set(Upload::TooLarge);
                 Poll::Ready(Some(Err(Box::new(TooLarge))))
             }
             Poll::Ready(Some(Err(err))) => {
                 this.state.set(Upload::ClientFailed);
-                Poll::Ready(Some(Err(Box::new(err))))
+                Poll::Ready(Some(Err(err)))
             }
             Poll::Ready(None) => {
                 this.state.set(Upload::Complete);
@@ -309,7 +309,7 @@ impl Drop for RequestBody {
 }
 
 /// Reads a (small) request body in full, within `limit` bytes and at `pace`.
-pub async fn read_whole(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes, Denial> {
+pub async fn read_whole(body: Inbound, limit: u64, pace: Pace) -> Result<Bytes, Denial> {
     let mut body = std::pin::pin!(body);
     let mut clock = PaceClock::new(pace);
     let mut read = bytes::BytesMut::new();
@@ -320,7 +320,7 @@ pub async fn read_whole(body: Incoming, limit: u64, pace: Pace) -> Result<Bytes,
         let frame = match frame {
             Err(_) => return Err(cut_off(cut)),
             Ok(None) => return Ok(read.freeze()),
-            Ok(Some(Err(err))) if framing::is_declared_too_large(&err) => {
+            Ok(Some(Err(err))) if framing::is_declared_too_large(&*err) => {
                 return Err(Denial::new(DenyCode::PayloadTooLarge));
             }
             Ok(Some(Err(_))) => {

@@ -13,7 +13,9 @@
 //! `limits.shutdown_grace` to finish, then are aborted.
 
 use std::error::Error as StdError;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,14 +63,24 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// Serves a cleartext HTTP/1 connection without hyper (the proxy's own server, `proxy::h1`):
+/// given the socket, the peer and the connection's stall watch.
+pub type OwnHttp1 = Arc<
+    dyn Fn(TcpStream, SocketAddr, Arc<Stalls>) -> Pin<Box<dyn Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Accepts connections until `shutdown` turns true, serving each with the service `make`
-/// builds for its peer; then drains (see the module doc).
+/// builds for its peer, or cleartext HTTP/1 with `own` when given; then drains (see the module
+/// doc).
 pub async fn serve<M, S, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     make: M,
+    own: Option<OwnHttp1>,
 ) where
     M: Fn(SocketAddr, &Arc<Stalls>) -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -109,6 +121,7 @@ pub async fn serve<M, S, B>(
             detect_timeout: limits.header_read_timeout,
             max_body: limits.max_request_body.get(),
             max_head: h1_max_buf(&limits),
+            own: own.clone().map(|serve| (serve, stalls.clone())),
         };
         let tls = tls.clone();
         let serving = conns.spawn(async move {
@@ -163,8 +176,8 @@ fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     builder
 }
 
-/// hyper's HTTP/1 read buffer cap, which bounds a request head.
-fn h1_max_buf(limits: &Limits) -> usize {
+/// hyper's HTTP/1 read buffer cap, which bounds a request head (also for the own server).
+pub fn h1_max_buf(limits: &Limits) -> usize {
     limits.max_header_bytes.max(8192)
 }
 
@@ -176,6 +189,8 @@ struct Conn {
     max_body: u64,
     /// hyper's HTTP/1 read buffer cap (the longest head it accepts).
     max_head: usize,
+    /// The own server for cleartext HTTP/1, with the connection's stall watch.
+    own: Option<(OwnHttp1, Arc<Stalls>)>,
 }
 
 impl Conn {
@@ -195,6 +210,13 @@ impl Conn {
     {
         match tokio::time::timeout(self.detect_timeout, sniff_h2(&stream)).await {
             Ok(Ok(Some(true))) => self.serve(TokioIo::new(stream), peer, service, true).await,
+            Ok(Ok(Some(false))) if self.own.is_some() => {
+                // Counted by the graceful shutdown until the connection ends.
+                let _watcher = self.watcher;
+                if let Some((serve, stalls)) = self.own {
+                    serve(stream, peer, stalls).await;
+                }
+            }
             Ok(Ok(Some(false))) => {
                 let watched = self.watched(stream);
                 self.serve(TokioIo::new(watched), peer, service, false)

@@ -53,6 +53,15 @@ pub struct Options {
     pub listen_extra: String,
 }
 
+/// The `[listen]` line choosing the HTTP/1 server from `TOLLGATE_TEST_HTTP1` (`tollgate` or
+/// `hyper`; unset: the default), so the suite runs on either (`tests/run.sh` runs both).
+pub fn http1_line() -> String {
+    match std::env::var("TOLLGATE_TEST_HTTP1") {
+        Ok(server) if !server.is_empty() => format!("http1 = \"{server}\"\n"),
+        _ => String::new(),
+    }
+}
+
 impl TestGateway {
     pub async fn start() -> Self {
         Self::with(Options::default()).await
@@ -89,7 +98,7 @@ impl TestGateway {
              [store]\nurl = \"{store}\"\n{sync}\
              [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n{management}",
             opts.top,
-            opts.listen_extra,
+            format!("{}{}", http1_line(), opts.listen_extra),
             opts.profile.unwrap_or("generic"),
             opts.upstream_extra,
             opts.extra,

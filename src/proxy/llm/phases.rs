@@ -2,11 +2,11 @@
 //! full, checked against the key's model allow-list and priced before admission; its answer
 //! (JSON or SSE) is metered as it streams back.
 
+use crate::proxy::inbound::Inbound;
 use http::HeaderValue;
 use http::Uri;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH};
 use http::request::Parts;
-use hyper::body::Incoming;
 
 use super::{Call, Llm};
 use crate::domain::decision::{Denial, DenyCode};
@@ -41,7 +41,7 @@ impl Phases for Llm {
     async fn prepare(
         &self,
         reading: &mut Reading,
-        body: Incoming,
+        body: Inbound,
         cx: &Cx<'_>,
     ) -> Result<Prepared, Denial> {
         let Some(route) = reading.route else {

@@ -1,0 +1,220 @@
+//! The read side of a connection, shared by the connection loop (heads) and the request's
+//! [`ClientBody`] (its body), which the pipeline polls from the same task. Bodies are read
+//! through [`framing::Watch::body_step`]: the grammar of the framing watch in front of hyper,
+//! with the same per-digit chunk-size check against `limits.max_request_body`.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use tokio::net::TcpStream;
+
+use crate::proxy::BoxError;
+use crate::proxy::framing::{BodyFraming, BodyStep, DeclaredTooLarge, Stop, Unframed, Watch};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 << 10;
+/// The interim answer to `Expect: 100-continue`, sent when the body is first read.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// The connection's read buffer and where its request stream stands.
+pub struct Reader {
+    stream: Arc<TcpStream>,
+    pub buf: BytesMut,
+    watch: Watch,
+    /// The body can no longer be followed (framing error, client gone): the connection ends
+    /// after this exchange.
+    pub failed: bool,
+    /// Bytes of `100 Continue` still to write before the body is read (0: none owed).
+    continue_left: usize,
+}
+
+/// The read side, shared between the connection loop and the request body.
+pub type Shared = Arc<Mutex<Reader>>;
+
+impl Reader {
+    pub fn new(stream: Arc<TcpStream>, body_limit: u64, max_head: usize) -> Shared {
+        Arc::new(Mutex::new(Reader {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            watch: Watch::new(body_limit, max_head),
+            failed: false,
+            continue_left: 0,
+        }))
+    }
+
+    pub fn lock(shared: &Shared) -> MutexGuard<'_, Reader> {
+        shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts the body of the head just parsed.
+    pub fn start_body(&mut self, framing: BodyFraming, expect_continue: bool) {
+        self.watch.start_body(framing);
+        self.continue_left = if expect_continue && framing != BodyFraming::Empty {
+            CONTINUE.len()
+        } else {
+            0
+        };
+    }
+
+    /// Whether the current request's body has been read to its end.
+    pub fn body_done(&self) -> bool {
+        self.watch.body_done() && !self.failed
+    }
+
+    /// Reads what the socket has into `buf`: the count, 0 at the end of the stream.
+    pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            self.buf.reserve(READ_CHUNK);
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    /// Discards what has arrived of the current body without waiting for more (hyper's
+    /// drain after a response): whether the body has ended, so another request may follow.
+    pub fn drain(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        while !self.body_done() {
+            if self.failed || self.continue_left > 0 {
+                return false;
+            }
+            if self.buf.is_empty() {
+                match self.poll_fill(&mut cx) {
+                    Poll::Ready(Ok(n)) if n > 0 => {}
+                    _ => return false,
+                }
+            }
+            match self.watch.body_step(&self.buf) {
+                Ok(BodyStep::Data(n) | BodyStep::Framing(n)) => self.buf.advance(n),
+                Err(_) => self.failed = true,
+            }
+        }
+        true
+    }
+
+    /// Writes what is left of the `100 Continue`.
+    fn poll_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.continue_left > 0 {
+            ready!(self.stream.poll_write_ready(cx))?;
+            let from = CONTINUE.len() - self.continue_left;
+            match self.stream.try_write(&CONTINUE[from..]) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.continue_left -= n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// The next piece of the body: data, its end (`None`) or why it cannot go on.
+    fn poll_piece(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, BoxError>>> {
+        if let Err(e) = ready!(self.poll_continue(cx)) {
+            self.failed = true;
+            return Poll::Ready(Some(Err(e.into())));
+        }
+        loop {
+            if self.failed {
+                return Poll::Ready(Some(Err(Box::new(Unframed))));
+            }
+            if self.watch.body_done() {
+                return Poll::Ready(None);
+            }
+            if !self.buf.is_empty() {
+                match self.watch.body_step(&self.buf) {
+                    Ok(BodyStep::Data(n)) => {
+                        return Poll::Ready(Some(Ok(self.buf.split_to(n).freeze())));
+                    }
+                    Ok(BodyStep::Framing(n)) => {
+                        self.buf.advance(n);
+                        continue;
+                    }
+                    Err(stop) => {
+                        self.failed = true;
+                        let err: BoxError = match stop {
+                            Stop::TooLarge { .. } => Box::new(DeclaredTooLarge {
+                                limit: self.watch.limit(),
+                            }),
+                            Stop::Unframed { .. } => Box::new(Unframed),
+                        };
+                        return Poll::Ready(Some(Err(err)));
+                    }
+                }
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(n) if n > 0 => {}
+                Ok(_) => {
+                    self.failed = true;
+                    let eof = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the client closed the connection before the body ended",
+                    );
+                    return Poll::Ready(Some(Err(eof.into())));
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+}
+
+/// A request body read from the connection as the pipeline polls it.
+pub struct ClientBody {
+    reader: Shared,
+    /// Whether the body has ended (or failed).
+    end: bool,
+    /// Body bytes still to come, when known.
+    left: Option<u64>,
+}
+
+impl ClientBody {
+    pub fn new(reader: Shared, framing: BodyFraming) -> Self {
+        let (end, left) = match framing {
+            BodyFraming::Empty => (true, Some(0)),
+            BodyFraming::Fixed(len) => (false, Some(len)),
+            BodyFraming::Chunked => (false, None),
+        };
+        ClientBody { reader, end, left }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.end {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let mut reader = Reader::lock(&this.reader);
+        let piece = ready!(reader.poll_piece(cx));
+        this.left = reader.watch.body_left();
+        this.end = !matches!(piece, Some(Ok(_))) || reader.watch.body_done();
+        drop(reader);
+        Poll::Ready(piece.map(|p| p.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.left {
+            Some(left) => SizeHint::with_exact(left),
+            None => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Tollgate's own HTTP/1.1 server for cleartext connections on the proxy listener
+//! (`listen.http1 = "tollgate"`, the default; TLS and HTTP/2 stay with hyper, as does
+//! `listen.http1 = "hyper"`).
+//!
+//! hyper's server runs a general state machine (dispatcher, buffered IO, header-map rebuilds,
+//! a boxed timer per head) for what a proxy does with one request at a time on a keep-alive
+//! connection. This loop reads a head with `httparse` into a buffer reused for the whole
+//! connection (`head`: hyper's rules and refusals), hands the pipeline a request whose header
+//! values are views of that buffer and whose body is read from the same socket on demand
+//! (`body`: the framing watch's grammar and size check), and writes the response with
+//! `writev` (`write`: hyper's framing rules). hyper stays the oracle: `tests/h1_differential.rs`
+//! sends the same corpus to both servers and requires the same upstream bytes or the same
+//! refusal.
+//!
+//! Per connection: one request at a time (pipelined requests wait in the buffer), the head
+//! within `limits.header_read_timeout` (an idle keep-alive connection too), at most
+//! `limits.max_header_bytes` (at least 8 KiB) of head. While the pipeline works on a request
+//! whose body has been read, the socket is watched: a client that closes abandons the request
+//! (`client_closed`), as with hyper. After the response, what has already arrived of an unread
+//! body is discarded; if the body has not ended the connection closes.
+
+mod body;
+mod date;
+mod head;
+mod write;
+
+use std::future::{Future, poll_fn};
+use std::io::IoSlice;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Poll, ready};
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::proxy::handler::{self, Connection, ProxyState};
+use crate::proxy::inbound::Inbound;
+use crate::proxy::phases::Phases;
+
+pub use body::ClientBody;
+use body::{Reader, Shared};
+use head::Head;
+use write::Asked;
+
+/// The limits one connection is served with.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// The longest request head.
+    pub max_head: usize,
+    pub header_read_timeout: Duration,
+    /// `limits.max_request_body`, which chunk sizes are checked against as they are read.
+    pub body_limit: u64,
+}
+
+/// What waiting for the next request head came to.
+enum Next {
+    Head(Box<Head>),
+    /// A head hyper refuses, with the status it answers.
+    Refuse(StatusCode),
+    /// Closed, failed, silent past the header timeout, or shutting down.
+    Closed,
+}
+
+/// Serves one cleartext HTTP/1 connection through the pipeline until it closes, fails, or the
+/// gateway stops.
+pub async fn serve<P: Phases>(
+    stream: TcpStream,
+    conn: Arc<Connection>,
+    state: Arc<ProxyState>,
+    profile: Arc<P>,
+    settings: Settings,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stream = Arc::new(stream);
+    let reader = Reader::new(stream.clone(), settings.body_limit, settings.max_head);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let head = match next_head(&reader, settings, &mut shutdown).await {
+            Next::Head(head) => head,
+            Next::Refuse(status) => {
+                let _ = refuse(&stream, status, &mut out).await;
+                return;
+            }
+            Next::Closed => return,
+        };
+        let Head {
+            parts,
+            framing,
+            keep_alive,
+            expect_continue,
+        } = *head;
+        Reader::lock(&reader).start_body(framing, expect_continue);
+        let asked = Asked {
+            head: parts.method == Method::HEAD,
+            version: parts.version,
+            keep_alive,
+        };
+        let body = Inbound::Own(ClientBody::new(reader.clone(), framing));
+        let req = Request::from_parts(parts, body);
+        let handling = handler::handle(state.clone(), profile.clone(), conn.clone(), req);
+        let resp = tokio::select! {
+            biased;
+            resp = handling => resp,
+            () = client_gone(&reader, settings.max_head) => return,
+        };
+        let Ok(resp) = resp;
+        let asked = Asked {
+            keep_alive: asked.keep_alive && !*shutdown.borrow(),
+            ..asked
+        };
+        match write::write_response(&stream, resp, asked, &mut out).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return,
+        }
+        if !Reader::lock(&reader).drain() {
+            return;
+        }
+    }
+}
+
+/// Waits for the next request head: parsed at once when it has already arrived (the common
+/// case, without a timer), else within the header timeout.
+async fn next_head(
+    reader: &Shared,
+    settings: Settings,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Next {
+    if *shutdown.borrow() {
+        return Next::Closed;
+    }
+    let mut reading = pin!(poll_fn(|cx| {
+        let mut r = Reader::lock(reader);
+        loop {
+            if !r.buf.is_empty() {
+                match head::parse(&mut r.buf, settings.max_head) {
+                    Ok(Some(head)) => return Poll::Ready(Next::Head(Box::new(head))),
+                    Ok(None) => {}
+                    Err(status) => return Poll::Ready(Next::Refuse(status)),
+                }
+            }
+            match ready!(r.poll_fill(cx)) {
+                Ok(n) if n > 0 => {}
+                _ => return Poll::Ready(Next::Closed),
+            }
+        }
+    }));
+    if let Poll::Ready(next) = poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
+        return next;
+    }
+    tokio::select! {
+        biased;
+        next = reading => next,
+        () = tokio::time::sleep(settings.header_read_timeout) => Next::Closed,
+        () = crate::shutdown::stopped(shutdown) => Next::Closed,
+    }
+}
+
+/// Resolves once the client closes the connection while its request (whose body has been
+/// read) is being served. Pipelined bytes are kept, up to a head's worth.
+async fn client_gone(reader: &Shared, max_head: usize) {
+    poll_fn(|cx| {
+        let mut r = Reader::lock(reader);
+        while r.body_done() && r.buf.len() < max_head {
+            match ready!(r.poll_fill(cx)) {
+                Ok(n) if n > 0 => {}
+                _ => return Poll::Ready(()),
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// hyper's answer to a head it refuses: the status, no body, and the connection closes.
+async fn refuse(stream: &TcpStream, status: StatusCode, out: &mut Vec<u8>) -> std::io::Result<()> {
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\ncontent-length: 0\r\ndate: ");
+    date::extend(out);
+    out.extend_from_slice(b"\r\n\r\n");
+    write::write_all(stream, &mut [IoSlice::new(out)]).await
+}
