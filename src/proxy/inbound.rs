@@ -1,5 +1,5 @@
 //! The client's request body as the pipeline receives it: from hyper (HTTP/2, TLS, or
-//! `listen.http1 = "hyper"`) or from Tollgate's own HTTP/1.1 server (`proxy::h1`).
+//! `listen.http1 = "hyper"`) or from Tollgate's own HTTP/1.1 server (`proxy::h1`, read by `proxy::codec`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,7 +9,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::proxy::BoxError;
-use crate::proxy::h1::ClientBody;
+use crate::proxy::codec::body::ClientBody;
 
 /// A request body from either server.
 pub enum Inbound {

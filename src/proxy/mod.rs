@@ -2,6 +2,7 @@
 //! forwarding, TLS termination and the accept loop.
 
 pub mod client_ip;
+pub mod codec;
 pub mod framing;
 pub mod h1;
 pub mod handler;

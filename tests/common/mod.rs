@@ -98,7 +98,11 @@ impl TestGateway {
              [store]\nurl = \"{store}\"\n{sync}\
              [upstream]\nurl = \"{upstream}\"\nprofile = \"{}\"\n{}\n{}\n{management}",
             opts.top,
-            format!("{}{}", http1_line(), opts.listen_extra),
+            if opts.listen_extra.contains("http1") {
+                opts.listen_extra.clone()
+            } else {
+                format!("{}{}", http1_line(), opts.listen_extra)
+            },
             opts.profile.unwrap_or("generic"),
             opts.upstream_extra,
             opts.extra,

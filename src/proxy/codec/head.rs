@@ -1,5 +1,5 @@
 //! A request head read the way hyper's server reads it (`proto::h1::role::Server::parse`): the
-//! same `httparse` configuration and 100-header cap, the same refusals (400, 414, 431, 505),
+//! same `httparse` configuration and 100-header cap, the same refusals (400, 414, 431),
 //! the same body framing (`framing::body_framing`), the same `Content-Length` and
 //! `Transfer-Encoding` clean-up, keep-alive and `Expect` rules. The header values are views
 //! of the connection's read buffer, not copies.
@@ -55,7 +55,6 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, Status
         Err(httparse::Error::TooManyHeaders) => {
             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
-        Err(httparse::Error::Version) => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
         Err(_) => return Err(StatusCode::BAD_REQUEST),
     };
     if len > max_head {

@@ -47,7 +47,8 @@ pub async fn write_response(
     let framing = framing(&parts, &body, asked);
     let keep_alive = asked.keep_alive && framing != Framing::Close;
     out.clear();
-    encode_head(out, &parts, asked, framing, keep_alive);
+    let known_len = body.size_hint().exact();
+    encode_head(out, &parts, asked, (framing, known_len), keep_alive);
     if framing == Framing::None {
         write_all(stream, &mut [IoSlice::new(out)]).await?;
         return Ok(keep_alive);
@@ -207,7 +208,7 @@ fn encode_head(
     out: &mut Vec<u8>,
     parts: &http::response::Parts,
     asked: Asked,
-    framing: Framing,
+    (framing, known_len): (Framing, Option<u64>),
     keep_alive: bool,
 ) {
     out.extend_from_slice(if asked.version == Version::HTTP_10 {
@@ -244,19 +245,24 @@ fn encode_head(
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None => {
-            // A HEAD answer keeps the length the GET would have.
-            if let Some(len) = parts.headers.get(CONTENT_LENGTH).filter(|_| asked.head) {
+        Framing::None if asked.head => {
+            // A HEAD answer keeps the length the GET would have (hyper: when it is not 0).
+            if let Some(len) = parts.headers.get(CONTENT_LENGTH) {
                 out.extend_from_slice(b"content-length: ");
                 out.extend_from_slice(len.as_bytes());
                 out.extend_from_slice(b"\r\n");
+            } else if let Some(len) = known_len.filter(|&len| len != 0) {
+                out.extend_from_slice(b"content-length: ");
+                out.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+                out.extend_from_slice(b"\r\n");
             }
         }
+        Framing::None => {}
         Framing::Close => {}
     }
     if !has_date {
         out.extend_from_slice(b"date: ");
-        super::date::extend(out);
+        crate::proxy::codec::date::extend(out);
         out.extend_from_slice(b"\r\n");
     }
     match (keep_alive, asked.version) {

@@ -5,10 +5,10 @@
 //! hyper's server runs a general state machine (dispatcher, buffered IO, header-map rebuilds,
 //! a boxed timer per head) for what a proxy does with one request at a time on a keep-alive
 //! connection. This loop reads a head with `httparse` into a buffer reused for the whole
-//! connection (`head`: hyper's rules and refusals), hands the pipeline a request whose header
-//! values are views of that buffer and whose body is read from the same socket on demand
-//! (`body`: the framing watch's grammar and size check), and writes the response with
-//! `writev` (`write`: hyper's framing rules). hyper stays the oracle: `tests/h1_differential.rs`
+//! connection (`codec::head`: hyper's rules and refusals), hands the pipeline a request whose
+//! header values are views of that buffer and whose body is read from the same socket on
+//! demand (`codec::body`: the framing watch's grammar and size check), and writes the response
+//! with `writev` (`codec::write`: hyper's framing rules). hyper stays the oracle: `tests/h1_differential.rs`
 //! sends the same corpus to both servers and requires the same upstream bytes or the same
 //! refusal.
 //!
@@ -18,11 +18,6 @@
 //! whose body has been read, the socket is watched: a client that closes abandons the request
 //! (`client_closed`), as with hyper. After the response, what has already arrived of an unread
 //! body is discarded; if the body has not ended the connection closes.
-
-mod body;
-mod date;
-mod head;
-mod write;
 
 use std::future::{Future, poll_fn};
 use std::io::IoSlice;
@@ -39,10 +34,10 @@ use crate::proxy::handler::{self, Connection, ProxyState};
 use crate::proxy::inbound::Inbound;
 use crate::proxy::phases::Phases;
 
-pub use body::ClientBody;
-use body::{Reader, Shared};
-use head::Head;
-use write::Asked;
+use crate::proxy::codec::body::{ClientBody, Reader, Shared};
+use crate::proxy::codec::date;
+use crate::proxy::codec::head::{self, Head};
+use crate::proxy::codec::write::{self, Asked};
 
 /// The limits one connection is served with.
 #[derive(Clone, Copy, Debug)]
