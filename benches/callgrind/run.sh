@@ -52,6 +52,7 @@
 # Cores: proxy on core 1 (`taskset -c 1`), client and upstream on core 0.
 #
 # Environment knobs: N1 (2000), N2 (10000), KEYS (20000), TARGETS ("tollgate nginx"),
+# HTTP1 (tollgate: Tollgate's own HTTP/1.1 server; hyper: `listen.http1 = "hyper"`),
 # FLUSH_INTERVAL (1s, as the load benchmark), REJECT (1; 0 = skip the reject runs), NOFLUSH (1;
 # 0 = skip small-noflush), TOP (15 functions listed), WORK (/dev/shm/tollgate-callgrind, removed
 # at the end unless KEEP_WORK=1; the callgrind.out files are there), RESULTS
@@ -66,6 +67,7 @@ FLUSH_INTERVAL="${FLUSH_INTERVAL:-1s}"
 REJECT="${REJECT:-1}"
 TARGETS="${TARGETS:-tollgate nginx}"
 NOFLUSH="${NOFLUSH:-1}"
+HTTP1="${HTTP1:-tollgate}"
 TOP="${TOP:-15}"
 WORK="${WORK:-/dev/shm/tollgate-callgrind}"
 RESULTS="${RESULTS:-$ROOT/benches/callgrind/results.md}"
@@ -160,6 +162,7 @@ default_plan = 1
 [listen]
 proxy = "127.0.0.1:$P_TG"
 api = "127.0.0.1:$P_TG_API"
+http1 = "$HTTP1"
 
 [store]
 url = "sqlite://$WORK/tg/store.db"
