@@ -16,7 +16,7 @@ use crate::auth::CredentialSource;
 use crate::cluster::feed::Feed;
 use crate::cluster::health::Health;
 use crate::cluster::sync::Syncer;
-use crate::config::model::{Config, ProfileKind, QuotaMode};
+use crate::config::model::{Config, Http1Server, ProfileKind, QuotaMode};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::secret::{self, KeyHasher};
 use crate::index::KeyIndex;
@@ -200,7 +200,10 @@ impl Gateway {
         let upstreams = (0..proxy_listener.cores().max(1))
             .map(|_| {
                 Ok(Arc::new(Upstream::new(
-                    UpstreamClient::new(&config.upstream)?,
+                    UpstreamClient::new(
+                        &config.upstream,
+                        config.listen.http1 == Http1Server::Tollgate,
+                    )?,
                     config.upstream.auth.clone(),
                     config.upstream.response_timeout,
                     metrics.clone(),

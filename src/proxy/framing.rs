@@ -105,10 +105,10 @@ pub enum BodyStep {
     Framing(usize),
 }
 
-/// The body framing of a parsed request head, as hyper decides it: `Err` when hyper refuses
+/// The body framing of a parsed request head, as hyper decides it: `None` when hyper refuses
 /// the head with 400.
-pub fn body_framing(req: &httparse::Request<'_, '_>) -> Result<BodyFraming, ()> {
-    Ok(match framing(req)? {
+pub fn body_framing(req: &httparse::Request<'_, '_>) -> Option<BodyFraming> {
+    Some(match framing(req).ok()? {
         State::Head => BodyFraming::Empty,
         State::Fixed(len) => BodyFraming::Fixed(len),
         State::Chunk(_) => BodyFraming::Chunked,

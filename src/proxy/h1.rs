@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, StatusCode, Version};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -71,15 +71,18 @@ pub async fn serve<P: Phases>(
     let stream = Arc::new(stream);
     let reader = Reader::new(stream.clone(), settings.body_limit, settings.max_head);
     let mut out = Vec::with_capacity(1024);
+    // The version of the connection's last request: a refusal answers in it (as hyper does).
+    let mut version = Version::HTTP_11;
     loop {
         let head = match next_head(&reader, settings, &mut shutdown).await {
             Next::Head(head) => head,
             Next::Refuse(status) => {
-                let _ = refuse(&stream, status, &mut out).await;
+                let _ = refuse(&stream, status, version, &mut out).await;
                 return;
             }
             Next::Closed => return,
         };
+        version = head.parts.version;
         let Head {
             parts,
             framing,
@@ -169,13 +172,25 @@ async fn client_gone(reader: &Shared, max_head: usize) {
 }
 
 /// hyper's answer to a head it refuses: the status, no body, and the connection closes.
-async fn refuse(stream: &TcpStream, status: StatusCode, out: &mut Vec<u8>) -> std::io::Result<()> {
+async fn refuse(
+    stream: &TcpStream,
+    status: StatusCode,
+    version: Version,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
+    if version == Version::HTTP_10 {
+        out.extend_from_slice(b"HTTP/1.0 ");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+    }
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\nconnection: close\r\ncontent-length: 0\r\ndate: ");
+    if version != Version::HTTP_10 {
+        out.extend_from_slice(b"\r\nconnection: close");
+    }
+    out.extend_from_slice(b"\r\ncontent-length: 0\r\ndate: ");
     date::extend(out);
     out.extend_from_slice(b"\r\n\r\n");
     write::write_all(stream, &mut [IoSlice::new(out)]).await

@@ -478,6 +478,11 @@ async fn forward<P: Phases>(
         }
     };
     let (mut head, body) = resp.into_parts();
+    // A length beside a transfer coding is wrong (the coding frames the body): it must not
+    // reach the client beside a body framed otherwise.
+    if head.headers.contains_key(TRANSFER_ENCODING) {
+        head.headers.remove(CONTENT_LENGTH);
+    }
     remove_hop_by_hop(&mut head.headers);
     let egress = std::mem::take(&mut ticket.egress);
     let mut body = MeteredBody::new(body, egress, state.metrics.bytes_out.clone(), Some(ticket));

@@ -46,12 +46,68 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Vec<u8>>>>) {
             }
         };
         let request: Vec<u8> = buf.drain(..len).collect();
+        let (answer, close) = answer_to(&request);
         seen.lock().unwrap().push(request);
-        let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
-        if stream.write_all(answer).await.is_err() {
+        if stream.write_all(&answer).await.is_err() || close {
             return;
         }
     }
+}
+
+/// The answer to a request: `/r/<shape>/...` picks an odd one (framing, 1xx, odd headers, a
+/// broken head), anything else gets a small 200. `true`: the connection closes after it.
+fn answer_to(request: &[u8]) -> (Vec<u8>, bool) {
+    let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let path = line.split(' ').nth(1).unwrap_or("/");
+    let shape = path
+        .strip_prefix("/r/")
+        .map(|r| r.split(['/', '?']).next().unwrap_or(""));
+    let ok = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n";
+    let (text, close) = match shape {
+        None | Some("") => (format!("{ok}content-length: 2\r\n\r\nok"), false),
+        Some("chunked") => (
+            format!(
+                "{ok}transfer-encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n4\r\ndefg\r\n0\r\nx-trailer: t\r\n\r\n"
+            ),
+            false,
+        ),
+        Some("close") => (format!("{ok}connection: close\r\n\r\nuntil the end"), true),
+        Some("http10") => ("HTTP/1.0 200 OK\r\nx-old: 1\r\n\r\nold body".into(), true),
+        Some("empty") => ("HTTP/1.1 204 No Content\r\nx-e: 1\r\n\r\n".into(), false),
+        Some("not-modified") => (
+            "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n".into(),
+            false,
+        ),
+        Some("continue") => (
+            format!("HTTP/1.1 100 Continue\r\n\r\n{ok}content-length: 3\r\n\r\nyes"),
+            false,
+        ),
+        Some("headers") => (
+            format!(
+                "{ok}set-cookie: a=1\r\nset-cookie: b=2\r\nx-high: caf\u{e9}\r\nX-Mixed-Case: v\r\nkeep-alive: timeout=5\r\ncontent-length: 1\r\n\r\n!"
+            ),
+            false,
+        ),
+        Some("te-and-length") => (
+            format!(
+                "{ok}content-length: 100\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+            ),
+            false,
+        ),
+        Some("status") => (
+            "HTTP/1.1 599 Custom\r\ncontent-length: 0\r\n\r\n".into(),
+            false,
+        ),
+        Some("garbage") => ("NOT HTTP AT ALL\r\n\r\n".into(), true),
+        Some("short") => (format!("{ok}content-length: 10\r\n\r\nshort"), true),
+        Some("big") => (
+            format!("{ok}content-length: 70000\r\n\r\n{}", "b".repeat(70000)),
+            false,
+        ),
+        Some(_) => (format!("{ok}content-length: 2\r\n\r\nok"), false),
+    };
+    (text.into_bytes(), close)
 }
 
 /// The length of the complete request at the start of `buf` (a well-formed one: the gateway
@@ -77,7 +133,7 @@ fn request_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// The length of a complete chunked body (with its trailers) at the start of `buf`.
-fn chunked_len(buf: &[u8]) -> Option<usize> {
+pub fn chunked_len(buf: &[u8]) -> Option<usize> {
     let mut pos = 0;
     loop {
         let line_end = pos + buf[pos..].windows(2).position(|w| w == b"\r\n")?;

@@ -353,5 +353,77 @@ pub fn cases() -> Vec<(&'static str, String)> {
             format!("GET /x?a=%zz&b=<>&&c HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
         ),
         ("key-twice", get("Authorization: Bearer other\r\n")),
+        // Upstream answers of every shape (tests/h1/capture.rs), through both clients.
+        (
+            "up-chunked",
+            format!("GET /r/chunked HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-close",
+            format!("GET /r/close HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-http10",
+            format!("GET /r/http10 HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-http10-client",
+            format!("GET /r/http10 HTTP/1.0\r\n{auth}\r\n"),
+        ),
+        (
+            "up-204",
+            format!("GET /r/empty HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-304",
+            format!("GET /r/not-modified HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-100",
+            format!("GET /r/continue HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-headers",
+            format!("GET /r/headers HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-te-and-length",
+            format!("GET /r/te-and-length HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-status",
+            format!("GET /r/status HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-garbage",
+            format!("GET /r/garbage HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-short",
+            format!("GET /r/short HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-big",
+            format!("GET /r/big HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-head",
+            format!("HEAD /r/big HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-head-chunked",
+            format!("HEAD /r/chunked HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"),
+        ),
+        (
+            "up-pipelined",
+            format!(
+                "GET /r/chunked HTTP/1.1\r\nHost: gw\r\n{auth}\r\nGET /r/big HTTP/1.1\r\nHost: gw\r\n{auth}\r\nGET /r/headers HTTP/1.1\r\nHost: gw\r\n{auth}\r\n"
+            ),
+        ),
+        (
+            "up-post-chunked-to-close",
+            post("Transfer-Encoding: chunked\r\n", "3\r\nabc\r\n0\r\n\r\n")
+                .replace("/things", "/r/close"),
+        ),
     ]
 }

@@ -32,6 +32,23 @@ pub struct Reader {
     continue_left: usize,
 }
 
+/// Reads what `stream` has into `buf` (at least [`READ_CHUNK`] of room): the count, 0 at the
+/// end of the stream.
+pub fn poll_fill(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_read_ready(cx))?;
+        buf.reserve(READ_CHUNK);
+        match stream.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            done => return Poll::Ready(done),
+        }
+    }
+}
+
 /// The read side, shared between the connection loop and the request body.
 pub type Shared = Arc<Mutex<Reader>>;
 
@@ -67,14 +84,7 @@ impl Reader {
 
     /// Reads what the socket has into `buf`: the count, 0 at the end of the stream.
     pub fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            self.buf.reserve(READ_CHUNK);
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                done => return Poll::Ready(done),
-            }
-        }
+        poll_fill(&self.stream, &mut self.buf, cx)
     }
 
     /// Discards what has arrived of the current body without waiting for more (hyper's

@@ -67,7 +67,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, Status
     let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     let http11 = req.version == Some(1);
-    let framing = framing::body_framing(&req).map_err(|()| StatusCode::BAD_REQUEST)?;
+    let framing = framing::body_framing(&req).ok_or(StatusCode::BAD_REQUEST)?;
     let base = bytes.as_ptr() as usize;
     let at = |s: &[u8]| {
         let start = s.as_ptr() as usize - base;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::{Response, StatusCode, Version};
 use http_body::Body;
+use hyper::ext::ReasonPhrase;
 use tokio::net::TcpStream;
 
 use crate::proxy::ProxyBody;
@@ -44,6 +45,15 @@ pub async fn write_response(
 ) -> io::Result<bool> {
     let (parts, body) = resp.into_parts();
     let mut body = std::pin::pin!(body);
+    // An HTTP/1.0 answer (from the upstream) goes out as HTTP/1.0, as hyper does.
+    let asked = if parts.version == Version::HTTP_10 {
+        Asked {
+            version: Version::HTTP_10,
+            ..asked
+        }
+    } else {
+        asked
+    };
     let framing = framing(&parts, &body, asked);
     let keep_alive = asked.keep_alive && framing != Framing::Close;
     out.clear();
@@ -156,9 +166,9 @@ async fn write_piece(
     write_all(stream, &mut bufs).await
 }
 
-/// `{len:x}\r\n` in `buf`.
-fn chunk_size(buf: &mut [u8; 18], len: usize) -> &[u8] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+/// `{len:X}\r\n` in `buf` (upper-case hex, as hyper writes it).
+pub fn chunk_size(buf: &mut [u8; 18], len: usize) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut i = 16;
     let mut n = len;
     loop {
@@ -218,13 +228,17 @@ fn encode_head(
     });
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    // The upstream's own reason phrase where it had one (hyper keeps it the same way).
+    match parts.extensions.get::<ReasonPhrase>() {
+        Some(reason) => out.extend_from_slice(reason.as_bytes()),
+        None => out.extend_from_slice(
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or_default()
+                .as_bytes(),
+        ),
+    }
     out.extend_from_slice(b"\r\n");
     let mut has_date = false;
     for (name, value) in &parts.headers {

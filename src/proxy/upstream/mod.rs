@@ -1,12 +1,14 @@
 //! The upstream client and the translation of transport failures into denials.
 //!
-//! A cleartext `http://` upstream (the sidecar case) is reached through [`h1::H1Pool`], whose
-//! connections are driven by the request's own task. An `https://` upstream goes through
+//! A cleartext `http://` upstream (the sidecar case) is reached through Tollgate's own
+//! HTTP/1.1 client ([`own::OwnPool`], `listen.http1 = "tollgate"`) or hyper's ([`h1::H1Pool`]);
+//! either way its connections are driven by the request's own task. An `https://` upstream goes through
 //! hyper-util's pooled client (HTTP/1.1, or HTTP/2 when the upstream offers it via ALPN), where
 //! the TLS work dwarfs the cost of its connection tasks.
 
 mod call;
 mod h1;
+mod own;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use crate::proxy::ProxyBody;
 
 pub use call::Upstream;
 pub use h1::PooledBody;
+pub use own::OwnBody;
 
 /// Errors building the client.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,21 @@ pub enum SendError {
     Http(hyper::Error),
     #[error(transparent)]
     Tls(hyper_util::client::legacy::Error),
+    /// The own HTTP/1.1 client's transport failed.
+    #[error("upstream connection: {0}")]
+    Io(std::io::Error),
+    /// The upstream's answer broke HTTP/1.1.
+    #[error("the upstream's response is not valid HTTP/1.1: {0}")]
+    Protocol(&'static str),
+}
+
+/// Why an upstream response body failed, from either client.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl SendError {
@@ -62,7 +80,9 @@ impl SendError {
         match self {
             SendError::Connect(_) | SendError::ConnectTimeout => true,
             SendError::Tls(err) => err.is_connect(),
-            SendError::Closed | SendError::Http(_) => false,
+            SendError::Closed | SendError::Http(_) | SendError::Io(_) | SendError::Protocol(_) => {
+                false
+            }
         }
     }
 }
@@ -70,6 +90,9 @@ impl SendError {
 /// How requests reach the upstream.
 #[derive(Clone)]
 enum Transport {
+    /// Tollgate's own HTTP/1.1 client (`listen.http1 = "tollgate"`).
+    Own(Arc<own::OwnPool>),
+    /// hyper's HTTP/1.1 client (`listen.http1 = "hyper"`).
     Plain(Arc<h1::H1Pool>),
     Tls(Box<Client<HttpsConnector<HttpConnector>, ProxyBody>>),
 }
@@ -85,8 +108,9 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// Builds the connection pool from the `[upstream]` settings.
-    pub fn new(cfg: &model::Upstream) -> Result<Self, UpstreamError> {
+    /// Builds the connection pool from the `[upstream]` settings; a cleartext upstream is
+    /// reached with Tollgate's own HTTP/1.1 client when `own_http1`, else with hyper's.
+    pub fn new(cfg: &model::Upstream, own_http1: bool) -> Result<Self, UpstreamError> {
         let host = cfg.url.host_str().ok_or(UpstreamError::NoHost)?;
         let https = cfg.url.scheme() == "https";
         let port = cfg.url.port_or_known_default().unwrap_or(80);
@@ -99,13 +123,29 @@ impl UpstreamClient {
         } else {
             let host_header =
                 HeaderValue::from_str(&authority).map_err(|_| UpstreamError::NoHost)?;
-            Transport::Plain(Arc::new(h1::H1Pool::new(
-                format!("{}:{port}", bracket(host)),
-                host_header,
+            let addr = format!("{}:{port}", bracket(host));
+            let (connect, idle, max_idle) = (
                 cfg.connect_timeout,
                 cfg.pool_idle_timeout,
                 cfg.pool_max_idle_per_host,
-            )))
+            );
+            if own_http1 {
+                Transport::Own(Arc::new(own::OwnPool::new(
+                    addr,
+                    host_header,
+                    connect,
+                    idle,
+                    max_idle,
+                )))
+            } else {
+                Transport::Plain(Arc::new(h1::H1Pool::new(
+                    addr,
+                    host_header,
+                    connect,
+                    idle,
+                    max_idle,
+                )))
+            }
         };
         Ok(UpstreamClient {
             transport,
@@ -138,6 +178,7 @@ impl UpstreamClient {
     /// Sends a request; the caller applies the response timeout.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<UpstreamBody>, SendError> {
         match &self.transport {
+            Transport::Own(pool) => Ok(pool.send(req).await?.map(UpstreamBody::Own)),
             Transport::Plain(pool) => Ok(pool.send(req).await?.map(UpstreamBody::Pooled)),
             Transport::Tls(client) => client
                 .request(req)
@@ -149,14 +190,17 @@ impl UpstreamClient {
 
     /// Closes idle pooled connections past `upstream.pool_idle_timeout` (called periodically).
     pub fn reap_idle(&self) {
-        if let Transport::Plain(pool) = &self.transport {
-            pool.reap();
+        match &self.transport {
+            Transport::Own(pool) => pool.reap(),
+            Transport::Plain(pool) => pool.reap(),
+            Transport::Tls(_) => {}
         }
     }
 
     /// How many idle connections wait in the cleartext pool (0 for an HTTPS upstream).
     pub fn idle_connections(&self) -> usize {
         match &self.transport {
+            Transport::Own(pool) => pool.idle_count(),
             Transport::Plain(pool) => pool.idle_count(),
             Transport::Tls(_) => 0,
         }
@@ -165,26 +209,29 @@ impl UpstreamClient {
 
 /// An upstream response body, from either transport.
 pub enum UpstreamBody {
+    Own(OwnBody),
     Pooled(PooledBody),
     Shared(Incoming),
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            UpstreamBody::Pooled(body) => Pin::new(body).poll_frame(cx),
-            UpstreamBody::Shared(body) => Pin::new(body).poll_frame(cx),
+            UpstreamBody::Own(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::Io),
+            UpstreamBody::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::Hyper),
+            UpstreamBody::Shared(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::Hyper),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
+            UpstreamBody::Own(body) => body.is_end_stream(),
             UpstreamBody::Pooled(body) => body.is_end_stream(),
             UpstreamBody::Shared(body) => body.is_end_stream(),
         }
@@ -192,6 +239,7 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
+            UpstreamBody::Own(body) => body.size_hint(),
             UpstreamBody::Pooled(body) => body.size_hint(),
             UpstreamBody::Shared(body) => body.size_hint(),
         }
