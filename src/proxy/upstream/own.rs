@@ -64,10 +64,19 @@ struct Conn {
 
 impl Conn {
     /// Whether the upstream has sent something (its close, or bytes nobody asked for) since the
-    /// connection went idle: then it cannot carry another request. Costs no system call.
+    /// connection went idle: then it cannot carry another request. A system call only when the
+    /// socket still says it is readable (after the last read of a response it does, until a
+    /// read finds nothing).
     fn spoiled(&self) -> bool {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        !self.buf.is_empty() || self.stream.poll_read_ready(&mut cx).is_ready()
+        if !self.buf.is_empty() {
+            return true;
+        }
+        if self.stream.poll_read_ready(&mut cx).is_pending() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 }
 
