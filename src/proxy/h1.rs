@@ -89,13 +89,13 @@ pub async fn serve<P: Phases>(
             keep_alive,
             expect_continue,
         } = *head;
-        Reader::lock(&reader).start_body(framing, expect_continue);
+        let generation = Reader::lock(&reader).start_body(framing, expect_continue);
         let asked = Asked {
             head: parts.method == Method::HEAD,
             version: parts.version,
             keep_alive,
         };
-        let body = Inbound::Own(ClientBody::new(reader.clone(), framing));
+        let body = Inbound::Own(ClientBody::new(reader.clone(), generation, framing));
         let req = Request::from_parts(parts, body);
         let handling = handler::handle(state.clone(), profile.clone(), conn.clone(), req);
         let resp = tokio::select! {

@@ -30,6 +30,9 @@ pub struct Reader {
     pub failed: bool,
     /// Bytes of `100 Continue` still to write before the body is read (0: none owed).
     continue_left: usize,
+    /// Counts the requests read on the connection: a body of an earlier one (still held, say,
+    /// by an upstream connection task) reads nothing of a later one's bytes.
+    generation: u64,
 }
 
 /// Reads what `stream` has into `buf` (at least [`READ_CHUNK`] of room): the count, 0 at the
@@ -60,6 +63,7 @@ impl Reader {
             watch: Watch::new(body_limit, max_head),
             failed: false,
             continue_left: 0,
+            generation: 0,
         }))
     }
 
@@ -67,14 +71,16 @@ impl Reader {
         shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts the body of the head just parsed.
-    pub fn start_body(&mut self, framing: BodyFraming, expect_continue: bool) {
+    /// Starts the body of the head just parsed; its generation (see [`ClientBody::new`]).
+    pub fn start_body(&mut self, framing: BodyFraming, expect_continue: bool) -> u64 {
+        self.generation += 1;
         self.watch.start_body(framing);
         self.continue_left = if expect_continue && framing != BodyFraming::Empty {
             CONTINUE.len()
         } else {
             0
         };
+        self.generation
     }
 
     /// Whether the current request's body has been read to its end.
@@ -180,6 +186,8 @@ impl Reader {
 /// A request body read from the connection as the pipeline polls it.
 pub struct ClientBody {
     reader: Shared,
+    /// The request this body belongs to ([`Reader::start_body`]).
+    generation: u64,
     /// Whether the body has ended (or failed).
     end: bool,
     /// Body bytes still to come, when known.
@@ -187,13 +195,19 @@ pub struct ClientBody {
 }
 
 impl ClientBody {
-    pub fn new(reader: Shared, framing: BodyFraming) -> Self {
+    /// The body of the request `generation` on the connection `reader` reads.
+    pub fn new(reader: Shared, generation: u64, framing: BodyFraming) -> Self {
         let (end, left) = match framing {
             BodyFraming::Empty => (true, Some(0)),
             BodyFraming::Fixed(len) => (false, Some(len)),
             BodyFraming::Chunked => (false, None),
         };
-        ClientBody { reader, end, left }
+        ClientBody {
+            reader,
+            generation,
+            end,
+            left,
+        }
     }
 }
 
@@ -210,6 +224,11 @@ impl Body for ClientBody {
         }
         let this = &mut *self;
         let mut reader = Reader::lock(&this.reader);
+        if reader.generation != this.generation {
+            // The connection has moved on to another request: this body was abandoned unread.
+            this.end = true;
+            return Poll::Ready(Some(Err(Box::new(Unframed))));
+        }
         let piece = ready!(reader.poll_piece(cx));
         this.left = reader.watch.body_left();
         this.end = !matches!(piece, Some(Ok(_))) || reader.watch.body_done();
@@ -226,5 +245,74 @@ impl Body for ClientBody {
             Some(left) => SizeHint::with_exact(left),
             None => SizeHint::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connection's server side, and the client side to write requests on.
+    async fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Arc::new(server), client)
+    }
+
+    #[tokio::test]
+    async fn a_body_reads_its_own_bytes_then_ends() {
+        let (server, mut client) = pair().await;
+        let reader = Reader::new(server, 1 << 20, 8192);
+        let generation = Reader::lock(&reader).start_body(BodyFraming::Chunked, false);
+        let body = ClientBody::new(reader.clone(), generation, BodyFraming::Chunked);
+        client
+            .write_all(b"3\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\nGET /next HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&bytes[..], b"abcde");
+        // The next request's bytes stay for the connection.
+        assert_eq!(&Reader::lock(&reader).buf[..], b"GET /next HTTP/1.1\r\n");
+    }
+
+    #[tokio::test]
+    async fn a_body_left_over_from_an_earlier_request_reads_nothing_of_the_next() {
+        let (server, mut client) = pair().await;
+        let reader = Reader::new(server, 1 << 20, 8192);
+        let first = Reader::lock(&reader).start_body(BodyFraming::Fixed(10), false);
+        let mut stale = ClientBody::new(reader.clone(), first, BodyFraming::Fixed(10));
+        // The connection gave up on the first body and went on to the next request.
+        Reader::lock(&reader).start_body(BodyFraming::Fixed(5), false);
+        client.write_all(b"hello").await.unwrap();
+        let got = stale.frame().await.expect("an answer");
+        assert!(got.is_err(), "the stale body read {got:?}");
+        assert!(stale.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn chunk_sizes_past_the_limit_fail_before_their_data() {
+        let (server, mut client) = pair().await;
+        let reader = Reader::new(server, 100, 8192);
+        let generation = Reader::lock(&reader).start_body(BodyFraming::Chunked, false);
+        let mut body = ClientBody::new(reader.clone(), generation, BodyFraming::Chunked);
+        // 0x50 = 80 bytes fit; the next size passes 100 at its second digit (80 + 0x65).
+        let mut stream = b"50\r\n".to_vec();
+        stream.extend_from_slice(&[b'x'; 80]);
+        stream.extend_from_slice(b"\r\n65\r\n");
+        client.write_all(&stream).await.unwrap();
+        let err = loop {
+            match body.frame().await {
+                Some(Ok(_)) => {}
+                Some(Err(err)) => break err,
+                None => panic!("the body ended"),
+            }
+        };
+        assert!(err.is::<DeclaredTooLarge>(), "{err}");
+        assert!(!Reader::lock(&reader).body_done());
     }
 }
