@@ -375,3 +375,37 @@ async fn mutated_requests_get_the_same_upstream_bytes_or_the_same_refusal() {
     // Mutants are mostly refused, but not all.
     assert!(forwarded >= count / 20, "{forwarded} of {count} forwarded");
 }
+
+/// A head trickled a few bytes per write is answered the same by both (and the own server
+/// parses it again only when its end may have come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_a_few_bytes_at_a_time_is_answered_alike() {
+    let (own, hyper) = tokio::join!(side("tollgate"), side("hyper"));
+    let trickle = |side: &Side| {
+        let proxy = side.gw.proxy.clone();
+        let request = format!(
+            "GET /trickled HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\nX-Pad: {}\r\nConnection: close\r\n\r\n",
+            side.key,
+            "p".repeat(300)
+        );
+        async move {
+            let mut stream = TcpStream::connect(proxy.trim_start_matches("http://"))
+                .await
+                .unwrap();
+            stream.set_nodelay(true).unwrap();
+            for piece in request.as_bytes().chunks(7) {
+                stream.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+            let mut got = Vec::new();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got)).await;
+            normalize_response(&got)
+        }
+    };
+    let (a, b) = tokio::join!(trickle(&own), trickle(&hyper));
+    assert_eq!(status_of(&a), 200, "{a}");
+    assert_eq!(a, b);
+    own.capture.take();
+    hyper.capture.take();
+}

@@ -25,6 +25,10 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// hyper's caps on a chunked body's extension bytes and trailer bytes
+/// (`CHUNKED_EXTENSIONS_LIMIT`, `TRAILER_LIMIT`).
+const CHUNK_EXTENSIONS_LIMIT: u64 = 16 << 10;
+const TRAILERS_LIMIT: u64 = 16 << 10;
 /// hyper's cap on request headers (`DEFAULT_MAX_HEADERS`): a head with more is refused by both.
 const MAX_HEADERS: usize = 100;
 
@@ -135,6 +139,10 @@ pub struct Watch {
     head: Vec<u8>,
     /// The sizes of the current chunked body's completed chunks.
     declared: u64,
+    /// Chunk-extension bytes of the current body (hyper refuses 16 KiB of them).
+    extensions: u64,
+    /// Trailer bytes of the current body (hyper refuses 16 KiB of them).
+    trailers: u64,
 }
 
 impl Watch {
@@ -145,6 +153,8 @@ impl Watch {
             state: State::Head,
             head: Vec::new(),
             declared: 0,
+            extensions: 0,
+            trailers: 0,
         }
     }
 
@@ -189,6 +199,8 @@ impl Watch {
     /// HTTP/1.1 server, `proxy::h1`, which reads bodies through [`Watch::body_step`]).
     pub fn start_body(&mut self, framing: BodyFraming) {
         self.declared = 0;
+        self.extensions = 0;
+        self.trailers = 0;
         self.head.clear();
         self.state = match framing {
             BodyFraming::Empty => State::Head,
@@ -297,6 +309,8 @@ impl Watch {
     /// body that follows.
     fn parse(&mut self, bytes: &[u8]) -> Result<Option<usize>, ()> {
         self.declared = 0;
+        self.extensions = 0;
+        self.trailers = 0;
         if let Some(len) = bodiless_head(bytes) {
             self.state = State::Head;
             return Ok(Some(len));
@@ -325,7 +339,13 @@ impl Watch {
             (Size(size), _) => self.digit(size, b)?,
             (SizeLws(size), b'\t' | b' ') => SizeLws(size),
             (Extension(_), b'\n') => return Err(Verdict::Invalid),
-            (Extension(size), _) => Extension(size),
+            (Extension(size), _) => {
+                self.extensions += 1;
+                if self.extensions >= CHUNK_EXTENSIONS_LIMIT {
+                    return Err(Verdict::Invalid);
+                }
+                Extension(size)
+            }
             (SizeLf(0), b'\n') => EndCr,
             (SizeLf(size), b'\n') => {
                 self.declared += size;
@@ -333,11 +353,21 @@ impl Watch {
             }
             (DataCr, b'\r') => DataLf,
             (DataLf, b'\n') => Start,
-            (Trailer, b'\r') => TrailerLf,
-            (Trailer, _) => Trailer,
-            (TrailerLf, b'\n') => EndCr,
+            // A trailer byte (an `EndCr` that is not the final CR starts a trailer line).
+            (Trailer | TrailerLf | EndCr, _) if !(chunk == EndCr && b == b'\r') => {
+                self.trailers += 1;
+                if self.trailers >= TRAILERS_LIMIT {
+                    return Err(Verdict::Invalid);
+                }
+                match (chunk, b) {
+                    (Trailer, b'\r') => TrailerLf,
+                    (Trailer, _) => Trailer,
+                    (TrailerLf, b'\n') => EndCr,
+                    (EndCr, _) => Trailer,
+                    _ => return Err(Verdict::Invalid),
+                }
+            }
             (EndCr, b'\r') => EndLf,
-            (EndCr, _) => Trailer,
             (EndLf, b'\n') => return Ok(State::Head),
             _ => return Err(Verdict::Invalid),
         };
@@ -397,7 +427,7 @@ fn names_framing(line: &[u8]) -> bool {
 
 /// Whether `bytes`, of which the first `prev_len` were already scanned, now hold an empty line
 /// (hyper's `is_complete_fast`, which decides when a partial head is parsed again).
-fn ends_head(bytes: &[u8], prev_len: usize) -> bool {
+pub fn ends_head(bytes: &[u8], prev_len: usize) -> bool {
     let bytes = &bytes[prev_len.saturating_sub(3)..];
     bytes.iter().enumerate().any(|(i, &b)| {
         let rest = &bytes[i + 1..];
@@ -443,7 +473,7 @@ fn framing(req: &httparse::Request<'_, '_>) -> Result<State, ()> {
 
 /// Whether the last of a `Transfer-Encoding` value's codings is `chunked` (hyper's
 /// `is_chunked_`, which needs a value of visible ASCII).
-fn ends_chunked(value: &[u8]) -> bool {
+pub fn ends_chunked(value: &[u8]) -> bool {
     let visible = value.iter().all(|&b| b == b'\t' || (32..127).contains(&b));
     visible
         && value

@@ -38,6 +38,7 @@ use crate::proxy::codec::body::{ClientBody, Reader, Shared};
 use crate::proxy::codec::date;
 use crate::proxy::codec::head::{self, Head};
 use crate::proxy::codec::write::{self, Asked};
+use crate::proxy::framing;
 
 /// The limits one connection is served with.
 #[derive(Clone, Copy, Debug)]
@@ -66,54 +67,97 @@ pub async fn serve<P: Phases>(
     state: Arc<ProxyState>,
     profile: Arc<P>,
     settings: Settings,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let stream = Arc::new(stream);
     let reader = Reader::new(stream.clone(), settings.body_limit, settings.max_head);
-    let mut out = Vec::with_capacity(1024);
-    // The version of the connection's last request: a refusal answers in it (as hyper does).
-    let mut version = Version::HTTP_11;
-    loop {
-        let head = match next_head(&reader, settings, &mut shutdown).await {
-            Next::Head(head) => head,
-            Next::Refuse(status) => {
-                let _ = refuse(&stream, status, version, &mut out).await;
+    let serving = Serving {
+        stream: &stream,
+        reader: &reader,
+        conn,
+        settings,
+    };
+    serving.requests(state, profile, shutdown).await;
+    // A body still held elsewhere (an upstream connection task) reads nothing more, and the
+    // client sees the close now rather than when the last holder lets go.
+    {
+        let mut r = Reader::lock(&reader);
+        r.generation += 1;
+        r.failed = true;
+    }
+    let _ = socket2::SockRef::from(&*stream).shutdown(std::net::Shutdown::Write);
+}
+
+/// One connection being served.
+struct Serving<'a> {
+    stream: &'a Arc<TcpStream>,
+    reader: &'a Shared,
+    conn: Arc<Connection>,
+    settings: Settings,
+}
+
+impl Serving<'_> {
+    /// Serves requests until the connection is to close.
+    async fn requests<P: Phases>(
+        self,
+        state: Arc<ProxyState>,
+        profile: Arc<P>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let Serving {
+            stream,
+            reader,
+            conn,
+            settings,
+        } = self;
+        let reader = reader.clone();
+        let mut out = Vec::with_capacity(1024);
+        // The version of the connection's last request: a refusal answers in it (as hyper does).
+        let mut version = Version::HTTP_11;
+        loop {
+            let head = match next_head(&reader, settings, &mut shutdown).await {
+                Next::Head(head) => head,
+                Next::Refuse(status) => {
+                    let _ = refuse(&stream, status, version, &mut out).await;
+                    return;
+                }
+                Next::Closed => return,
+            };
+            version = head.parts.version;
+            let Head {
+                parts,
+                framing,
+                keep_alive,
+                expect_continue,
+            } = *head;
+            let generation = Reader::lock(&reader).start_body(framing, expect_continue);
+            let asked = Asked {
+                head: parts.method == Method::HEAD,
+                connect: parts.method == Method::CONNECT,
+                version: parts.version,
+                keep_alive,
+            };
+            let body = Inbound::Own(ClientBody::new(reader.clone(), generation, framing));
+            let req = Request::from_parts(parts, body);
+            let handling = handler::handle(state.clone(), profile.clone(), conn.clone(), req);
+            let resp = tokio::select! {
+                biased;
+                resp = handling => resp,
+                () = client_gone(&reader, settings.max_head) => return,
+            };
+            let Ok(resp) = resp;
+            let asked = Asked {
+                keep_alive: asked.keep_alive && !*shutdown.borrow(),
+                ..asked
+            };
+            Reader::lock(&reader).responding = true;
+            match write::write_response(&stream, resp, asked, &mut out).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            }
+            if !Reader::lock(&reader).drain() {
                 return;
             }
-            Next::Closed => return,
-        };
-        version = head.parts.version;
-        let Head {
-            parts,
-            framing,
-            keep_alive,
-            expect_continue,
-        } = *head;
-        let generation = Reader::lock(&reader).start_body(framing, expect_continue);
-        let asked = Asked {
-            head: parts.method == Method::HEAD,
-            version: parts.version,
-            keep_alive,
-        };
-        let body = Inbound::Own(ClientBody::new(reader.clone(), generation, framing));
-        let req = Request::from_parts(parts, body);
-        let handling = handler::handle(state.clone(), profile.clone(), conn.clone(), req);
-        let resp = tokio::select! {
-            biased;
-            resp = handling => resp,
-            () = client_gone(&reader, settings.max_head) => return,
-        };
-        let Ok(resp) = resp;
-        let asked = Asked {
-            keep_alive: asked.keep_alive && !*shutdown.borrow(),
-            ..asked
-        };
-        match write::write_response(&stream, resp, asked, &mut out).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
-        }
-        if !Reader::lock(&reader).drain() {
-            return;
         }
     }
 }
@@ -131,12 +175,20 @@ async fn next_head(
     let mut reading = pin!(poll_fn(|cx| {
         let mut r = Reader::lock(reader);
         loop {
-            if !r.buf.is_empty() {
+            let scanned = r.head_scanned;
+            if !r.buf.is_empty() && (scanned == 0 || framing::ends_head(&r.buf, scanned)) {
                 match head::parse(&mut r.buf, settings.max_head) {
-                    Ok(Some(head)) => return Poll::Ready(Next::Head(Box::new(head))),
-                    Ok(None) => {}
+                    Ok(Some(head)) => {
+                        r.head_scanned = 0;
+                        return Poll::Ready(Next::Head(Box::new(head)));
+                    }
+                    Ok(None) => r.head_scanned = r.buf.len(),
                     Err(status) => return Poll::Ready(Next::Refuse(status)),
                 }
+            } else if r.buf.len() >= settings.max_head {
+                return Poll::Ready(Next::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+            } else if !r.buf.is_empty() {
+                r.head_scanned = r.buf.len();
             }
             match ready!(r.poll_fill(cx)) {
                 Ok(n) if n > 0 => {}
@@ -160,7 +212,18 @@ async fn next_head(
 async fn client_gone(reader: &Shared, max_head: usize) {
     poll_fn(|cx| {
         let mut r = Reader::lock(reader);
-        while r.body_done() && r.buf.len() < max_head {
+        if !r.body_done() {
+            // The body is still being read (maybe by another task): woken when it ends.
+            if !r
+                .body_watch
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                r.body_watch = Some(cx.waker().clone());
+            }
+            return Poll::Pending;
+        }
+        while r.buf.len() < max_head {
             match ready!(r.poll_fill(cx)) {
                 Ok(n) if n > 0 => {}
                 _ => return Poll::Ready(()),

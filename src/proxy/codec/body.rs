@@ -6,7 +6,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -32,7 +32,15 @@ pub struct Reader {
     continue_left: usize,
     /// Counts the requests read on the connection: a body of an earlier one (still held, say,
     /// by an upstream connection task) reads nothing of a later one's bytes.
-    generation: u64,
+    pub generation: u64,
+    /// The response has started: a `100 Continue` can no longer be sent.
+    pub responding: bool,
+    /// How much of a partial head was scanned (it is parsed again only once its end may have
+    /// come, as hyper does, so a head sent a byte at a time costs no quadratic work).
+    pub head_scanned: usize,
+    /// Woken when the body ends, for the connection's watch on the client (which only reads
+    /// once the body is done), wherever the body is read.
+    pub body_watch: Option<Waker>,
 }
 
 /// Reads what `stream` has into `buf` (at least [`READ_CHUNK`] of room): the count, 0 at the
@@ -42,9 +50,19 @@ pub fn poll_fill(
     buf: &mut BytesMut,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<usize>> {
+    poll_fill_by(stream, buf, READ_CHUNK, cx)
+}
+
+/// [`poll_fill`] with `room` bytes of room (larger for bodies streaming through).
+pub fn poll_fill_by(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    room: usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
     loop {
         ready!(stream.poll_read_ready(cx))?;
-        buf.reserve(READ_CHUNK);
+        buf.reserve(room);
         match stream.try_read_buf(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             done => return Poll::Ready(done),
@@ -64,6 +82,9 @@ impl Reader {
             failed: false,
             continue_left: 0,
             generation: 0,
+            responding: false,
+            head_scanned: 0,
+            body_watch: None,
         }))
     }
 
@@ -74,6 +95,8 @@ impl Reader {
     /// Starts the body of the head just parsed; its generation (see [`ClientBody::new`]).
     pub fn start_body(&mut self, framing: BodyFraming, expect_continue: bool) -> u64 {
         self.generation += 1;
+        self.responding = false;
+        self.head_scanned = 0;
         self.watch.start_body(framing);
         self.continue_left = if expect_continue && framing != BodyFraming::Empty {
             CONTINUE.len()
@@ -115,8 +138,12 @@ impl Reader {
         true
     }
 
-    /// Writes what is left of the `100 Continue`.
+    /// Writes what is left of the `100 Continue` (nothing once the response has started, as
+    /// hyper: it would land inside the response).
     fn poll_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.responding && self.continue_left == CONTINUE.len() {
+            self.continue_left = 0;
+        }
         while self.continue_left > 0 {
             ready!(self.stream.poll_write_ready(cx))?;
             let from = CONTINUE.len() - self.continue_left;
@@ -232,7 +259,15 @@ impl Body for ClientBody {
         let piece = ready!(reader.poll_piece(cx));
         this.left = reader.watch.body_left();
         this.end = !matches!(piece, Some(Ok(_))) || reader.watch.body_done();
+        let watch = if this.end {
+            reader.body_watch.take()
+        } else {
+            None
+        };
         drop(reader);
+        if let Some(waker) = watch {
+            waker.wake();
+        }
         Poll::Ready(piece.map(|p| p.map(Frame::data)))
     }
 

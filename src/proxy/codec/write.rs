@@ -23,6 +23,8 @@ use crate::proxy::ProxyBody;
 #[derive(Clone, Copy)]
 pub struct Asked {
     pub head: bool,
+    /// The request was a `CONNECT`: a 2xx to it ends HTTP on the connection.
+    pub connect: bool,
     pub version: Version,
     pub keep_alive: bool,
 }
@@ -55,7 +57,10 @@ pub async fn write_response(
         asked
     };
     let framing = framing(&parts, &body, asked);
-    let keep_alive = asked.keep_alive && framing != Framing::Close;
+    // After a 101, or a 2xx to CONNECT, the connection is no longer HTTP: it closes.
+    let tunnel = parts.status == StatusCode::SWITCHING_PROTOCOLS
+        || (asked.connect && parts.status.is_success());
+    let keep_alive = asked.keep_alive && framing != Framing::Close && !tunnel;
     out.clear();
     let known_len = body.size_hint().exact();
     encode_head(out, &parts, asked, (framing, known_len), keep_alive);

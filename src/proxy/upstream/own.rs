@@ -31,14 +31,16 @@ use tokio::net::TcpStream;
 
 use super::SendError;
 use crate::proxy::ProxyBody;
-use crate::proxy::codec::body::poll_fill;
+use crate::proxy::codec::body::{poll_fill, poll_fill_by};
 use crate::proxy::codec::write::chunk_size;
-use crate::proxy::framing::{BodyFraming, BodyStep, Watch};
+use crate::proxy::framing::{BodyFraming, BodyStep, Watch, ends_chunked};
 
 /// hyper's cap on response headers.
 const MAX_HEADERS: usize = 100;
 /// The longest response head accepted (hyper's client buffers up to ~400 KiB).
 const MAX_HEAD: usize = 400 << 10;
+/// Room per read of a response body: large bodies stream in fewer, larger pieces.
+const BODY_READ: usize = 64 << 10;
 /// TCP keep-alive on upstream connections.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -64,19 +66,18 @@ struct Conn {
 
 impl Conn {
     /// Whether the upstream has sent something (its close, or bytes nobody asked for) since the
-    /// connection went idle: then it cannot carry another request. A system call only when the
-    /// socket still says it is readable (after the last read of a response it does, until a
-    /// read finds nothing).
+    /// connection went idle: then it cannot carry another request.
     fn spoiled(&self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
         if !self.buf.is_empty() {
             return true;
         }
-        if self.stream.poll_read_ready(&mut cx).is_pending() {
-            return false;
-        }
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        // A peek, not tokio's readiness: that can read as "nothing yet" when the task's I/O
+        // budget is spent, and a dead connection would be taken for a live one.
+        let mut probe = [MaybeUninit::<u8>::uninit()];
+        !matches!(
+            socket2::SockRef::from(&self.stream).peek(&mut probe),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
     }
 }
 
@@ -226,7 +227,7 @@ fn request_framing(parts: &mut http::request::Parts, body: &ProxyBody) -> Sendin
         headers.remove(TRANSFER_ENCODING);
         return Sending::Length(0);
     }
-    if let Some(te) = headers.get(TRANSFER_ENCODING) {
+    if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
         if !ends_chunked(te.as_bytes()) {
             let mut value = te.as_bytes().to_vec();
             value.extend_from_slice(b", chunked");
@@ -272,14 +273,6 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     found
 }
 
-/// Whether the last coding of a `Transfer-Encoding` value is `chunked`.
-fn ends_chunked(value: &[u8]) -> bool {
-    value
-        .rsplit(|&b| b == b',')
-        .next()
-        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
 /// The request line (origin form) and headers.
 fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -305,6 +298,9 @@ struct Upload {
     written: u64,
     /// The client's body failed (its error is the exchange's).
     failed: bool,
+    /// The upload was given up unfinished: the upstream may still wait for the rest, so the
+    /// connection is never pooled.
+    aborted: bool,
 }
 
 impl Upload {
@@ -316,12 +312,20 @@ impl Upload {
             sending,
             written: 0,
             failed: false,
+            aborted: false,
         }
     }
 
     /// Whether everything has been written.
     fn done(&self) -> bool {
         self.body.is_none() && self.pending.is_empty()
+    }
+
+    /// Gives the rest of the upload up.
+    fn abort(&mut self) {
+        self.body = None;
+        self.pending.clear();
+        self.aborted = true;
     }
 
     /// Writes what is pending and what the body has ready: `Ready(Ok)` once all is written.
@@ -359,7 +363,10 @@ impl Upload {
                         Ok(())
                     }
                     Sending::Length(0) => Ok(()),
-                    Sending::Length(_) => Err(io::Error::other("the request body ended early")),
+                    Sending::Length(_) => {
+                        self.failed = true;
+                        Err(io::Error::other("the request body ended early"))
+                    }
                 };
             }
         };
@@ -378,6 +385,7 @@ impl Upload {
                 let n = data.len() as u64;
                 if n > *left {
                     self.body = None;
+                    self.failed = true;
                     return Err(io::Error::other("the request body is longer than declared"));
                 }
                 *left -= n;
@@ -450,10 +458,7 @@ async fn exchange(
                     return Poll::Ready(Err(SendError::Io(err)));
                 }
                 // The upstream stopped reading; it may still answer.
-                Poll::Ready(Err(_)) => {
-                    upload.body = None;
-                    upload.pending.clear();
-                }
+                Poll::Ready(Err(_)) => upload.abort(),
                 _ => {}
             }
         }
@@ -542,7 +547,10 @@ fn parse_response(
                 .iter()
                 .any(|v| has_token(v.as_bytes(), b"keep-alive"))
     };
-    let keep_alive = keep_alive && receiving != Receiving::Close && code != 101;
+    // After a 101 or a 2xx to CONNECT the connection is no longer HTTP (hyper upgrades it):
+    // never pooled.
+    let tunnel = code == 101 || (method == Method::CONNECT && status.is_success());
+    let keep_alive = keep_alive && receiving != Receiving::Close && !tunnel;
     let mut parts = Response::new(()).into_parts().0;
     if let Some(reason) = reason {
         parts.extensions.insert(reason);
@@ -622,7 +630,7 @@ impl OwnBody {
     /// The body has ended: the connection is pooled if it can carry another request.
     fn finish(&mut self) {
         self.framing = Receiving::Empty;
-        let upload_done = self.upload.take().is_none_or(|u| u.done());
+        let upload_done = self.upload.take().is_none_or(|u| u.done() && !u.aborted);
         if let Some(conn) = self.conn.take()
             && self.keep_alive
             && upload_done
@@ -666,7 +674,7 @@ impl OwnBody {
                 },
                 _ => {}
             }
-            match ready!(poll_fill(&conn.stream, &mut conn.buf, cx)) {
+            match ready!(poll_fill_by(&conn.stream, &mut conn.buf, BODY_READ, cx)) {
                 Ok(0) if self.framing == Receiving::Close => return Poll::Ready(None),
                 Ok(0) => {
                     let eof = io::Error::new(
@@ -696,9 +704,7 @@ impl Body for OwnBody {
             && !upload.done()
             && let Poll::Ready(Err(_)) = upload.poll(cx, &conn.stream)
         {
-            this.keep_alive = false;
-            upload.body = None;
-            upload.pending.clear();
+            upload.abort();
         }
         let piece = ready!(this.poll_piece(cx));
         match &piece {
