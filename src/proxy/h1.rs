@@ -118,7 +118,7 @@ impl Serving<'_> {
             let head = match next_head(&reader, settings, &mut shutdown).await {
                 Next::Head(head) => head,
                 Next::Refuse(status) => {
-                    let _ = refuse(&stream, status, version, &mut out).await;
+                    let _ = refuse(stream, status, version, &mut out).await;
                     return;
                 }
                 Next::Closed => return,
@@ -151,7 +151,7 @@ impl Serving<'_> {
                 ..asked
             };
             Reader::lock(&reader).responding = true;
-            match write::write_response(&stream, resp, asked, &mut out).await {
+            match write::write_response(stream, resp, asked, &mut out).await {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return,
             }
