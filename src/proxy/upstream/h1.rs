@@ -38,9 +38,6 @@ use tokio::net::TcpStream;
 use super::SendError;
 use crate::proxy::ProxyBody;
 
-/// TCP keep-alive on upstream connections (as hyper-util's connector was set up).
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
-
 /// Idle connections to one upstream, most recently used last.
 pub struct H1Pool {
     /// `host:port` to connect to.
@@ -196,13 +193,7 @@ impl H1Pool {
     }
 
     async fn connect(&self) -> Result<Box<Conn>, SendError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| SendError::ConnectTimeout)?
-            .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let stream = super::connect_tcp(&self.addr, self.connect_timeout).await?;
         let (sender, driver) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await

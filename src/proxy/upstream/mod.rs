@@ -246,6 +246,25 @@ impl Body for UpstreamBody {
     }
 }
 
+/// TCP keep-alive on cleartext upstream connections.
+const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A TCP connection to a cleartext upstream within `timeout`, without Nagle, with keep-alive
+/// (either HTTP/1.1 client's).
+async fn connect_tcp(
+    addr: &str,
+    timeout: std::time::Duration,
+) -> Result<tokio::net::TcpStream, SendError> {
+    let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| SendError::ConnectTimeout)?
+        .map_err(SendError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    Ok(stream)
+}
+
 /// hyper-util's pooled client over rustls, for an `https://` upstream.
 fn tls_client(
     cfg: &model::Upstream,

@@ -41,8 +41,6 @@ const MAX_HEADERS: usize = 100;
 const MAX_HEAD: usize = 400 << 10;
 /// Room per read of a response body: large bodies stream in fewer, larger pieces.
 const BODY_READ: usize = 64 << 10;
-/// TCP keep-alive on upstream connections.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// Idle connections to one upstream, most recently used last.
 pub struct OwnPool {
@@ -197,13 +195,7 @@ impl OwnPool {
     }
 
     async fn connect(&self) -> Result<Box<Conn>, SendError> {
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| SendError::ConnectTimeout)?
-            .map_err(SendError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let stream = super::connect_tcp(&self.addr, self.connect_timeout).await?;
         Ok(Box::new(Conn {
             stream,
             buf: BytesMut::with_capacity(16 << 10),
