@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
-use super::model::{LogFormat, PathPattern, ProfileKind, RouteAction, StoreUrl, TlsRoots};
+use super::model::{
+    Http1Server, LogFormat, PathPattern, ProfileKind, RouteAction, StoreUrl, TlsRoots,
+};
 use super::*;
 use crate::domain::permission::Permission;
 
@@ -163,6 +165,22 @@ fn proxy_cores_take_a_number_or_auto() {
     assert_eq!(cores("3"), Some(3));
     let cpus = std::thread::available_parallelism().unwrap().get();
     assert_eq!(cores("\"auto\""), Some(cpus));
+}
+
+#[test]
+fn http1_picks_tollgate_by_default_or_hyper() {
+    let http1 = |line: &str| {
+        let text = MINIMAL.replacen("[upstream]", &format!("[listen]\n{line}\n[upstream]"), 1);
+        parse(&text, &no_env).map(|c| c.listen.http1)
+    };
+    assert_eq!(http1("").unwrap(), Http1Server::Tollgate);
+    assert_eq!(
+        http1("http1 = \"tollgate\"").unwrap(),
+        Http1Server::Tollgate
+    );
+    assert_eq!(http1("http1 = \"hyper\"").unwrap(), Http1Server::Hyper);
+    let text = MINIMAL.replacen("[upstream]", "[listen]\nhttp1 = \"nginx\"\n[upstream]", 1);
+    assert_one(&text, "listen.http1", "expected \"tollgate\"");
 }
 
 #[test]
