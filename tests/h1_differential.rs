@@ -280,6 +280,7 @@ async fn the_corpus_gets_the_same_upstream_bytes_or_the_same_refusal() {
     assert_eq!(status("cl-twice-different"), [400]);
     assert_eq!(status("te-chunked-gzip"), [400]);
     assert_eq!(status("chunked-over-limit"), [413]);
+    assert_eq!(status("chunked-bad-trailer"), [400]);
     assert_eq!(status("101-headers"), [431]);
     assert!(upstream.len() > 40, "{upstream:#?}");
     assert!(

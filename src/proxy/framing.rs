@@ -143,6 +143,8 @@ pub struct Watch {
     extensions: u64,
     /// Trailer bytes of the current body (hyper refuses 16 KiB of them).
     trailers: u64,
+    /// The trailer lines, checked as header fields at the body's end (as hyper parses them).
+    trailer_bytes: Vec<u8>,
 }
 
 impl Watch {
@@ -155,6 +157,7 @@ impl Watch {
             declared: 0,
             extensions: 0,
             trailers: 0,
+            trailer_bytes: Vec::new(),
         }
     }
 
@@ -201,6 +204,7 @@ impl Watch {
         self.declared = 0;
         self.extensions = 0;
         self.trailers = 0;
+        self.trailer_bytes.clear();
         self.head.clear();
         self.state = match framing {
             BodyFraming::Empty => State::Head,
@@ -311,6 +315,7 @@ impl Watch {
         self.declared = 0;
         self.extensions = 0;
         self.trailers = 0;
+        self.trailer_bytes.clear();
         if let Some(len) = bodiless_head(bytes) {
             self.state = State::Head;
             return Ok(Some(len));
@@ -359,6 +364,7 @@ impl Watch {
                 if self.trailers >= TRAILERS_LIMIT {
                     return Err(Verdict::Invalid);
                 }
+                self.trailer_bytes.push(b);
                 match (chunk, b) {
                     (Trailer, b'\r') => TrailerLf,
                     (Trailer, _) => Trailer,
@@ -368,7 +374,17 @@ impl Watch {
                 }
             }
             (EndCr, b'\r') => EndLf,
-            (EndLf, b'\n') => return Ok(State::Head),
+            (EndLf, b'\n') if self.trailer_bytes.is_empty() => return Ok(State::Head),
+            (EndLf, b'\n') => {
+                self.trailer_bytes.extend_from_slice(b"\r\n");
+                let valid = valid_trailers(&self.trailer_bytes);
+                self.trailer_bytes.clear();
+                return if valid {
+                    Ok(State::Head)
+                } else {
+                    Err(Verdict::Invalid)
+                };
+            }
             _ => return Err(Verdict::Invalid),
         };
         Ok(State::Chunk(next))
@@ -434,6 +450,19 @@ pub fn ends_head(bytes: &[u8], prev_len: usize) -> bool {
         (b == b'\r' && rest.starts_with(b"\n\r\n"))
             || (b == b'\n' && (rest.starts_with(b"\n") || rest.starts_with(b"\r\n")))
     })
+}
+
+/// Whether a chunked body's trailer section (its lines and the final empty line) parses as
+/// header fields, as hyper's `decode_trailers` requires.
+fn valid_trailers(bytes: &[u8]) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(bytes, &mut headers) {
+        Ok(httparse::Status::Complete((_, headers))) => headers.iter().all(|h| {
+            http::HeaderName::from_bytes(h.name.as_bytes()).is_ok()
+                && http::HeaderValue::from_bytes(h.value).is_ok()
+        }),
+        _ => false,
+    }
 }
 
 /// What a byte of chunked framing is, when it is not the next state.

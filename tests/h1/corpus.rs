@@ -151,6 +151,13 @@ pub fn cases() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "chunked-bad-trailer",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "3\r\nabc\r\n0\r\nnot a header\r\n\r\n",
+            ),
+        ),
+        (
             "chunked-upper-hex",
             post(
                 "Transfer-Encoding: chunked\r\n",
