@@ -159,7 +159,7 @@ fn header_map(head: &Bytes, indices: &[Indices]) -> Result<(HeaderMap, Seen), St
 }
 
 /// Whether a comma-separated header value holds `token` (ASCII case ignored).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

@@ -19,12 +19,11 @@
 //! Upgrades (101) are not supported: the handler strips `Upgrade`, and hyper never pools a
 //! connection after a 101.
 
-use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
@@ -36,23 +35,17 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::SendError;
+use super::idle::IdleConns;
 use crate::proxy::ProxyBody;
 
-/// Idle connections to one upstream, most recently used last.
+/// Connections to one upstream, idle ones kept for reuse.
 pub struct H1Pool {
     /// `host:port` to connect to.
     addr: String,
     /// The `Host` header for requests that carry none.
     host: HeaderValue,
     connect_timeout: Duration,
-    idle_timeout: Duration,
-    max_idle: usize,
-    idle: Mutex<VecDeque<Idle>>,
-}
-
-struct Idle {
-    conn: Box<Conn>,
-    since: Instant,
+    idle: IdleConns<Conn>,
 }
 
 /// One upstream connection: the handle requests are sent on and the connection state machine
@@ -77,9 +70,7 @@ impl H1Pool {
             addr,
             host,
             connect_timeout,
-            idle_timeout,
-            max_idle,
-            idle: Mutex::new(VecDeque::new()),
+            idle: IdleConns::new(idle_timeout, max_idle),
         }
     }
 
@@ -118,78 +109,23 @@ impl H1Pool {
     /// Drops idle connections past the idle timeout, and those the upstream has closed (each
     /// is polled once, without a task to wake: nothing waits on an idle connection).
     pub fn reap(&self) {
-        let now = Instant::now();
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let dropped: Vec<Idle> = {
-            let mut idle = self.lock();
-            let keep = idle
-                .iter()
-                .position(|i| now.duration_since(i.since) < self.idle_timeout)
-                .unwrap_or(idle.len());
-            let mut dropped: Vec<Idle> = idle.drain(..keep).collect();
-            let mut i = 0;
-            while i < idle.len() {
-                if idle[i].conn.drive(&mut cx) {
-                    i += 1;
-                } else if let Some(closed) = idle.remove(i) {
-                    dropped.push(closed);
-                }
-            }
-            dropped
-        };
-        drop(dropped);
+        self.idle.reap(|conn| conn.drive(&mut cx));
     }
 
     /// How many connections wait in the pool.
     pub fn idle_count(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        self.idle.len()
     }
 
     /// The most recently used idle connection that may still be open.
     fn checkout(&self) -> Option<Box<Conn>> {
-        let now = Instant::now();
-        let mut stale = Vec::new();
-        let found = {
-            let mut idle = self.lock();
-            loop {
-                match idle.pop_back() {
-                    None => break None,
-                    Some(i) if now.duration_since(i.since) >= self.idle_timeout => {
-                        // The newest is too old, so all are.
-                        stale.push(i);
-                        stale.extend(idle.drain(..));
-                    }
-                    Some(i) if i.conn.sender.is_closed() || i.conn.driver.is_none() => {
-                        stale.push(i)
-                    }
-                    Some(i) => break Some(i.conn),
-                }
-            }
-        };
-        drop(stale);
-        found
+        self.idle
+            .checkout(|conn| !conn.sender.is_closed() && conn.driver.is_some())
     }
 
     fn checkin(&self, conn: Box<Conn>) {
-        if self.max_idle == 0 {
-            return;
-        }
-        let now = Instant::now();
-        let evicted = {
-            let mut idle = self.lock();
-            let evicted = if idle.len() >= self.max_idle {
-                idle.pop_front()
-            } else {
-                None
-            };
-            idle.push_back(Idle { conn, since: now });
-            evicted
-        };
-        drop(evicted);
+        self.idle.checkin(conn);
     }
 
     async fn connect(&self) -> Result<Box<Conn>, SendError> {

@@ -8,6 +8,7 @@
 
 mod call;
 mod h1;
+mod idle;
 mod own;
 
 use std::pin::Pin;

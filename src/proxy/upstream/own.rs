@@ -12,14 +12,13 @@
 //! the pool if the upload is complete and the upstream keeps it alive, else it is dropped.
 //! `tests/h1_differential.rs` holds both legs to hyper's bytes.
 
-use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -30,8 +29,10 @@ use smallvec::SmallVec;
 use tokio::net::TcpStream;
 
 use super::SendError;
+use super::idle::IdleConns;
 use crate::proxy::ProxyBody;
 use crate::proxy::codec::body::{poll_fill, poll_fill_by};
+use crate::proxy::codec::head::has_token;
 use crate::proxy::codec::write::chunk_size;
 use crate::proxy::framing::{BodyFraming, BodyStep, Watch, ends_chunked};
 
@@ -42,16 +43,14 @@ const MAX_HEAD: usize = 400 << 10;
 /// Room per read of a response body: large bodies stream in fewer, larger pieces.
 const BODY_READ: usize = 64 << 10;
 
-/// Idle connections to one upstream, most recently used last.
+/// Connections to one upstream, idle ones kept for reuse.
 pub struct OwnPool {
     /// `host:port` to connect to.
     addr: String,
     /// The `Host` header for requests that carry none.
     host: HeaderValue,
     connect_timeout: Duration,
-    idle_timeout: Duration,
-    max_idle: usize,
-    idle: Mutex<VecDeque<(Box<Conn>, Instant)>>,
+    idle: IdleConns<Conn>,
 }
 
 /// One upstream connection and its read buffer.
@@ -91,9 +90,7 @@ impl OwnPool {
             addr,
             host,
             connect_timeout,
-            idle_timeout,
-            max_idle,
-            idle: Mutex::new(VecDeque::new()),
+            idle: IdleConns::new(idle_timeout, max_idle),
         }
     }
 
@@ -137,61 +134,21 @@ impl OwnPool {
 
     /// Drops idle connections past the idle timeout and those the upstream has closed.
     pub fn reap(&self) {
-        let now = Instant::now();
-        let dropped: Vec<_> = {
-            let mut idle = self.lock();
-            let (keep, drop): (VecDeque<_>, VecDeque<_>) =
-                idle.drain(..).partition(|(c, since)| {
-                    now.duration_since(*since) < self.idle_timeout && !c.spoiled()
-                });
-            *idle = keep;
-            drop.into_iter().collect()
-        };
-        drop(dropped);
+        self.idle.reap(|conn| !conn.spoiled());
     }
 
     /// How many connections wait in the pool.
     pub fn idle_count(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(Box<Conn>, Instant)>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        self.idle.len()
     }
 
     /// The most recently used idle connection that is still usable.
     fn checkout(&self) -> Option<Box<Conn>> {
-        let now = Instant::now();
-        let mut stale = Vec::new();
-        let found = {
-            let mut idle = self.lock();
-            loop {
-                match idle.pop_back() {
-                    None => break None,
-                    Some((conn, since)) if now.duration_since(since) >= self.idle_timeout => {
-                        stale.push(conn);
-                        stale.extend(idle.drain(..).map(|(c, _)| c));
-                    }
-                    Some((conn, _)) if conn.spoiled() => stale.push(conn),
-                    Some((conn, _)) => break Some(conn),
-                }
-            }
-        };
-        drop(stale);
-        found
+        self.idle.checkout(|conn| !conn.spoiled())
     }
 
     fn checkin(&self, conn: Box<Conn>) {
-        if self.max_idle == 0 {
-            return;
-        }
-        let evicted = {
-            let mut idle = self.lock();
-            let evicted = (idle.len() >= self.max_idle).then(|| idle.pop_front());
-            idle.push_back((conn, Instant::now()));
-            evicted
-        };
-        drop(evicted);
+        self.idle.checkin(conn);
     }
 
     async fn connect(&self) -> Result<Box<Conn>, SendError> {
@@ -587,13 +544,6 @@ fn receiving(
         None if headers.contains_key(CONTENT_LENGTH) => Err("invalid Content-Length"),
         None => Ok(Receiving::Close),
     }
-}
-
-/// Whether a comma-separated header value holds `token` (ASCII case ignored).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// A response body read from its connection; the connection goes back to the pool at its end.
