@@ -75,6 +75,8 @@ struct Admitted<'a, E> {
     exchange: &'a mut E,
     /// The most request body bytes read from the client.
     body_limit: u64,
+    /// The client's address (`client_ip`).
+    client: IpAddr,
 }
 
 /// A request whose key passed the policy check, before quotas.
@@ -92,6 +94,8 @@ struct Checked<R> {
 pub struct Connection {
     /// The socket peer (canonical: IPv4-mapped addresses as IPv4).
     pub peer: IpAddr,
+    /// The peer as a header value (`X-Forwarded-For` from an untrusted peer), formatted once.
+    peer_value: HeaderValue,
     /// The connection's responses waiting on the client (`limits.send_timeout`).
     pub stalls: Arc<Stalls>,
 }
@@ -99,7 +103,12 @@ pub struct Connection {
 impl Connection {
     pub fn new(peer: SocketAddr, stalls: Arc<Stalls>) -> Arc<Self> {
         let peer = crate::domain::ip::canonical(peer.ip());
-        Arc::new(Connection { peer, stalls })
+        let peer_value = client_ip::ip_value(peer);
+        Arc::new(Connection {
+            peer,
+            peer_value,
+            stalls,
+        })
     }
 }
 
@@ -229,6 +238,7 @@ async fn serve<P: Phases>(
         ticket,
         exchange: &mut exchange,
         body_limit,
+        client,
     };
     let resp = forward(state, profile, &cx, parts, prepared.payload, admitted, conn).await;
     let resp = profile.finish(exchange, resp).await;
@@ -388,9 +398,12 @@ async fn forward<P: Phases>(
     conn: &Connection,
 ) -> Result<Response<ProxyBody>, Denial> {
     let peer = conn.peer;
-    let forwarded_for = client_ip::forwarded_for(peer, &parts.headers, &state.trusted_proxies);
-    let client = client_ip::client_ip(peer, &parts.headers, &state.trusted_proxies);
     let trusted_peer = state.trusted_proxies.contains(peer);
+    let forwarded_for = if trusted_peer {
+        client_ip::forwarded_for(peer, &parts.headers, &state.trusted_proxies)
+    } else {
+        conn.peer_value.clone()
+    };
     // HTTP/2 requests carry the host in the URI authority, not in a `Host` header.
     let host = parts.headers.remove(HOST).or_else(|| {
         let authority = parts.uri.authority()?;
@@ -401,7 +414,7 @@ async fn forward<P: Phases>(
     credential::strip(headers, &state.sources);
     scrub_client_hints(headers, trusted_peer);
     join_cookies(headers);
-    set_forwarded(headers, forwarded_for, client, state.tls, host);
+    set_forwarded(headers, forwarded_for, admitted.client, state.tls, host);
     headers.insert(&REQUEST_ID, cx.rid.clone());
     state.upstream.authorize(headers);
     let Admitted {
@@ -410,6 +423,7 @@ async fn forward<P: Phases>(
         mut ticket,
         exchange,
         body_limit,
+        client: _,
     } = admitted;
     parts.uri = uri;
     // Chunk sizes exist only in HTTP/1.

@@ -31,17 +31,33 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(&name)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
+    let connection: Vec<HeaderValue> = headers
         .get_all(header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect();
+    remove_connection_named(headers, &connection);
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Whether `name` is one of the hop-by-hop headers every proxy drops.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+/// Removes the headers that `Connection` values name as hop-by-hop for this connection.
+pub fn remove_connection_named(headers: &mut HeaderMap, connection: &[HeaderValue]) {
+    let named = connection
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+        .map(str::trim)
+        // The usual token names a header that is hop-by-hop in any case (no map search).
+        .filter(|name| !name.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok());
     for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }

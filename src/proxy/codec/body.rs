@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::proxy::BoxError;
@@ -63,10 +64,34 @@ pub fn poll_fill_by(
     loop {
         ready!(stream.poll_read_ready(cx))?;
         buf.reserve(room);
-        match stream.try_read_buf(buf) {
+        match read_some(stream, buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             done => return Poll::Ready(done),
         }
+    }
+}
+
+/// One `recv` into `buf`'s spare room. A read that leaves room unfilled has emptied the
+/// socket, and epoll (edge-triggered under tokio) raises a new event when more comes, so the
+/// readiness is cleared then, as tokio's own `poll_read` does (`PollEvented::poll_read`; nginx
+/// does the same in `ngx_unix_recv`): the next read waits for that event instead of costing a
+/// `recv` that says `EAGAIN`. `try_io` clears only the readiness its own snapshot saw (an event
+/// that came in meanwhile is kept) and never a close.
+fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let mut got = 0;
+    let room = buf.capacity() - buf.len();
+    let result = stream.try_io(Interest::READABLE, || {
+        got = stream.try_read_buf(buf)?;
+        if 0 < got && got < room {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
+        }
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        Err(e) => Err(e),
+        Ok(()) => Ok(got),
     }
 }
 

@@ -17,6 +17,8 @@ use crate::proxy::framing::{self, BodyFraming};
 
 /// hyper's cap on request headers (`DEFAULT_MAX_HEADERS`).
 const MAX_HEADERS: usize = 100;
+/// Headers the pipeline adds to a forwarded request (see `header_map`).
+const ADDED_HEADERS: usize = 6;
 /// hyper's longest request target (`MAX_URI_LEN`); a longer one is refused with 414.
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
 
@@ -124,7 +126,9 @@ struct Seen {
 /// The header map as hyper builds it: a `Content-Length` beside a `Transfer-Encoding` is
 /// dropped, a repeated (equal) `Content-Length` is kept once.
 fn header_map(head: &Bytes, indices: &[Indices]) -> Result<(HeaderMap, Seen), StatusCode> {
-    let mut headers = HeaderMap::with_capacity(indices.len());
+    // Room for what the pipeline adds (the `X-Forwarded-*` set, `X-Request-Id`, the upstream's
+    // credential) without the map growing and hashing every name again.
+    let mut headers = HeaderMap::with_capacity(indices.len() + ADDED_HEADERS);
     let mut seen = Seen::default();
     let mut cl_kept = false;
     for h in indices {

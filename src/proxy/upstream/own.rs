@@ -35,6 +35,7 @@ use crate::proxy::codec::body::{poll_fill, poll_fill_by};
 use crate::proxy::codec::head::has_token;
 use crate::proxy::codec::write::chunk_size;
 use crate::proxy::framing::{BodyFraming, BodyStep, Watch, ends_chunked};
+use crate::proxy::headers;
 
 /// hyper's cap on response headers.
 const MAX_HEADERS: usize = 100;
@@ -475,24 +476,35 @@ fn parse_response(
     if status.is_informational() && code != 101 {
         return Ok(Some(None));
     }
+    // Hop-by-hop headers are read here and never enter the map: the pipeline would remove
+    // them (`headers::remove_hop_by_hop`) at a cost of a map search per name.
     let mut map = HeaderMap::with_capacity(indices.len());
+    let mut te = None;
+    let mut connection: SmallVec<[HeaderValue; 1]> = SmallVec::new();
     for (name, value) in indices {
         let name = HeaderName::from_bytes(&head[name]).map_err(|_| "invalid header name")?;
         let value = HeaderValue::from_maybe_shared(head.slice(value))
             .map_err(|_| "invalid header value")?;
-        map.append(name, value);
+        if name == TRANSFER_ENCODING {
+            te = Some(value);
+        } else if name == CONNECTION {
+            connection.push(value);
+        } else if !headers::is_hop_by_hop(&name) {
+            map.append(name, value);
+        }
     }
-    let receiving = receiving(status, method, &map, http11)?;
-    let close = map
-        .get_all(CONNECTION)
-        .iter()
-        .any(|v| has_token(v.as_bytes(), b"close"));
+    let receiving = receiving(status, method, &map, te.as_ref(), http11)?;
+    if te.is_some() {
+        // The coding frames the body: a length beside it must not reach the client.
+        map.remove(CONTENT_LENGTH);
+    }
+    headers::remove_connection_named(&mut map, &connection);
+    let close = connection.iter().any(|v| has_token(v.as_bytes(), b"close"));
     let keep_alive = if http11 {
         !close
     } else {
         !close
-            && map
-                .get_all(CONNECTION)
+            && connection
                 .iter()
                 .any(|v| has_token(v.as_bytes(), b"keep-alive"))
     };
@@ -519,6 +531,7 @@ fn receiving(
     status: StatusCode,
     method: &Method,
     headers: &HeaderMap,
+    te: Option<&HeaderValue>,
     http11: bool,
 ) -> Result<Receiving, &'static str> {
     let code = status.as_u16();
@@ -528,7 +541,7 @@ fn receiving(
     if method == Method::CONNECT && status.is_success() {
         return Ok(Receiving::Empty);
     }
-    if let Some(te) = headers.get_all(TRANSFER_ENCODING).iter().next_back() {
+    if let Some(te) = te {
         if !http11 {
             return Err("HTTP/1.0 response with Transfer-Encoding");
         }
