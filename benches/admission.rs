@@ -110,7 +110,8 @@ fn headers(i: usize) -> HeaderMap {
 /// One full admission: checks, reservations, then settlement (ticket dropped).
 fn admit_once(w: &World, headers: &HeaderMap, plans: &HashMap<i64, tollgate::config::model::Plan>) {
     let path = path::normalize(black_box("/api/v0/cat")).unwrap();
-    let entry = auth::authenticate(headers, &CredentialSource::ALL, &w.index, &w.hasher).unwrap();
+    let entry =
+        auth::authenticate(headers, &CredentialSource::ALL, &w.index, &w.hasher, None).unwrap();
     let route = w.routes.route(&Method::POST, &path);
     let tollgate::config::model::RouteAction::Require(p) = route.action else {
         panic!("route expected")

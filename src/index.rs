@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::domain::hot_key::HotKey;
 use crate::domain::key::{Credential, Digest, Key};
-use crate::domain::secret::KeyHasher;
+use crate::domain::secret::{DigestMemo, KeyHasher};
 use crate::meter::gate::KeyGate;
 
 /// Per-key state that lives across updates of the key's record: the last use (this index's
@@ -257,8 +257,13 @@ impl KeyIndex {
     }
 
     /// The key whose token is `token`, or `None` if it matches no key.
-    pub fn lookup_token(&self, token: &[u8], hasher: &KeyHasher) -> Option<Arc<KeyEntry>> {
-        let digest = hasher.digest(token);
+    pub fn lookup_token(
+        &self,
+        token: &[u8],
+        hasher: &KeyHasher,
+        memo: Option<&DigestMemo>,
+    ) -> Option<Arc<KeyEntry>> {
+        let digest = hasher.digest_with(token, memo);
         let entry = self.by_digest.get(&digest)?.key().0.clone();
         // The map found it by this digest; compare in constant time all the same (without
         // hashing the token a second time).
@@ -271,11 +276,11 @@ impl KeyIndex {
         access_key: &Uuid,
         secret: &[u8],
         hasher: &KeyHasher,
+        memo: Option<&DigestMemo>,
     ) -> Option<Arc<KeyEntry>> {
         let entry = self.by_access_key.get(access_key)?.key().0.clone();
-        hasher
-            .verify(secret, entry.key.credential.digest())
-            .then_some(entry)
+        let digest = hasher.digest_with(secret, memo);
+        bool::from(digest.ct_eq(entry.key.credential.digest())).then_some(entry)
     }
 
     /// Records that `entry` was used at `now` (Unix seconds). Costs one atomic load per request
@@ -350,18 +355,52 @@ mod tests {
         let key = token_key(&hasher, "cr_one");
         let id = key.id;
         let index = KeyIndex::from_keys(vec![key.clone()]);
-        let found = index.lookup_token(b"cr_one", &hasher).unwrap();
+        let found = index.lookup_token(b"cr_one", &hasher, None).unwrap();
         assert_eq!(found.key.id, id);
-        assert!(index.lookup_token(b"cr_two", &hasher).is_none());
+        assert!(index.lookup_token(b"cr_two", &hasher, None).is_none());
 
         index.mark_used(&found, 100);
         let mut disabled = key;
         disabled.disabled = true;
         index.upsert(&disabled);
-        let again = index.lookup_token(b"cr_one", &hasher).unwrap();
+        let again = index.lookup_token(b"cr_one", &hasher, None).unwrap();
         assert!(again.key.disabled);
         assert_eq!(index.last_used(id), Some(100));
         assert_eq!(index.len(), 1);
+    }
+
+    #[test]
+    fn a_memoised_digest_still_finds_the_key_as_it_is_now() {
+        let hasher = KeyHasher::new(b"server-secret");
+        let memo = DigestMemo::default();
+        let key = token_key(&hasher, "cr_one");
+        let id = key.id;
+        let index = KeyIndex::from_keys(vec![key.clone()]);
+        let found = index.lookup_token(b"cr_one", &hasher, Some(&memo)).unwrap();
+        assert_eq!(found.key.id, id);
+        // The key changes, then goes: the memo keeps only the digest, never the answer.
+        let mut disabled = key;
+        disabled.disabled = true;
+        index.upsert(&disabled);
+        let again = index.lookup_token(b"cr_one", &hasher, Some(&memo)).unwrap();
+        assert!(again.key.disabled);
+        let mut rotated = disabled;
+        rotated.credential = Credential::Token {
+            digest: hasher.digest(b"cr_new"),
+        };
+        index.upsert(&rotated);
+        assert!(
+            index
+                .lookup_token(b"cr_one", &hasher, Some(&memo))
+                .is_none()
+        );
+        let new = index.lookup_token(b"cr_new", &hasher, Some(&memo)).unwrap();
+        assert_eq!(new.key.id, id);
+        assert!(
+            index
+                .lookup_token(b"cr_onf", &hasher, Some(&memo))
+                .is_none()
+        );
     }
 
     #[test]
@@ -374,8 +413,16 @@ mod tests {
             digest: hasher.digest(b"s3cret"),
         };
         let index = KeyIndex::from_keys(vec![key]);
-        assert!(index.lookup_pair(&access_key, b"s3cret", &hasher).is_some());
-        assert!(index.lookup_pair(&access_key, b"s3cres", &hasher).is_none());
+        assert!(
+            index
+                .lookup_pair(&access_key, b"s3cret", &hasher, None)
+                .is_some()
+        );
+        assert!(
+            index
+                .lookup_pair(&access_key, b"s3cres", &hasher, None)
+                .is_none()
+        );
     }
 
     #[test]

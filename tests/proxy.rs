@@ -320,6 +320,35 @@ async fn disabled_key_is_refused_on_the_very_next_request() {
     }
 }
 
+/// Each connection remembers the digest of the last credential it presented: keys that take
+/// turns on one keep-alive connection are each looked up and checked, and a wrong key or a
+/// disabled one is refused between two good requests.
+#[tokio::test]
+async fn keys_taking_turns_on_one_connection_are_each_checked() {
+    let t = TestGateway::start().await;
+    let (_, a) = t.rw_key().await;
+    let (b_id, b) = t.rw_key().await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let url = format!("{}/x", t.proxy);
+    let status = |key: String| {
+        let req = client.get(&url).bearer_auth(key);
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(status(a.clone()).await.status(), 200);
+    assert_eq!(status(b.clone()).await.status(), 200);
+    let last = if a.ends_with('x') { 'y' } else { 'x' };
+    let wrong = format!("{}{last}", &a[..a.len() - 1]);
+    assert_eq!(denial(status(wrong).await, 401).await, "invalid_key");
+    assert_eq!(status(a.clone()).await.status(), 200);
+    t.reseller_post(&format!("/keys/{b_id}/disable")).await;
+    assert_eq!(denial(status(b.clone()).await, 403).await, "key_disabled");
+    assert_eq!(status(a.clone()).await.status(), 200);
+    assert_eq!(denial(status(b).await, 403).await, "key_disabled");
+}
+
 #[tokio::test]
 async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
     let body = json!({"ip_whitelist": ["203.0.113.0/24"]});

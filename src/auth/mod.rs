@@ -12,7 +12,7 @@ use credential::Extracted;
 pub use credential::{CredentialSource, Presented};
 
 use crate::domain::decision::{Denial, DenyCode};
-use crate::domain::secret::KeyHasher;
+use crate::domain::secret::{DigestMemo, KeyHasher};
 use crate::index::{KeyEntry, KeyIndex};
 
 /// The key behind the credential in `headers`, looked for in `sources`: `missing_credentials`
@@ -23,13 +23,14 @@ pub fn authenticate(
     sources: &[CredentialSource],
     index: &KeyIndex,
     hasher: &KeyHasher,
+    memo: Option<&DigestMemo>,
 ) -> Result<Arc<KeyEntry>, Denial> {
     let presented = match credential::extract(headers, sources) {
         Extracted::Found(presented) => presented,
         Extracted::Missing => return Err(Denial::new(DenyCode::MissingCredentials)),
         Extracted::Malformed => return Err(Denial::new(DenyCode::InvalidKey)),
     };
-    lookup(index, &presented, hasher).ok_or_else(|| Denial::new(DenyCode::InvalidKey))
+    lookup(index, &presented, hasher, memo).ok_or_else(|| Denial::new(DenyCode::InvalidKey))
 }
 
 /// The key a presented credential belongs to (secrets compared in constant time).
@@ -37,11 +38,12 @@ pub fn lookup(
     index: &KeyIndex,
     presented: &Presented<'_>,
     hasher: &KeyHasher,
+    memo: Option<&DigestMemo>,
 ) -> Option<Arc<KeyEntry>> {
     match presented {
-        Presented::Token(token) => index.lookup_token(token.as_bytes(), hasher),
+        Presented::Token(token) => index.lookup_token(token.as_bytes(), hasher, memo),
         Presented::Pair { access_key, secret } => {
-            index.lookup_pair(access_key, secret.as_bytes(), hasher)
+            index.lookup_pair(access_key, secret.as_bytes(), hasher, memo)
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::domain::clock::Clock;
 use crate::domain::decision::{Decision, Denial, DenyCode};
 use crate::domain::ip::IpSet;
 use crate::domain::policy::check_key;
-use crate::domain::secret::KeyHasher;
+use crate::domain::secret::{DigestMemo, KeyHasher};
 use crate::index::{KeyEntry, KeyIndex};
 use crate::meter::Meter;
 use crate::meter::admit::{Facts, Ticket};
@@ -96,6 +96,8 @@ pub struct Connection {
     pub peer: IpAddr,
     /// The peer as a header value (`X-Forwarded-For` from an untrusted peer), formatted once.
     peer_value: HeaderValue,
+    /// The last credential digested on the connection (`DigestMemo`).
+    digest_memo: DigestMemo,
     /// The connection's responses waiting on the client (`limits.send_timeout`).
     pub stalls: Arc<Stalls>,
 }
@@ -107,6 +109,7 @@ impl Connection {
         Arc::new(Connection {
             peer,
             peer_value,
+            digest_memo: DigestMemo::default(),
             stalls,
         })
     }
@@ -178,7 +181,7 @@ async fn serve<P: Phases>(
     conn: &Connection,
     rid: &HeaderValue,
 ) -> Result<(Response<ProxyBody>, Uuid), Refusal> {
-    let checked = check(state, profile, &parts, client)?;
+    let checked = check(state, profile, &parts, client, &conn.digest_memo)?;
     let key = checked.entry.key.id;
     let with_key = |d| (d, Some(key));
     // The rate token and the concurrency slot are taken before any body is read.
@@ -273,6 +276,7 @@ fn check<P: Phases>(
     profile: &P,
     parts: &Parts,
     client: IpAddr,
+    memo: &DigestMemo,
 ) -> Result<Checked<P::Reading>, Refusal> {
     let path = path::normalize(parts.uri.path()).map_err(|e| {
         (
@@ -280,8 +284,14 @@ fn check<P: Phases>(
             None,
         )
     })?;
-    let entry = auth::authenticate(&parts.headers, &state.sources, &state.index, &state.hasher)
-        .map_err(|d| (d, None))?;
+    let entry = auth::authenticate(
+        &parts.headers,
+        &state.sources,
+        &state.index,
+        &state.hasher,
+        Some(memo),
+    )
+    .map_err(|d| (d, None))?;
     let key = entry.key.id;
     authorize(state, profile, parts, client, path, entry).map_err(|d| (d, Some(key)))
 }

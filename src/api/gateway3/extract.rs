@@ -90,6 +90,7 @@ impl FromRequestParts<ApiState> for AdminKey {
             &ACCOUNT_SOURCES,
             &manager.index,
             &manager.hasher,
+            None,
         )
         .inspect_err(|_| state.metrics.record_auth_failure(AuthSurface::Account))
         .map_err(|d| match d.code {
