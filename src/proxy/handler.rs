@@ -325,7 +325,7 @@ fn authorize<P: Phases>(
     }
     let uri = state
         .upstream
-        .uri_for(&path, parts.uri.query())
+        .uri_for_request(&path, &parts.uri)
         .ok_or_else(|| Denial::new(DenyCode::BadRequest))?;
     let reading = profile.classify(parts, &path)?;
     Ok(Checked {

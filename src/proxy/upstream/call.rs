@@ -48,6 +48,11 @@ impl Upstream {
         self.client.uri_for(path, query)
     }
 
+    /// The upstream URI for a client request (see `UpstreamClient::uri_for_request`).
+    pub fn uri_for_request(&self, path: &str, original: &Uri) -> Option<Uri> {
+        self.client.uri_for_request(path, original)
+    }
+
     /// Sets the upstream's own credential on a request going there.
     pub fn authorize(&self, headers: &mut HeaderMap) {
         if let Some((name, value)) = &self.auth {

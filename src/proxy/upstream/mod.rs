@@ -176,6 +176,22 @@ impl UpstreamClient {
             .ok()
     }
 
+    /// [`uri_for`](Self::uri_for) the request whose URI is `original` and whose normalised path
+    /// is `path`. When the upstream sits at its root and normalising changed nothing (the usual
+    /// case), the request's own path and query are shared rather than copied and parsed again.
+    pub fn uri_for_request(&self, path: &str, original: &Uri) -> Option<Uri> {
+        match original.path_and_query() {
+            Some(pq) if self.base_path.is_empty() && pq.path() == path => {
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(self.scheme.clone());
+                parts.authority = Some(self.authority.clone());
+                parts.path_and_query = Some(pq.clone());
+                Uri::from_parts(parts).ok()
+            }
+            _ => self.uri_for(path, original.query()),
+        }
+    }
+
     /// Sends a request; the caller applies the response timeout.
     pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<UpstreamBody>, SendError> {
         match &self.transport {
@@ -344,4 +360,40 @@ pub fn classify(err: &SendError) -> (Denial, UpstreamErrorKind) {
         Denial::new(DenyCode::UpstreamUnavailable),
         UpstreamErrorKind::Other,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(url: &str) -> UpstreamClient {
+        let text = format!("[upstream]\nurl = \"{url}\"\n");
+        let cfg = crate::config::parse(&text, &|_| None).unwrap();
+        UpstreamClient::new(&cfg.upstream, true).unwrap()
+    }
+
+    #[test]
+    fn a_request_uri_maps_as_its_normalised_path_does() {
+        let cases = [
+            ("/small", "/small"),
+            ("/a/b?x=1&y", "/a/b"),
+            ("/a/./b/../c?q", "/a/c"),
+            ("http://gw.example/p?q=2", "/p"),
+            ("/", "/"),
+        ];
+        for base in ["http://127.0.0.1:5001", "http://up.example/v1/"] {
+            let up = client(base);
+            for (sent, normalised) in cases {
+                let original: Uri = sent.parse().unwrap();
+                assert_eq!(
+                    up.uri_for_request(normalised, &original),
+                    up.uri_for(normalised, original.query()),
+                    "{base} {sent}"
+                );
+            }
+        }
+        let up = client("http://127.0.0.1:5001");
+        let mapped = up.uri_for_request("/a/c", &"/a/./b/../c?q".parse().unwrap());
+        assert_eq!(mapped.unwrap().to_string(), "http://127.0.0.1:5001/a/c?q");
+    }
 }
