@@ -45,7 +45,7 @@
 #
 # Noise: Tollgate's totals vary by a few million instructions from run to run, from work that
 # depends on wall time rather than on requests: quanta's TSC calibration (once, at the first
-# allowed request; reported separately), glibc malloc consolidation in SQLite's allocations at
+# allowed request; its difference is reported and taken out of the headline figures), glibc malloc consolidation in SQLite's allocations at
 # start, the once-a-second usage flush and WAL checkpoints. With N2 - N1 = 8000 that is ~±1k
 # Ir/request; raise N2 for less. nginx is one thread with no such work.
 #
@@ -361,11 +361,12 @@ annotate() { # file inclusive(yes|no) → file.self|.incl text
 }
 PROFILE="$WORK/profile.md"
 ir_of() { awk -F'\t' -v t="$1" -v s="$2" -v n="$3" '$1 == t && $2 == s && $3 == n {print $4}' "$RAW"; }
-per_req() { # target scenario → Ir/request or "-"
-    local a b
+per_req() { # target scenario → Ir/request or "-", without quanta's one-off calibration (below)
+    local a b c
     a=$(ir_of "$1" "$2" "$N1") b=$(ir_of "$1" "$2" "$N2")
     if [[ -z "$a" || -z "$b" ]]; then echo "-"; return; fi
-    awk -v a="$a" -v b="$b" -v d=$((N2 - N1)) 'BEGIN {printf "%.0f", (b - a) / d}'
+    c=$(awk -F'\t' -v p="$1-$2" '$1 == p {print $2}' "$WORK/an/calib.tsv" 2>/dev/null || true)
+    awk -v a="$a" -v b="$b" -v c="${c:-0}" -v d=$((N2 - N1)) 'BEGIN {printf "%.0f", (b - a) / d - c}'
 }
 mkdir -p "$WORK/an"
 for run in "${RUNS[@]}"; do
@@ -479,12 +480,15 @@ def section(prefix, label):
           f"(valgrind hides the SHA extensions), so subtract most of it for a native estimate: "
           f"{total - sha_self:,.0f} Ir/request without it.\n")
     calib = max((v for fn, v in inc.items() if fn == "quanta::Calibration::calibrate"), default=0.0)
+    with open(f"{work}/calib.tsv", "a") as out:  # taken out of the headline figures
+        out.write(f"{prefix}\t{calib:.0f}\n")
     if calib:
         print(f"Noise: `quanta::Calibration::calibrate` (inclusive) differs by {calib:,.0f} "
               f"Ir/request between the two runs. It runs once per process (at the first allowed "
               f"request, for the rate limiter's clock) for a stretch of wall time, so under "
               f"valgrind its count varies by millions from run to run; it is not per-request "
-              f"work ({total - calib:,.0f} Ir/request without it).\n")
+              f"work ({total - calib:,.0f} Ir/request without it, the figure in the first "
+              f"table).\n")
     print(f"By crate / library (self Ir per request):\n")
     print("| crate or library | Ir/request | share |")
     print("|---|---:|---:|")
