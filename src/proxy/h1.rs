@@ -139,7 +139,13 @@ impl Serving<'_> {
             };
             let body = Inbound::Own(ClientBody::new(reader.clone(), generation, framing));
             let req = Request::from_parts(parts, body);
-            let handling = handler::handle(state.clone(), profile.clone(), conn.clone(), req);
+            // Pinned where it is built: `select!` would move (copy) the whole future, kilobytes.
+            let handling = pin!(handler::handle(
+                state.clone(),
+                profile.clone(),
+                conn.clone(),
+                req
+            ));
             let resp = tokio::select! {
                 biased;
                 resp = handling => resp,

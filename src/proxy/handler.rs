@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -142,7 +143,9 @@ pub async fn handle<P: Phases>(
     // Cheap copies (shared bytes) for the access log, since the head moves upstream.
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let unanswered = Unanswered(&state.metrics);
-    let served = serve(&state, &*profile, parts, body, client, &conn, &rid).await;
+    // Pinned where they are built (here and `forward` below): awaiting a future moves (copies)
+    // it whole into the caller's, and these are kilobytes.
+    let served = pin!(serve(&state, &*profile, parts, body, client, &conn, &rid)).await;
     std::mem::forget(unanswered);
     let (mut resp, denied, key) = match served {
         Ok((resp, key)) => (resp, None, Some(key)),
@@ -243,7 +246,16 @@ async fn serve<P: Phases>(
         body_limit,
         client,
     };
-    let resp = forward(state, profile, &cx, parts, prepared.payload, admitted, conn).await;
+    let resp = pin!(forward(
+        state,
+        profile,
+        &cx,
+        parts,
+        prepared.payload,
+        admitted,
+        conn
+    ))
+    .await;
     let resp = profile.finish(exchange, resp).await;
     resp.map(|resp| (resp, key)).map_err(with_key)
 }
