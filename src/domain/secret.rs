@@ -12,7 +12,7 @@ use sha2::Sha256;
 use std::sync::Mutex;
 
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::key::Digest;
 
@@ -116,10 +116,22 @@ impl DigestMemo {
             return m.digest;
         }
         let digest = hasher.digest(secret);
-        *memo = (secret.len() <= MEMO_MAX_SECRET).then(|| Memo {
-            secret: Zeroizing::new(secret.to_vec()),
-            digest,
-        });
+        match memo.as_mut() {
+            _ if secret.len() > MEMO_MAX_SECRET => *memo = None,
+            // Another credential on the same connection (a client rotating keys): the buffer
+            // is wiped and reused, not freed and allocated again.
+            Some(m) => {
+                m.secret.zeroize();
+                m.secret.extend_from_slice(secret);
+                m.digest = digest;
+            }
+            None => {
+                *memo = Some(Memo {
+                    secret: Zeroizing::new(secret.to_vec()),
+                    digest,
+                })
+            }
+        }
         digest
     }
 }
