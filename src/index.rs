@@ -404,6 +404,41 @@ mod tests {
     }
 
     #[test]
+    fn a_memoised_pair_secret_opens_only_its_own_access_key() {
+        let hasher = KeyHasher::new(b"server-secret");
+        let memo = DigestMemo::default();
+        let (mine, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+        let keys = [(mine, b"s3cret"), (theirs, b"0ther!")].map(|(access_key, secret)| {
+            let mut key = sample_key();
+            key.id = Uuid::new_v4();
+            key.credential = Credential::Pair {
+                access_key,
+                digest: hasher.digest(secret),
+            };
+            key
+        });
+        let index = KeyIndex::from_keys(keys.to_vec());
+        let found = index.lookup_pair(&mine, b"s3cret", &hasher, Some(&memo));
+        assert_eq!(found.unwrap().key.credential.access_key(), Some(mine));
+        // The memo holds `s3cret` now: under another access key it opens nothing.
+        assert!(
+            index
+                .lookup_pair(&theirs, b"s3cret", &hasher, Some(&memo))
+                .is_none()
+        );
+        assert!(
+            index
+                .lookup_pair(&mine, b"s3creT", &hasher, Some(&memo))
+                .is_none()
+        );
+        assert!(
+            index
+                .lookup_pair(&theirs, b"0ther!", &hasher, Some(&memo))
+                .is_some()
+        );
+    }
+
+    #[test]
     fn pair_lookup_checks_the_secret() {
         let hasher = KeyHasher::new(b"server-secret");
         let access_key = Uuid::new_v4();

@@ -328,25 +328,70 @@ async fn keys_taking_turns_on_one_connection_are_each_checked() {
     let t = TestGateway::start().await;
     let (_, a) = t.rw_key().await;
     let (b_id, b) = t.rw_key().await;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .build()
-        .unwrap();
-    let url = format!("{}/x", t.proxy);
-    let status = |key: String| {
-        let req = client.get(&url).bearer_auth(key);
-        async move { req.send().await.unwrap() }
-    };
-    assert_eq!(status(a.clone()).await.status(), 200);
-    assert_eq!(status(b.clone()).await.status(), 200);
+    // One raw connection, so every request is certainly on the same one.
+    let mut conn = KeepAlive::open(&t).await;
+    assert_eq!(conn.get(&a).await, (200, String::new()));
+    assert_eq!(conn.get(&b).await, (200, String::new()));
     let last = if a.ends_with('x') { 'y' } else { 'x' };
     let wrong = format!("{}{last}", &a[..a.len() - 1]);
-    assert_eq!(denial(status(wrong).await, 401).await, "invalid_key");
-    assert_eq!(status(a.clone()).await.status(), 200);
+    assert_eq!(conn.get(&wrong).await.1, "invalid_key");
+    assert_eq!(conn.get(&a).await.0, 200);
     t.reseller_post(&format!("/keys/{b_id}/disable")).await;
-    assert_eq!(denial(status(b.clone()).await, 403).await, "key_disabled");
-    assert_eq!(status(a.clone()).await.status(), 200);
-    assert_eq!(denial(status(b).await, 403).await, "key_disabled");
+    assert_eq!(conn.get(&b).await, (403, "key_disabled".to_string()));
+    assert_eq!(conn.get(&a).await.0, 200);
+    assert_eq!(conn.get(&b).await, (403, "key_disabled".to_string()));
+}
+
+/// One keep-alive HTTP/1.1 connection to the proxy, read with `Content-Length` framing.
+struct KeepAlive(tokio::io::BufReader<tokio::net::TcpStream>);
+
+impl KeepAlive {
+    async fn open(t: &TestGateway) -> Self {
+        let conn = tokio::net::TcpStream::connect(t.gw().proxy_addr)
+            .await
+            .unwrap();
+        KeepAlive(tokio::io::BufReader::new(conn))
+    }
+
+    /// `GET /x` with `key`: the status and the denial code ("" when allowed).
+    async fn get(&mut self, key: &str) -> (u16, String) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let request = format!("GET /x HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {key}\r\n\r\n");
+        self.0
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let (mut status, mut length) = (0, 0);
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.0.read_line(&mut line).await.unwrap() > 0,
+                "connection kept"
+            );
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("HTTP/1.1 ") {
+                status = rest[..3].parse().unwrap();
+            } else if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        self.0.read_exact(&mut body).await.unwrap();
+        let code = match status {
+            200 => String::new(),
+            _ => serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        };
+        (status, code)
+    }
 }
 
 #[tokio::test]

@@ -508,6 +508,12 @@ def section(prefix, label):
 
 section("tollgate-small", "small (allowed)")
 section("tollgate-reject", "reject (unknown key)")
+# small-noflush gets no profile section, but its headline is corrected the same way.
+if os.path.exists(f"{work}/tollgate-small-noflush-1.incl"):
+    inc, _ = diff(f"{work}/tollgate-small-noflush-1.incl", f"{work}/tollgate-small-noflush-2.incl")
+    calib = max((v for fn, v in inc.items() if fn == "quanta::Calibration::calibrate"), default=0.0)
+    with open(f"{work}/calib.tsv", "a") as out:
+        out.write(f"tollgate-small-noflush\t{calib:.0f}\n")
 
 for scenario in ("small", "reject"):
     if not os.path.exists(f"{work}/nginx-{scenario}-1.self"):

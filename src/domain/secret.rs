@@ -108,14 +108,18 @@ struct Memo {
 
 impl DigestMemo {
     fn digest(&self, hasher: &KeyHasher, secret: &[u8]) -> Digest {
-        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = memo.as_ref()
-            && m.secret.len() == secret.len()
-            && bool::from(m.secret.as_slice().ct_eq(secret))
         {
-            return m.digest;
+            let memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(m) = memo.as_ref()
+                && m.secret.len() == secret.len()
+                && bool::from(m.secret.as_slice().ct_eq(secret))
+            {
+                return m.digest;
+            }
         }
+        // Outside the lock: the streams of one HTTP/2 connection do not wait on each other.
         let digest = hasher.digest(secret);
+        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match memo.as_mut() {
             _ if secret.len() > MEMO_MAX_SECRET => *memo = None,
             // Another credential on the same connection (a client rotating keys): the buffer
@@ -237,9 +241,6 @@ mod tests {
         let long = vec![b'k'; MEMO_MAX_SECRET + 1];
         assert_eq!(hasher.digest_with(&long, Some(&memo)), hasher.digest(&long));
         assert!(memo.0.lock().unwrap().is_none());
-        // Another server secret digests differently: a memo serves one hasher (one gateway's).
-        let other = KeyHasher::new(b"other");
-        assert_ne!(other.digest(b"cr_one"), hasher.digest(b"cr_one"));
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub fn poll_fill_by(
 /// readiness is cleared then, as tokio's own `poll_read` does (`PollEvented::poll_read`; nginx
 /// does the same in `ngx_unix_recv`): the next read waits for that event instead of costing a
 /// `recv` that says `EAGAIN`. `try_io` clears only the readiness its own snapshot saw (an event
-/// that came in meanwhile is kept) and never a close.
+/// that came in meanwhile is kept) and never a close. Edge-triggered readiness is what tokio
+/// uses on Linux (epoll) and the BSDs and macOS (kqueue), where tokio does the same; Tollgate
+/// runs on Linux.
 fn read_some(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     let mut got = 0;
     let room = buf.capacity() - buf.len();

@@ -35,7 +35,7 @@ use crate::proxy::codec::body::{poll_fill, poll_fill_by};
 use crate::proxy::codec::head::has_token;
 use crate::proxy::codec::write::chunk_size;
 use crate::proxy::framing::{BodyFraming, BodyStep, Watch, ends_chunked};
-use crate::proxy::headers;
+use crate::proxy::headers::{is_hop_by_hop, remove_connection_named};
 
 /// hyper's cap on response headers.
 const MAX_HEADERS: usize = 100;
@@ -489,7 +489,7 @@ fn parse_response(
             te = Some(value);
         } else if name == CONNECTION {
             connection.push(value);
-        } else if !headers::is_hop_by_hop(&name) {
+        } else if !is_hop_by_hop(&name) {
             map.append(name, value);
         }
     }
@@ -498,7 +498,7 @@ fn parse_response(
         // The coding frames the body: a length beside it must not reach the client.
         map.remove(CONTENT_LENGTH);
     }
-    headers::remove_connection_named(&mut map, &connection);
+    remove_connection_named(&mut map, &connection);
     let close = connection.iter().any(|v| has_token(v.as_bytes(), b"close"));
     let keep_alive = if http11 {
         !close
