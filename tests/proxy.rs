@@ -694,6 +694,34 @@ async fn silent_and_slow_connections_are_closed_and_capped() {
     assert_eq!(resp.status(), 200);
 }
 
+/// The header timeout counts from the end of the last response on a keep-alive connection:
+/// a client that sends a request every half timeout is served for several timeouts in all,
+/// and the connection closes once it falls silent.
+#[tokio::test]
+async fn the_header_timeout_restarts_with_each_request_on_a_connection() {
+    use tokio::io::AsyncReadExt;
+    let timeout = std::time::Duration::from_millis(300);
+    let t = TestGateway::with(Options {
+        extra: "[limits]\nheader_read_timeout = \"300ms\"\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let (_, key) = t.rw_key().await;
+    let mut conn = KeepAlive::open(&t).await;
+    for _ in 0..6 {
+        assert_eq!(conn.get(&key).await.0, 200);
+        // Pacing the client (not waiting for the gateway's state): half a timeout of silence.
+        tokio::time::sleep(timeout / 2).await;
+    }
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        conn.0.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_ok(), "a silent keep-alive connection is closed");
+}
+
 #[tokio::test]
 async fn a_get_with_a_chunked_body_keeps_its_body() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -21,7 +21,7 @@
 
 use std::future::{Future, poll_fn};
 use std::io::IoSlice;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Poll, ready};
 use std::time::Duration;
@@ -29,6 +29,7 @@ use std::time::Duration;
 use http::{Method, Request, StatusCode, Version};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 use crate::proxy::handler::{self, Connection, ProxyState};
 use crate::proxy::inbound::Inbound;
@@ -114,15 +115,20 @@ impl Serving<'_> {
         let mut out = Vec::with_capacity(1024);
         // The version of the connection's last request: a refusal answers in it (as hyper does).
         let mut version = Version::HTTP_11;
+        // One header timer for the connection, pushed back before each wait: moving a timer's
+        // deadline later is an update in place, where a new timer per request is registered
+        // in the wheel and removed again.
+        let mut header_timer = pin!(tokio::time::sleep(settings.header_read_timeout));
         loop {
-            let head = match next_head(&reader, settings, &mut shutdown).await {
-                Next::Head(head) => head,
-                Next::Refuse(status) => {
-                    let _ = refuse(stream, status, version, &mut out).await;
-                    return;
-                }
-                Next::Closed => return,
-            };
+            let head =
+                match next_head(&reader, settings, &mut shutdown, header_timer.as_mut()).await {
+                    Next::Head(head) => head,
+                    Next::Refuse(status) => {
+                        let _ = refuse(stream, status, version, &mut out).await;
+                        return;
+                    }
+                    Next::Closed => return,
+                };
             version = head.parts.version;
             let Head {
                 parts,
@@ -174,6 +180,7 @@ async fn next_head(
     reader: &Shared,
     settings: Settings,
     shutdown: &mut watch::Receiver<bool>,
+    mut timer: Pin<&mut Sleep>,
 ) -> Next {
     if *shutdown.borrow() {
         return Next::Closed;
@@ -205,10 +212,13 @@ async fn next_head(
     if let Poll::Ready(next) = poll_fn(|cx| Poll::Ready(reading.as_mut().poll(cx))).await {
         return next;
     }
+    timer
+        .as_mut()
+        .reset(Instant::now() + settings.header_read_timeout);
     tokio::select! {
         biased;
         next = reading => next,
-        () = tokio::time::sleep(settings.header_read_timeout) => Next::Closed,
+        () = timer => Next::Closed,
         () = crate::shutdown::stopped(shutdown) => Next::Closed,
     }
 }
