@@ -394,9 +394,8 @@ mod tests {
             let up = client(base);
             for (sent, normalised) in cases {
                 let original: Uri = sent.parse().unwrap();
-                // `Uri`'s `==` and `Display` go through `path()`, which makes up a `/`:
-                // compare what the upstream is sent, the path-and-query bytes (`as_str`, not `Display`,
-                // which adds the `/` too).
+                // `Uri`'s `==` and `Display` go through `path()`, which makes up a `/`, and so
+                // does `PathAndQuery`'s `Display`: compare the bytes the upstream is sent.
                 let target =
                     |uri: Option<Uri>| uri.unwrap().path_and_query().unwrap().as_str().to_string();
                 assert_eq!(
