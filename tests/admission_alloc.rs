@@ -129,7 +129,7 @@ fn an_allowed_request_is_admitted_and_settled_without_allocating() {
     );
     // The requests were really counted and settled: 5001 × the actual cost, nothing held.
     let usage = meter.key_usage(key.id, NOW);
-    let day = usage.cost_day.current(NOW, &meter.retired);
+    let day = usage.cost_day().current(NOW, &meter.retired);
     assert_eq!(
         (day.used(), day.committed()),
         (5_001 * 1_500, 5_001 * 1_500)

@@ -158,12 +158,17 @@ fn now(t: &TestGateway) -> i64 {
 
 /// The live slot of a key's daily cost.
 fn key_cost_day(t: &TestGateway, id: Uuid) -> Arc<Slot> {
-    t.gw().manager.meter.key_usage(id, now(t)).cost_day.peek()
+    t.gw().manager.meter.key_usage(id, now(t)).cost_day().peek()
 }
 
 /// The live slot of a key's lifetime cost.
 fn key_cost_total(t: &TestGateway, id: Uuid) -> Arc<Slot> {
-    t.gw().manager.meter.key_usage(id, now(t)).cost_total.peek()
+    t.gw()
+        .manager
+        .meter
+        .key_usage(id, now(t))
+        .cost_total()
+        .peek()
 }
 
 /// The live (bytes in, bytes out) slots of the partner's default account.
@@ -171,7 +176,7 @@ async fn account_bytes(t: &TestGateway) -> (Arc<Slot>, Arc<Slot>) {
     let m = &t.gw().manager;
     let account = m.default_account(t.partner_id).await.expect("account");
     let live = m.meter.account(account.id).expect("account registered");
-    (live.usage.bytes_in.peek(), live.usage.bytes_out.peek())
+    (live.usage.bytes_in().peek(), live.usage.bytes_out().peek())
 }
 
 /// Polls `cond` until it holds or the deadline passes.
@@ -570,7 +575,14 @@ async fn slots_and_reservations_come_back_on_every_path() {
         unreachable!()
     };
     let client = wide_client();
-    let requests_of = |id: Uuid| t.gw().manager.meter.key_usage(id, now(&t)).requests.peek();
+    let requests_of = |id: Uuid| {
+        t.gw()
+            .manager
+            .meter
+            .key_usage(id, now(&t))
+            .requests()
+            .peek()
+    };
 
     // Held first: uploads that stop midway (declared length and chunked) and slow calls, each
     // admitted before its client goes away.

@@ -130,8 +130,8 @@ impl Leases {
         if estimate > 0 {
             let limits = &key.limits;
             let cells = [
-                (&links.key.cost_day, limits.daily_cost_limit_micros()),
-                (&links.key.cost_total, limits.total_cost_limit_micros()),
+                (links.key.cost_day(), limits.daily_cost_limit_micros()),
+                (links.key.cost_total(), limits.total_cost_limit_micros()),
             ];
             for (cell, limit) in cells {
                 let Some(limit) = limit else { continue };

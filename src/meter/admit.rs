@@ -17,7 +17,7 @@ use super::AccountLive;
 use super::PartnerLive;
 use super::hold::{Hold, Holds, InFlight, InFlightGuard};
 use super::usage::ScopeUsage;
-use super::windowed::Retired;
+use super::windowed::{Counter, Retired, Slots};
 
 /// The live counters a key's request touches.
 #[derive(Debug, Clone)]
@@ -25,6 +25,13 @@ pub struct Links {
     pub key: Arc<ScopeUsage>,
     pub account: Arc<AccountLive>,
     pub partner: Arc<PartnerLive>,
+}
+
+/// The current slots of the three scopes a request is metered on.
+struct Scopes {
+    key: Arc<Slots>,
+    account: Arc<Slots>,
+    partner: Arc<Slots>,
 }
 
 /// What is known about a request before it is forwarded.
@@ -141,13 +148,19 @@ pub fn admit(
     t.actual = Some(0);
     let est = facts.cost_estimate;
     let limits = &key.limits;
-    let day = links.key.cost_day.current(now, retired);
+    // One load per scope for all its counters (`Windows`).
+    let slots = Scopes {
+        key: links.key.current(now, retired),
+        account: links.account.usage.current(now, retired),
+        partner: links.partner.usage.current(now, retired),
+    };
+    let day = slots.key.get(Counter::CostDay).clone();
     let end = day.end;
     t.cost_raw.push(
         Hold::reserve(day, est, limits.daily_cost_limit_micros())
             .ok_or_else(|| quota(Quota::DailyCost, "the key's daily cost limit", end, now))?,
     );
-    let total = links.key.cost_total.current(now, retired);
+    let total = slots.key.get(Counter::CostTotal).clone();
     let end = total.end;
     t.cost_raw.push(
         Hold::reserve(total, est, limits.total_cost_limit_micros())
@@ -162,23 +175,23 @@ pub fn admit(
         );
     }
     let plan = links.account.plan_id().and_then(|id| plans.get(&id));
-    admit_bytes(&mut t, links, plan, facts.content_length, retired, now)?;
-    record_costs_and_requests(&mut t, links, retired, now);
+    admit_bytes(&mut t, &slots, plan, facts.content_length, now)?;
+    record_costs_and_requests(&mut t, &slots);
     t.actual = None;
     Ok(t)
 }
 
 fn admit_bytes(
     t: &mut Ticket,
-    links: &Links,
+    slots: &Scopes,
     plan: Option<&Plan>,
     content_length: Option<u64>,
-    retired: &Retired,
     now: i64,
 ) -> Result<(), Denial> {
     let ingress_limit = plan.and_then(|p| p.ingress_limit).map(|n| n.get());
     let egress_limit = plan.and_then(|p| p.egress_limit).map(|n| n.get());
-    let (acct_in, acct_out) = links.account.usage.bytes(now, retired);
+    let acct_in = slots.account.get(Counter::BytesIn).clone();
+    let acct_out = slots.account.get(Counter::BytesOut).clone();
     let (in_end, out_end) = (acct_in.end, acct_out.end);
     let ingress = match content_length {
         Some(len) => Hold::reserve(acct_in, len, ingress_limit),
@@ -190,27 +203,30 @@ fn admit_bytes(
         let what = "the plan's egress limit";
         return Err(quota(Quota::Egress, what, out_end, now));
     }
-    let (key_in, key_out) = links.key.bytes(now, retired);
-    let (p_in, p_out) = links.partner.usage.bytes(now, retired);
-    t.ingress = Holds::from_iter([ingress, Hold::open(key_in), Hold::open(p_in)]);
-    t.egress = Holds::from_iter([Hold::open(acct_out), Hold::open(key_out), Hold::open(p_out)]);
+    let open = |scope: &Slots, counter| Hold::open(scope.get(counter).clone());
+    t.ingress = Holds::from_iter([
+        ingress,
+        open(&slots.key, Counter::BytesIn),
+        open(&slots.partner, Counter::BytesIn),
+    ]);
+    t.egress = Holds::from_iter([
+        Hold::open(acct_out),
+        open(&slots.key, Counter::BytesOut),
+        open(&slots.partner, Counter::BytesOut),
+    ]);
     Ok(())
 }
 
 /// Counts the request and opens the cost counters of account and partner (no limits there:
 /// the partner's limit is its balance, reserved above).
-fn record_costs_and_requests(t: &mut Ticket, links: &Links, retired: &Retired, now: i64) {
-    for usage in [&links.key, &links.account.usage, &links.partner.usage] {
-        usage.requests.current(now, retired).record(1, 0);
+fn record_costs_and_requests(t: &mut Ticket, slots: &Scopes) {
+    for scope in [&slots.key, &slots.account, &slots.partner] {
+        scope.get(Counter::Requests).record(1, 0);
     }
-    let acct = &links.account.usage;
-    t.cost_raw
-        .push(Hold::open(acct.cost_day.current(now, retired)));
-    t.cost_raw
-        .push(Hold::open(acct.cost_total.current(now, retired)));
-    let partner = &links.partner.usage;
-    t.cost_charged
-        .push(Hold::open(partner.cost_day.current(now, retired)));
-    t.cost_charged
-        .push(Hold::open(partner.cost_total.current(now, retired)));
+    for counter in [Counter::CostDay, Counter::CostTotal] {
+        t.cost_raw
+            .push(Hold::open(slots.account.get(counter).clone()));
+        t.cost_charged
+            .push(Hold::open(slots.partner.get(counter).clone()));
+    }
 }

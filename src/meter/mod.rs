@@ -27,7 +27,7 @@ use crate::domain::key::{Account, Partner};
 use cell::Slot;
 use usage::{CounterRow, Initial, Metric, Scope, ScopeUsage};
 use window::Window;
-use windowed::{Owner, Retired};
+use windowed::{Counter, Owner, Retired};
 
 /// Live state of an account: its plan and counters.
 #[derive(Debug)]
@@ -333,11 +333,12 @@ impl Meter {
                 Scope::Partner => self.partners.get(&row.scope_id).map(|p| p.usage.clone()),
             };
             let slot = usage.and_then(|u| {
-                u.cells()
+                // Rolls over if the window is new here but already counted elsewhere.
+                let slots = u.current(now, &self.retired);
+                Counter::ALL
                     .into_iter()
-                    .filter(|c| c.owner().metric == metric)
-                    // Rolls over if the window is new here but already counted elsewhere.
-                    .map(|c| c.current(now, &self.retired))
+                    .filter(|c| u.owner(*c).metric == metric)
+                    .map(|c| slots.get(c).clone())
                     .find(|s| s.label == row.window)
             });
             match slot {
@@ -381,8 +382,14 @@ impl Meter {
     /// Takes the unflushed amounts of `usages` into `batch`.
     pub fn take_usages(batch: &mut Batch, usages: &[Arc<ScopeUsage>], today: &str) {
         for usage in usages {
-            for cell in usage.cells() {
-                take(batch, cell.owner(), cell.peek(), today);
+            let slots = usage.peek();
+            for counter in Counter::ALL {
+                take(
+                    batch,
+                    usage.owner(counter),
+                    slots.get(counter).clone(),
+                    today,
+                );
             }
         }
     }
@@ -459,7 +466,7 @@ mod sync_tests {
         let meter = Meter::default();
         let (used_here, not_here) = (Uuid::new_v4(), Uuid::new_v4());
         let usage = meter.key_usage(used_here, NOW);
-        let day = usage.cost_day.current(NOW, &meter.retired);
+        let day = usage.cost_day().current(NOW, &meter.retired);
         day.record(30, 0);
         assert_eq!(day.take_unflushed(), 30);
         let synced = Synced {
@@ -475,7 +482,7 @@ mod sync_tests {
         assert!(!day.try_reserve(1, Some(100)));
         // A key first used here after the sync starts from the shared total.
         let later = meter.key_usage(not_here, NOW);
-        assert_eq!(later.cost_day.current(NOW, &meter.retired).used(), 40);
+        assert_eq!(later.cost_day().current(NOW, &meter.retired).used(), 40);
         // A new day counted elsewhere first: the idle slot here rolls over and learns it.
         let tomorrow = NOW + 86_400;
         let next = Synced {
@@ -483,7 +490,7 @@ mod sync_tests {
             ..Synced::default()
         };
         meter.apply_synced(&next.totals, &next.balances, tomorrow);
-        let slot = usage.cost_day.current(tomorrow, &meter.retired);
+        let slot = usage.cost_day().current(tomorrow, &meter.retired);
         assert_eq!((slot.label.as_str(), slot.total_used()), ("2026-11-24", 60));
         assert!(
             meter.initial.iter().all(|e| e.key().3 != "2026-11-23"),

@@ -31,7 +31,7 @@ pub fn account_stats(account: &AccountLive, plans: &HashMap<i64, Plan>, now: i64
     let limit = |v: Option<std::num::NonZeroU64>| v.map_or(0, |n| n.get());
     let usage = &account.usage;
     // Peek at the slot only if it is the current window; an old window reads as zero.
-    let current = |cell: &super::windowed::WindowedCell| {
+    let current = |cell: super::windowed::Cell<'_>| {
         let slot = cell.peek();
         let owner = cell.owner();
         if slot.start == owner.window.start_in(owner.offset, now) {
@@ -44,9 +44,9 @@ pub fn account_stats(account: &AccountLive, plans: &HashMap<i64, Plan>, now: i64
         plan: plan.map(|p| p.name.clone()),
         pinned_count_limit: limit(plan.and_then(|p| p.pinned_count_limit)),
         pinned_bytes_limit: limit(plan.and_then(|p| p.pinned_bytes_limit)),
-        ingress: current(&usage.bytes_in),
+        ingress: current(usage.bytes_in()),
         ingress_limit: limit(plan.and_then(|p| p.ingress_limit)),
-        egress: current(&usage.bytes_out),
+        egress: current(usage.bytes_out()),
         egress_limit: limit(plan.and_then(|p| p.egress_limit)),
         ipns_limit: plan
             .and_then(|p| p.ipns_limit)

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::cell::Slot;
-use super::window::Window;
-use super::windowed::{Owner, Retired, WindowedCell};
+use super::windowed::{Cell, Counter, Owner, Retired, Slots, Windows};
 
 /// Who a counter belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,11 +77,7 @@ pub type Initial = dashmap::DashMap<(Scope, Uuid, Metric, String), u64>;
 pub struct ScopeUsage {
     pub scope: Scope,
     pub id: Uuid,
-    pub requests: WindowedCell,
-    pub bytes_in: WindowedCell,
-    pub bytes_out: WindowedCell,
-    pub cost_day: WindowedCell,
-    pub cost_total: WindowedCell,
+    windows: Windows,
 }
 
 impl ScopeUsage {
@@ -97,47 +92,76 @@ impl ScopeUsage {
         initial: &Initial,
         leases: bool,
     ) -> Self {
-        let cell = |metric: Metric, window: Window| {
-            let used = initial
-                .get(&(scope, id, metric, window.label_in(offset, now)))
-                .map_or(0, |v| *v);
-            let owner = Owner {
+        let owners = Counter::ALL.map(|counter| {
+            let (metric, window) = counter.metric_window();
+            Owner {
                 scope,
                 id,
                 metric,
                 window,
                 offset,
                 leased: leases && scope == Scope::Key && metric == Metric::Cost,
-            };
-            WindowedCell::new(owner, now, used)
+            }
+        });
+        let used = |owner: &Owner| {
+            let window = owner.window.label_in(offset, now);
+            initial
+                .get(&(scope, id, owner.metric, window))
+                .map_or(0, |v| *v)
         };
         ScopeUsage {
             scope,
             id,
-            requests: cell(Metric::Requests, Window::Day),
-            bytes_in: cell(Metric::BytesIn, Window::Month),
-            bytes_out: cell(Metric::BytesOut, Window::Month),
-            cost_day: cell(Metric::Cost, Window::Day),
-            cost_total: cell(Metric::Cost, Window::Lifetime),
+            windows: Windows::new(owners, now, used),
         }
     }
 
-    /// Every counter.
-    pub fn cells(&self) -> [&WindowedCell; 5] {
-        [
-            &self.requests,
-            &self.bytes_in,
-            &self.bytes_out,
-            &self.cost_day,
-            &self.cost_total,
-        ]
+    /// The slots of the windows containing `now`, rolling over those that ended.
+    pub fn current(&self, now: i64, retired: &Retired) -> Arc<Slots> {
+        self.windows.current(now, retired)
+    }
+
+    /// The current slots without rolling over (for flushing and reporting).
+    pub fn peek(&self) -> Arc<Slots> {
+        self.windows.peek()
+    }
+
+    /// Whose counter `counter` is.
+    pub fn owner(&self, counter: Counter) -> Owner {
+        self.windows.owner(counter)
+    }
+
+    /// Requests per day.
+    pub fn requests(&self) -> Cell<'_> {
+        self.windows.cell(Counter::Requests)
+    }
+
+    /// Bytes received per month.
+    pub fn bytes_in(&self) -> Cell<'_> {
+        self.windows.cell(Counter::BytesIn)
+    }
+
+    /// Bytes sent per month.
+    pub fn bytes_out(&self) -> Cell<'_> {
+        self.windows.cell(Counter::BytesOut)
+    }
+
+    /// Cost per day.
+    pub fn cost_day(&self) -> Cell<'_> {
+        self.windows.cell(Counter::CostDay)
+    }
+
+    /// Cost over the scope's lifetime.
+    pub fn cost_total(&self) -> Cell<'_> {
+        self.windows.cell(Counter::CostTotal)
     }
 
     /// Current slots of the byte counters: (in, out).
     pub fn bytes(&self, now: i64, retired: &Retired) -> (Arc<Slot>, Arc<Slot>) {
+        let slots = self.current(now, retired);
         (
-            self.bytes_in.current(now, retired),
-            self.bytes_out.current(now, retired),
+            slots.get(Counter::BytesIn).clone(),
+            slots.get(Counter::BytesOut).clone(),
         )
     }
 }

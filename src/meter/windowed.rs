@@ -1,6 +1,6 @@
-//! A counter that starts a new slot when its window rolls over. Readers pay one `ArcSwap`
-//! load; the rollover itself is a single compare-and-swap, and the retired slot is handed to the
-//! meter so its last deltas still reach the store.
+//! A scope's counters, each starting a new slot when its window rolls over. Readers pay one
+//! `ArcSwap` load for all of them; the rollover itself is a single compare-and-swap, and the
+//! retired slots are handed to the meter so their last deltas still reach the store.
 
 use std::sync::{Arc, Mutex};
 
@@ -28,52 +28,145 @@ pub struct Owner {
 /// Slots retired by a rollover, waiting for their final flush.
 pub type Retired = Mutex<Vec<(Owner, Arc<Slot>)>>;
 
-/// A counter over a rolling window.
-#[derive(Debug)]
-pub struct WindowedCell {
-    owner: Owner,
-    slot: ArcSwap<Slot>,
+/// Which of a scope's counters: requests per day, bytes in and out per month, cost per day
+/// and over the scope's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    Requests,
+    BytesIn,
+    BytesOut,
+    CostDay,
+    CostTotal,
 }
 
-impl WindowedCell {
-    /// A cell whose current window (at `now`) already holds `used`.
-    pub fn new(owner: Owner, now: i64, used: u64) -> Self {
-        let slot = new_slot(owner, now, used);
-        WindowedCell {
-            owner,
-            slot: ArcSwap::from_pointee(slot),
+impl Counter {
+    /// Every counter, in the order of [`Slots`].
+    pub const ALL: [Counter; 5] = [
+        Counter::Requests,
+        Counter::BytesIn,
+        Counter::BytesOut,
+        Counter::CostDay,
+        Counter::CostTotal,
+    ];
+
+    /// What it counts, over which window.
+    pub fn metric_window(self) -> (Metric, Window) {
+        match self {
+            Counter::Requests => (Metric::Requests, Window::Day),
+            Counter::BytesIn => (Metric::BytesIn, Window::Month),
+            Counter::BytesOut => (Metric::BytesOut, Window::Month),
+            Counter::CostDay => (Metric::Cost, Window::Day),
+            Counter::CostTotal => (Metric::Cost, Window::Lifetime),
+        }
+    }
+}
+
+/// The current slot of each of a scope's counters.
+#[derive(Debug)]
+pub struct Slots {
+    slots: [Arc<Slot>; 5],
+    /// The earliest end among them: until then none rolls over.
+    end: i64,
+}
+
+impl Slots {
+    fn new(slots: [Arc<Slot>; 5]) -> Self {
+        let end = slots.iter().map(|s| s.end).min().unwrap_or(i64::MAX);
+        Slots { slots, end }
+    }
+
+    /// The slot of `counter`.
+    pub fn get(&self, counter: Counter) -> &Arc<Slot> {
+        &self.slots[counter as usize]
+    }
+}
+
+/// A scope's counters over their rolling windows, swapped as one: a request pays one
+/// `ArcSwap` load for all five (admission touches every one of them). A rollover is a single
+/// compare-and-swap that starts new slots for the windows that ended and keeps the others;
+/// the retired slots are handed to the meter so their last deltas still reach the store.
+#[derive(Debug)]
+pub struct Windows {
+    owners: [Owner; 5],
+    slots: ArcSwap<Slots>,
+}
+
+impl Windows {
+    /// Counters whose current windows (at `now`) already hold `used(owner)`.
+    pub fn new(owners: [Owner; 5], now: i64, used: impl Fn(&Owner) -> u64) -> Self {
+        let slots = owners.map(|owner| Arc::new(new_slot(owner, now, used(&owner))));
+        Windows {
+            owners,
+            slots: ArcSwap::from_pointee(Slots::new(slots)),
         }
     }
 
+    /// Whose counter `counter` is.
+    pub fn owner(&self, counter: Counter) -> Owner {
+        self.owners[counter as usize]
+    }
+
+    /// The slots of the windows containing `now`, rolling over those that ended.
+    pub fn current(&self, now: i64, retired: &Retired) -> Arc<Slots> {
+        let cur = self.slots.load_full();
+        // Fast path, no date arithmetic: every window still runs, or a clock that went
+        // backwards (keep counting in the newer windows).
+        if now < cur.end {
+            return cur;
+        }
+        let slots = std::array::from_fn(|i| match &cur.slots[i] {
+            slot if now < slot.end => slot.clone(),
+            _ => Arc::new(new_slot(self.owners[i], now, 0)),
+        });
+        let fresh = Arc::new(Slots::new(slots));
+        let prev = self.slots.compare_and_swap(&cur, fresh.clone());
+        if !Arc::ptr_eq(&prev, &cur) {
+            return self.slots.load_full();
+        }
+        let mut retired = retired.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, old) in cur.slots.iter().enumerate() {
+            if !Arc::ptr_eq(old, &fresh.slots[i]) {
+                retired.push((self.owners[i], old.clone()));
+            }
+        }
+        fresh
+    }
+
+    /// The current slots without rolling over (for flushing and reporting).
+    pub fn peek(&self) -> Arc<Slots> {
+        self.slots.load_full()
+    }
+
+    /// One counter, for callers that want one slot.
+    pub fn cell(&self, counter: Counter) -> Cell<'_> {
+        Cell {
+            windows: self,
+            counter,
+        }
+    }
+}
+
+/// One counter of a scope.
+#[derive(Clone, Copy)]
+pub struct Cell<'a> {
+    windows: &'a Windows,
+    counter: Counter,
+}
+
+impl Cell<'_> {
     /// Whose counter this is.
     pub fn owner(&self) -> Owner {
-        self.owner
+        self.windows.owner(self.counter)
     }
 
     /// The slot of the window containing `now`, rolling over if needed.
     pub fn current(&self, now: i64, retired: &Retired) -> Arc<Slot> {
-        let cur = self.slot.load_full();
-        // Fast path, no date arithmetic: still inside the current window, or a clock that went
-        // backwards (keep counting in the newer window).
-        if now < cur.end {
-            return cur;
-        }
-        let fresh = Arc::new(new_slot(self.owner, now, 0));
-        let prev = self.slot.compare_and_swap(&cur, fresh.clone());
-        if Arc::ptr_eq(&prev, &cur) {
-            retired
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((self.owner, cur));
-            fresh
-        } else {
-            self.slot.load_full()
-        }
+        self.windows.current(now, retired).get(self.counter).clone()
     }
 
     /// The current slot without rolling over (for flushing and reporting).
     pub fn peek(&self) -> Arc<Slot> {
-        self.slot.load_full()
+        self.windows.peek().get(self.counter).clone()
     }
 }
 
@@ -96,15 +189,19 @@ fn new_slot(owner: Owner, now: i64, used: u64) -> Slot {
 mod tests {
     use super::*;
 
-    fn owner(window: Window) -> Owner {
-        Owner {
-            scope: Scope::Key,
-            id: Uuid::nil(),
-            metric: Metric::Cost,
-            window,
-            offset: 0,
-            leased: false,
-        }
+    fn windows(used: u64) -> Windows {
+        let owners = Counter::ALL.map(|counter| {
+            let (metric, window) = counter.metric_window();
+            Owner {
+                scope: Scope::Key,
+                id: Uuid::nil(),
+                metric,
+                window,
+                offset: 0,
+                leased: false,
+            }
+        });
+        Windows::new(owners, NOW, |_| used)
     }
 
     const NOW: i64 = 1_795_435_200; // 2026-11-23 12:00 UTC
@@ -112,7 +209,8 @@ mod tests {
     #[test]
     fn rolls_over_at_the_boundary_and_retires_the_old_slot() {
         let retired = Retired::default();
-        let cell = WindowedCell::new(owner(Window::Day), NOW, 40);
+        let w = windows(40);
+        let cell = w.cell(Counter::CostDay);
         let today = cell.current(NOW, &retired);
         assert!(today.try_reserve(60, Some(100)));
         assert!(!today.try_reserve(1, Some(100)));
@@ -121,19 +219,53 @@ mod tests {
         assert_eq!(tomorrow.committed(), 0);
         assert!(tomorrow.try_reserve(100, Some(100)));
         let old = retired.lock().unwrap();
-        assert_eq!(old.len(), 1);
-        assert_eq!(old[0].1.label, "2026-11-23");
-        assert_eq!(old[0].1.committed(), 100);
+        // The day's two counters rolled over; the month's and the lifetime's did not.
+        let mut labels: Vec<_> = old
+            .iter()
+            .map(|(o, s)| (o.metric, s.label.as_str()))
+            .collect();
+        labels.sort_by_key(|(m, _)| m.as_str());
+        assert_eq!(
+            labels,
+            [
+                (Metric::Cost, "2026-11-23"),
+                (Metric::Requests, "2026-11-23")
+            ]
+        );
+        let cost = old.iter().find(|(o, _)| o.metric == Metric::Cost).unwrap();
+        assert_eq!(cost.1.committed(), 100);
+        let month = w.cell(Counter::BytesIn).current(NOW + 86_400, &retired);
+        assert_eq!((month.label.as_str(), month.used()), ("2026-11", 40));
     }
 
     #[test]
     fn lifetime_never_rolls_and_backwards_clock_keeps_newer_slot() {
         let retired = Retired::default();
-        let cell = WindowedCell::new(owner(Window::Lifetime), NOW, 5);
-        assert_eq!(cell.current(NOW + 400 * 86_400, &retired).used(), 5);
-        let day = WindowedCell::new(owner(Window::Day), NOW, 0);
+        let w = windows(5);
+        let total = w
+            .cell(Counter::CostTotal)
+            .current(NOW + 400 * 86_400, &retired);
+        assert_eq!(total.used(), 5);
+        let day = windows(0);
         let _ = day.current(NOW + 86_400, &retired);
-        assert_eq!(day.current(NOW, &retired).label, "2026-11-24");
-        assert_eq!(retired.lock().unwrap().len(), 1);
+        let back = day.cell(Counter::CostDay).current(NOW, &retired);
+        assert_eq!(back.label, "2026-11-24");
+    }
+
+    #[test]
+    fn a_slot_that_did_not_roll_is_the_same_slot() {
+        let retired = Retired::default();
+        let w = windows(0);
+        let before = w.current(NOW, &retired);
+        let after = w.current(NOW + 86_400, &retired);
+        assert!(Arc::ptr_eq(
+            before.get(Counter::BytesOut),
+            after.get(Counter::BytesOut)
+        ));
+        assert!(!Arc::ptr_eq(
+            before.get(Counter::CostDay),
+            after.get(Counter::CostDay)
+        ));
+        assert!(Arc::ptr_eq(&after, &w.peek()));
     }
 }

@@ -512,7 +512,7 @@ pub fn ends_chunked(value: &[u8]) -> bool {
 }
 
 /// A `Content-Length` value as hyper reads it: decimal digits only, no sign, no overflow.
-fn digits(value: &[u8]) -> Option<u64> {
+pub fn digits(value: &[u8]) -> Option<u64> {
     if value.is_empty() {
         return None;
     }

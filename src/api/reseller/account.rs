@@ -88,8 +88,8 @@ pub async fn balance(
         .map(|(_, v)| v)
         .sum();
     let plans_total: i64 = plans.iter().map(|(_, v)| v).sum();
-    let used_today = usage.cost_day.current(now, &meter.retired).total_used() as i64;
-    let used_total = usage.cost_total.current(now, &meter.retired).total_used() as i64;
+    let used_today = usage.cost_day().current(now, &meter.retired).total_used() as i64;
+    let used_total = usage.cost_total().current(now, &meter.retired).total_used() as i64;
     Ok(ok(Balance {
         balance_usd: usd(live.balance()),
         spent_today_usd: usd(used_today.saturating_add(plans_today)),

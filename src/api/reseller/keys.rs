@@ -240,8 +240,8 @@ async fn with_cost(
     let meter = &state.manager.meter;
     let now = state.manager.clock.now_unix();
     let usage = meter.key_usage(key.id, now);
-    let today = usage.cost_day.current(now, &meter.retired).total_used();
-    let total = usage.cost_total.current(now, &meter.retired).total_used();
+    let today = usage.cost_day().current(now, &meter.retired).total_used();
+    let total = usage.cost_total().current(now, &meter.retired).total_used();
     Ok(KeyWithCost {
         key: names.object(key).await?,
         cost_today_usd: usd(today as i64),

@@ -10,6 +10,7 @@ mod call;
 mod h1;
 mod idle;
 mod own;
+mod response_head;
 
 use std::pin::Pin;
 use std::sync::Arc;

@@ -21,24 +21,20 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::ext::ReasonPhrase;
 use smallvec::SmallVec;
 use tokio::net::TcpStream;
 
 use super::SendError;
 use super::idle::IdleConns;
+use super::response_head::{Receiving, content_length, parse_response};
 use crate::proxy::ProxyBody;
 use crate::proxy::codec::body::{poll_fill, poll_fill_by};
-use crate::proxy::codec::head::has_token;
 use crate::proxy::codec::write::chunk_size;
 use crate::proxy::framing::{BodyFraming, BodyStep, Watch, ends_chunked};
-use crate::proxy::headers::{is_hop_by_hop, remove_connection_named};
 
-/// hyper's cap on response headers.
-const MAX_HEADERS: usize = 100;
 /// The longest response head accepted (hyper's client buffers up to ~400 KiB).
 const MAX_HEAD: usize = 400 << 10;
 /// Room per read of a response body: large bodies stream in fewer, larger pieces.
@@ -207,22 +203,6 @@ fn request_framing(parts: &mut http::request::Parts, body: &ProxyBody) -> Sendin
     }
 }
 
-/// Every `Content-Length` value, when they all agree (hyper's `content_length_parse_all`).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut found = None;
-    for value in headers.get_all(CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            let len: u64 = std::str::from_utf8(part).ok()?.parse().ok()?;
-            if !part.iter().all(u8::is_ascii_digit) || found.is_some_and(|f| f != len) {
-                return None;
-            }
-            found = Some(len);
-        }
-    }
-    found
-}
-
 /// The request line (origin form) and headers.
 fn encode_head(out: &mut Vec<u8>, parts: &http::request::Parts) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
@@ -385,16 +365,6 @@ impl Upload {
     }
 }
 
-/// How the response body is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Receiving {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the upstream closes.
-    Close,
-}
-
 /// Sends the request (as far as the body allows) and reads the response head, skipping 1xx.
 async fn exchange(
     conn: &mut Conn,
@@ -433,130 +403,6 @@ async fn exchange(
         }
     })
     .await
-}
-
-/// A response head at the start of `buf`, taken out of it: `None` while incomplete,
-/// `Some(None)` for a 1xx to skip.
-#[allow(clippy::type_complexity)]
-fn parse_response(
-    buf: &mut BytesMut,
-    method: &Method,
-) -> Result<Option<Option<(http::response::Parts, Receiving, bool)>>, &'static str> {
-    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut []);
-    let bytes: &[u8] = buf;
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-        &mut resp,
-        bytes,
-        &mut headers,
-    ) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err("invalid response head"),
-    };
-    let code = resp.code.unwrap_or_default();
-    let status = StatusCode::from_u16(code).map_err(|_| "invalid response status")?;
-    let http11 = resp.version == Some(1);
-    // The upstream's own reason phrase, kept for the client when it is not the usual one.
-    let reason = resp
-        .reason
-        .filter(|r| status.canonical_reason() != Some(*r))
-        .and_then(|r| ReasonPhrase::try_from(r.as_bytes().to_vec()).ok());
-    let base = bytes.as_ptr() as usize;
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - base;
-        start..start + s.len()
-    };
-    let indices: SmallVec<[(std::ops::Range<usize>, std::ops::Range<usize>); 24]> = resp
-        .headers
-        .iter()
-        .map(|h| (at(h.name.as_bytes()), at(h.value)))
-        .collect();
-    let head = buf.split_to(len).freeze();
-    if status.is_informational() && code != 101 {
-        return Ok(Some(None));
-    }
-    // Hop-by-hop headers are read here and never enter the map: the pipeline would remove
-    // them (`headers::remove_hop_by_hop`) at a cost of a map search per name.
-    let mut map = HeaderMap::with_capacity(indices.len());
-    let mut te = None;
-    let mut connection: SmallVec<[HeaderValue; 1]> = SmallVec::new();
-    for (name, value) in indices {
-        let name = HeaderName::from_bytes(&head[name]).map_err(|_| "invalid header name")?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value))
-            .map_err(|_| "invalid header value")?;
-        if name == TRANSFER_ENCODING {
-            te = Some(value);
-        } else if name == CONNECTION {
-            connection.push(value);
-        } else if !is_hop_by_hop(&name) {
-            map.append(name, value);
-        }
-    }
-    let receiving = receiving(status, method, &map, te.as_ref(), http11)?;
-    if te.is_some() {
-        // The coding frames the body: a length beside it must not reach the client.
-        map.remove(CONTENT_LENGTH);
-    }
-    remove_connection_named(&mut map, &connection);
-    let close = connection.iter().any(|v| has_token(v.as_bytes(), b"close"));
-    let keep_alive = if http11 {
-        !close
-    } else {
-        !close
-            && connection
-                .iter()
-                .any(|v| has_token(v.as_bytes(), b"keep-alive"))
-    };
-    // After a 101 or a 2xx to CONNECT the connection is no longer HTTP (hyper upgrades it):
-    // never pooled.
-    let tunnel = code == 101 || (method == Method::CONNECT && status.is_success());
-    let keep_alive = keep_alive && receiving != Receiving::Close && !tunnel;
-    let mut parts = Response::new(()).into_parts().0;
-    if let Some(reason) = reason {
-        parts.extensions.insert(reason);
-    }
-    parts.status = status;
-    parts.version = if http11 {
-        Version::HTTP_11
-    } else {
-        Version::HTTP_10
-    };
-    parts.headers = map;
-    Ok(Some(Some((parts, receiving, keep_alive))))
-}
-
-/// The response body's framing, as hyper's client decides it.
-fn receiving(
-    status: StatusCode,
-    method: &Method,
-    headers: &HeaderMap,
-    te: Option<&HeaderValue>,
-    http11: bool,
-) -> Result<Receiving, &'static str> {
-    let code = status.as_u16();
-    if code == 101 || code == 204 || code == 304 || method == Method::HEAD {
-        return Ok(Receiving::Empty);
-    }
-    if method == Method::CONNECT && status.is_success() {
-        return Ok(Receiving::Empty);
-    }
-    if let Some(te) = te {
-        if !http11 {
-            return Err("HTTP/1.0 response with Transfer-Encoding");
-        }
-        return Ok(if ends_chunked(te.as_bytes()) {
-            Receiving::Chunked
-        } else {
-            Receiving::Close
-        });
-    }
-    match content_length(headers) {
-        Some(0) => Ok(Receiving::Empty),
-        Some(len) => Ok(Receiving::Length(len)),
-        None if headers.contains_key(CONTENT_LENGTH) => Err("invalid Content-Length"),
-        None => Ok(Receiving::Close),
-    }
 }
 
 /// A response body read from its connection; the connection goes back to the pool at its end.
