@@ -173,7 +173,8 @@ pub struct RequestBody {
     seen: u64,
     state: Arc<UploadState>,
     clock: PaceClock,
-    timer: Pin<Box<Sleep>>,
+    /// Made at the first wait: a request whose body is empty (or never read) sets none.
+    timer: Option<Pin<Box<Sleep>>>,
     /// How the upload ends when `timer` fires.
     cut: Upload,
     /// Whether the last poll found the client had nothing to send: only that time counts as
@@ -204,7 +205,7 @@ impl RequestBody {
             seen: 0,
             state: state.clone(),
             clock: PaceClock::new(pace),
-            timer: Box::pin(tokio::time::sleep(pace.idle)),
+            timer: None,
             cut: Upload::Stalled,
             waiting: false,
             peeked: None,
@@ -237,7 +238,10 @@ impl Body for RequestBody {
         }
         if !this.waiting {
             let (deadline, cut) = this.clock.wait(Instant::now(), this.seen);
-            this.timer.as_mut().reset(deadline);
+            match this.timer.as_mut() {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
             this.cut = cut;
         }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
@@ -275,7 +279,9 @@ impl Body for RequestBody {
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.timer.as_mut().poll(cx).is_ready() {
+                // Set above: a pending read follows a wait that began.
+                let timer = this.timer.as_mut().expect("set when the wait began");
+                if timer.as_mut().poll(cx).is_ready() {
                     this.state.set(this.cut);
                     let err: BoxError = match this.cut {
                         Upload::TooSlow => Box::new(TooSlow),

@@ -76,14 +76,12 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, Status
         start..start + s.len()
     };
     let path_range = at(path.as_bytes());
-    let indices: SmallVec<[Indices; 24]> = req
-        .headers
-        .iter()
-        .map(|h| Indices {
-            name: at(h.name.as_bytes()),
-            value: at(h.value),
-        })
-        .collect();
+    // Filled in place: a collected `SmallVec` is moved (copied whole) on return.
+    let mut indices: SmallVec<[Indices; 24]> = SmallVec::new();
+    indices.extend(req.headers.iter().map(|h| Indices {
+        name: at(h.name.as_bytes()),
+        value: at(h.value),
+    }));
     let head = buf.split_to(len).freeze();
     let uri =
         Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| StatusCode::BAD_REQUEST)?;

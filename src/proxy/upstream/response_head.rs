@@ -114,11 +114,14 @@ pub fn parse_response(
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
-    let indices: SmallVec<[(std::ops::Range<usize>, std::ops::Range<usize>); 24]> = resp
-        .headers
-        .iter()
-        .map(|h| (at(h.name.as_bytes()), at(h.value)))
-        .collect();
+    // Filled in place: a collected `SmallVec` is moved (copied whole) on return.
+    let mut indices: SmallVec<[(std::ops::Range<usize>, std::ops::Range<usize>); 24]> =
+        SmallVec::new();
+    indices.extend(
+        resp.headers
+            .iter()
+            .map(|h| (at(h.name.as_bytes()), at(h.value))),
+    );
     let head = buf.split_to(len).freeze();
     if status.is_informational() && code != 101 {
         return Ok(Some(None));
