@@ -263,7 +263,7 @@ fn post(
 /// Waits until the key's lifetime cost has settled (nothing reserved) at `micros`.
 async fn settles_to(t: &TestGateway, id: Uuid, micros: u64) {
     let now = t.gw().manager.clock.now_unix();
-    let slot = t.gw().manager.meter.key_usage(id, now).cost_total.peek();
+    let slot = t.gw().manager.meter.key_usage(id, now).cost_total().peek();
     let ok = common::eventually(Duration::from_secs(10), || {
         let done = slot.used() == micros && slot.committed() == micros;
         async move { done }
