@@ -830,19 +830,22 @@ async fn a_stalled_upload_is_cut_and_never_completes_upstream() {
     let (id, key) = t
         .create_key(json!({"permissions": ["read", "write"], "concurrency_limit": 5}))
         .await;
-    // Declares 1000 bytes, sends 10, then goes silent (but keeps the connection open).
-    let mut conn = raw_upload(&t, &key, 1000, b"0123456789").await;
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
-        .await
-        .expect("the gateway answers instead of waiting forever")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf[..n]);
-    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
-    assert!(text.contains("stalled"), "{text}");
-    // The key's concurrency slot and reservations are released.
-    let entry = t.gw().manager.index.get(id.parse().unwrap()).unwrap();
-    assert_eq!(entry.live.in_flight.current(), 0);
+    // Declares 1000 bytes, sends 10 (or none: the body's first read already waits), then goes
+    // silent (but keeps the connection open).
+    for first in [&b"0123456789"[..], b""] {
+        let mut conn = raw_upload(&t, &key, 1000, first).await;
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), conn.read(&mut buf))
+            .await
+            .expect("the gateway answers instead of waiting forever")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(text.contains("stalled"), "{text}");
+        // The key's concurrency slot and reservations are released.
+        let entry = t.gw().manager.index.get(id.parse().unwrap()).unwrap();
+        assert_eq!(entry.live.in_flight.current(), 0);
+    }
 }
 
 /// Sends `raw` on a new connection to the proxy and reads the answer (the gateway closes the

@@ -234,6 +234,7 @@ mod tests {
         );
         let cost = old.iter().find(|(o, _)| o.metric == Metric::Cost).unwrap();
         assert_eq!(cost.1.committed(), 100);
+        drop(old);
         let month = w.cell(Counter::BytesIn).current(NOW + 86_400, &retired);
         assert_eq!((month.label.as_str(), month.used()), ("2026-11", 40));
     }
@@ -246,10 +247,60 @@ mod tests {
             .cell(Counter::CostTotal)
             .current(NOW + 400 * 86_400, &retired);
         assert_eq!(total.used(), 5);
+        let retired = Retired::default();
         let day = windows(0);
         let _ = day.current(NOW + 86_400, &retired);
         let back = day.cell(Counter::CostDay).current(NOW, &retired);
         assert_eq!(back.label, "2026-11-24");
+        assert_eq!(
+            retired.lock().unwrap().len(),
+            2,
+            "requests and cost per day, once"
+        );
+    }
+
+    #[test]
+    fn a_new_month_retires_four_slots_and_keeps_the_lifetime_one() {
+        let retired = Retired::default();
+        let w = windows(7);
+        let before = w.current(NOW, &retired);
+        let next_month = 1_796_083_200; // 2026-12-01 00:00 UTC
+        let after = w.current(next_month, &retired);
+        assert_eq!(retired.lock().unwrap().len(), 4);
+        for counter in Counter::ALL {
+            let kept = Arc::ptr_eq(before.get(counter), after.get(counter));
+            assert_eq!(kept, counter == Counter::CostTotal, "{counter:?}");
+        }
+        assert_eq!(after.get(Counter::BytesIn).label, "2026-12");
+        assert_eq!(after.get(Counter::CostTotal).used(), 7);
+    }
+
+    #[test]
+    fn racing_rollovers_agree_on_one_set_of_slots() {
+        let retired = Retired::default();
+        let w = windows(0);
+        let _ = w.current(NOW, &retired);
+        let barrier = std::sync::Barrier::new(4);
+        let seen: Vec<Arc<Slots>> = std::thread::scope(|s| {
+            let racers: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        w.current(NOW + 86_400, &retired)
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(
+            seen.iter().all(|s| Arc::ptr_eq(s, &w.peek())),
+            "one winner's slots"
+        );
+        assert_eq!(
+            retired.lock().unwrap().len(),
+            2,
+            "retired once, by the winner"
+        );
     }
 
     #[test]

@@ -276,5 +276,27 @@ mod tests {
         assert!(parse_response(&mut buf, &Method::GET).is_err());
         let (_, receiving, _) = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::HEAD);
         assert_eq!(receiving, Receiving::Empty);
+        // The coding decides, whatever the length says; HTTP/1.0 has no codings.
+        let (_, receiving, _) = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(receiving, Receiving::Chunked);
+        let mut buf = BytesMut::from("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(parse_response(&mut buf, &Method::GET).is_err());
+    }
+
+    #[test]
+    fn a_connection_value_that_is_not_text_names_nothing_but_may_close() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nConnection: x-a, \xff, close\r\n\
+            x-a: 1\r\nContent-Length: 0\r\n\r\n"[..],
+        );
+        let (parts, _, keep) = parse_response(&mut buf, &Method::GET)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(!keep);
+        assert!(parts.headers.contains_key("x-a"), "{:?}", parts.headers);
     }
 }
