@@ -498,3 +498,59 @@ mod sync_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod flush_tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_435_200; // 2026-11-23 12:00 UTC
+
+    /// One flush: the current slots, then the retired ones (as the flusher takes them).
+    fn flush(meter: &Meter, usage: &Arc<ScopeUsage>, now: i64) -> Vec<(&'static str, String, u64)> {
+        let (mut batch, today) = (Batch::default(), meter.today(now));
+        Meter::take_usages(&mut batch, std::slice::from_ref(usage), &today);
+        meter.take_rest(&mut batch, &today);
+        let mut deltas: Vec<_> = batch
+            .deltas
+            .into_iter()
+            .map(|d| (d.metric.as_str(), d.label, d.amount))
+            .collect();
+        deltas.sort();
+        deltas
+    }
+
+    #[test]
+    fn a_rollover_flushes_each_delta_once_under_its_window_even_with_a_request_in_flight() {
+        let meter = Meter::default();
+        let usage = meter.key_usage(Uuid::new_v4(), NOW);
+        let today = usage.current(NOW, &meter.retired);
+        // A request still in flight on today's cost slot when the day ends.
+        let in_flight = today.get(Counter::CostDay).clone();
+        in_flight.record(10, 0);
+        today.get(Counter::BytesIn).record(100, 0);
+        drop(today);
+        let tomorrow = NOW + 86_400;
+        let next = usage.current(tomorrow, &meter.retired);
+        next.get(Counter::CostDay).record(5, 0);
+        next.get(Counter::BytesIn).record(1, 0);
+        drop(next);
+        let d = |m: &'static str, label: &str, n| (m, label.to_string(), n);
+        assert_eq!(
+            flush(&meter, &usage, tomorrow),
+            [
+                d("bytes_in", "2026-11", 101),
+                d("cost_micros", "2026-11-23", 10),
+                d("cost_micros", "2026-11-24", 5)
+            ]
+        );
+        // The request settles on yesterday's slot after that flush: its rest follows, once.
+        in_flight.record(7, 0);
+        drop(in_flight);
+        assert_eq!(
+            flush(&meter, &usage, tomorrow),
+            [d("cost_micros", "2026-11-23", 7)]
+        );
+        assert_eq!(flush(&meter, &usage, tomorrow), []);
+        assert!(meter.retired.lock().unwrap().is_empty());
+    }
+}

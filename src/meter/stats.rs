@@ -62,6 +62,7 @@ mod tests {
     use super::*;
     use crate::domain::key::Account;
     use crate::meter::Meter;
+    use crate::meter::windowed::Counter;
 
     const NOW: i64 = 1_795_435_200;
 
@@ -89,9 +90,9 @@ mod tests {
             ipns_limit: std::num::NonZeroU32::new(3),
         };
         let plans = HashMap::from([(1, plan)]);
-        let (bytes_in, bytes_out) = live.usage.bytes(NOW, &meter.retired);
-        bytes_in.record(1234, 0);
-        bytes_out.record(99, 0);
+        let slots = live.usage.current(NOW, &meter.retired);
+        slots.get(Counter::BytesIn).record(1234, 0);
+        slots.get(Counter::BytesOut).record(99, 0);
         let s = account_stats(&live, &plans, NOW);
         assert_eq!(
             (s.ingress, s.ingress_limit, s.egress, s.egress_limit),

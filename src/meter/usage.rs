@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::cell::Slot;
 use super::windowed::{Cell, Counter, Owner, Retired, Slots, Windows};
 
 /// Who a counter belongs to.
@@ -154,15 +153,6 @@ impl ScopeUsage {
     /// Cost over the scope's lifetime.
     pub fn cost_total(&self) -> Cell<'_> {
         self.windows.cell(Counter::CostTotal)
-    }
-
-    /// Current slots of the byte counters: (in, out).
-    pub fn bytes(&self, now: i64, retired: &Retired) -> (Arc<Slot>, Arc<Slot>) {
-        let slots = self.current(now, retired);
-        (
-            slots.get(Counter::BytesIn).clone(),
-            slots.get(Counter::BytesOut).clone(),
-        )
     }
 }
 
