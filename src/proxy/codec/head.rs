@@ -86,11 +86,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, Status
     let uri =
         Uri::from_maybe_shared(head.slice(path_range)).map_err(|_| StatusCode::BAD_REQUEST)?;
     let (headers, seen) = header_map(&head, &indices)?;
-    let mut keep_alive = if http11 {
-        !seen.close
-    } else {
-        !seen.close && seen.keep_alive
-    };
+    let mut keep_alive = seen.connection.keeps_alive(http11);
     if seen.te && seen.cl {
         keep_alive = false;
     }
@@ -116,8 +112,7 @@ pub fn parse(buf: &mut BytesMut, max_head: usize) -> Result<Option<Head>, Status
 struct Seen {
     te: bool,
     cl: bool,
-    close: bool,
-    keep_alive: bool,
+    connection: ConnectionTokens,
     expect_continue: bool,
 }
 
@@ -147,11 +142,7 @@ fn header_map(head: &Bytes, indices: &[Indices]) -> Result<(HeaderMap, Seen), St
             }
             cl_kept = true;
         } else if name == CONNECTION {
-            if seen.close || has_token(value.as_bytes(), b"close") {
-                seen.close = true;
-            } else if has_token(value.as_bytes(), b"keep-alive") {
-                seen.keep_alive = true;
-            }
+            seen.connection.read(value.as_bytes());
         } else if name == EXPECT {
             seen.expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
         }
@@ -160,9 +151,32 @@ fn header_map(head: &Bytes, indices: &[Indices]) -> Result<(HeaderMap, Seen), St
     Ok((headers, seen))
 }
 
-/// Whether a comma-separated header value holds `token` (ASCII case ignored).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+/// What a head's `Connection` values say (tokens split at commas, trimmed, ASCII case
+/// ignored), for the request and the response parsers alike.
+#[derive(Default)]
+pub struct ConnectionTokens {
+    pub close: bool,
+    pub keep_alive: bool,
+    /// A token other than `keep-alive` (`close` included): it may name a header to remove.
+    pub names: bool,
+}
+
+impl ConnectionTokens {
+    /// With one more `Connection` value.
+    pub fn read(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if !token.is_empty() {
+                self.names = true;
+                self.close |= token.eq_ignore_ascii_case(b"close");
+            }
+        }
+    }
+
+    /// Whether the connection may carry another message: HTTP/1.1 unless `close`, HTTP/1.0
+    /// only with `keep-alive`.
+    pub fn keeps_alive(&self, http11: bool) -> bool {
+        !self.close && (http11 || self.keep_alive)
+    }
 }

@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Ver
 use hyper::ext::ReasonPhrase;
 use smallvec::SmallVec;
 
+use crate::proxy::codec::head::ConnectionTokens;
 use crate::proxy::framing::{digits, ends_chunked};
 use crate::proxy::headers::{is_hop_by_hop, remove_connection_named};
 
@@ -57,28 +58,6 @@ impl Length {
             };
         }
         len
-    }
-}
-
-/// What a response's `Connection` values say.
-#[derive(Default)]
-struct ConnectionTokens {
-    close: bool,
-    keep_alive: bool,
-    /// A token other than `keep-alive` (`close` included): it may name a header to remove.
-    names: bool,
-}
-
-impl ConnectionTokens {
-    fn read(&mut self, value: &[u8]) {
-        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            if token.eq_ignore_ascii_case(b"keep-alive") {
-                self.keep_alive = true;
-            } else if !token.is_empty() {
-                self.names = true;
-                self.close |= token.eq_ignore_ascii_case(b"close");
-            }
-        }
     }
 }
 
@@ -158,7 +137,7 @@ pub fn parse_response(
     if tokens.names {
         remove_connection_named(&mut map, &connection);
     }
-    let keep_alive = !tokens.close && (http11 || tokens.keep_alive);
+    let keep_alive = tokens.keeps_alive(http11);
     // After a 101 or a 2xx to CONNECT the connection is no longer HTTP (hyper upgrades it):
     // never pooled.
     let tunnel = code == 101 || (method == Method::CONNECT && status.is_success());
